@@ -1,0 +1,83 @@
+/* egress-control: the control process. See README "Running it". */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "methods.h"
+#include "rpc.h"
+#include "state.h"
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct cp_rpc_server_opts opts = {0};
+	const char *config = NULL;
+	struct cp_state st;
+	struct eg_error err = {0};
+	struct sigaction sa = {0};
+	int opt, rc;
+
+	while ((opt = getopt(argc, argv, "c:h")) != -1) {
+		switch (opt) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'h':
+			printf("usage: egress-control -c CONFIG\n");
+			return 0;
+		default:
+			fprintf(stderr, "usage: egress-control -c CONFIG\n");
+			return 2;
+		}
+	}
+	if (!config) {
+		fprintf(stderr, "usage: egress-control -c CONFIG\n");
+		return 2;
+	}
+	rc = cp_state_init(&st, config, &err);
+	if (rc) {
+		fprintf(stderr, "egress-control: bad config %s: %s: %s\n", config, err.path, err.msg);
+		cp_state_free(&st);
+		return 1;
+	}
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	opts.path = st.cfg.control.socket;
+	opts.mode = 0660;
+	opts.group = st.cfg.control.socket_group;
+	opts.methods = cp_methods;
+	opts.ctx = &st;
+	st.rpc = cp_rpc_server_open(&opts);
+	if (!st.rpc) {
+		fprintf(stderr, "egress-control: cannot serve %s\n", opts.path);
+		cp_state_free(&st);
+		return 1;
+	}
+	fprintf(stderr, "egress-control: instance %s, socket %s, %u egress(es), %u policy(ies)\n",
+		st.cfg.instance, opts.path, st.n_egresses, st.n_policies);
+	while (!stop) {
+		rc = cp_rpc_server_poll(st.rpc, 100);
+		if (rc && rc != -EINTR) {
+			fprintf(stderr, "egress-control: socket failed: %s\n", strerror(-rc));
+			break;
+		}
+		cp_state_tick(&st);
+	}
+	fprintf(stderr, "egress-control: stopping\n");
+	cp_rpc_server_close(st.rpc);
+	st.rpc = NULL;
+	cp_state_free(&st);
+	return rc && rc != -EINTR ? 1 : 0;
+}

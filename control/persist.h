@@ -1,0 +1,23 @@
+/* The state file: what operators changed through the socket (egresses and policies), so
+ * that a restarted egress-control comes back to the same state. Written atomically (temp
+ * file, fsync, rename, fsync of the directory): a crash at any point leaves either the old
+ * or the new file, never a torn one. */
+#ifndef CP_PERSIST_H
+#define CP_PERSIST_H
+
+#include "config.h"
+
+/* 0 and the arrays filled; 1 when there is no state file; -errno with err (path inside the
+ * file) when it cannot be used. */
+int cp_persist_load(const char *path, struct eg_egress_cfg **egresses, unsigned *n_egresses,
+		    struct eg_policy_cfg **policies, unsigned *n_policies, struct eg_error *err);
+
+/* Writes the new state next to path (path + ".tmp"), fsynced, without replacing path yet. */
+int cp_persist_prepare(const char *path, const struct eg_egress_cfg *egresses, unsigned n_egresses,
+		       const struct eg_policy_cfg *policies, unsigned n_policies);
+/* Puts the prepared file in place. */
+int cp_persist_commit(const char *path);
+/* Removes a prepared file that will not be used. */
+void cp_persist_abort(const char *path);
+
+#endif

@@ -1,0 +1,614 @@
+#include "state.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "persist.h"
+#include "rpc.h"
+
+#define LOG(fmt, ...) fprintf(stderr, "egress-control: " fmt "\n", ##__VA_ARGS__)
+
+enum {
+	HEARTBEAT_STALE_MS = 2000,	/* the dataplane's service loop beats every ~1 ms */
+	ATTACH_RETRY_MS = 200,
+};
+
+/* Policy ids must survive policy.set for policies that keep their name, among up to
+ * EG_MAX_POLICIES of them: names are looked up through a small open-addressing index. */
+struct name_index {
+	unsigned mask;
+	int *slot;			/* index into the array, -1 empty */
+};
+
+static uint32_t name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	while (*s)
+		h = (h ^ (uint8_t)*s++) * 16777619u;
+	return h;
+}
+
+static int name_index_build(struct name_index *ix, const struct eg_policy_cfg *p, unsigned n)
+{
+	unsigned size = 16;
+
+	while (size < n * 2)
+		size <<= 1;
+	ix->mask = size - 1;
+	ix->slot = malloc(size * sizeof(int));
+	if (!ix->slot)
+		return -ENOMEM;
+	memset(ix->slot, 0xff, size * sizeof(int));
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t h = name_hash(p[i].name);
+
+		while (ix->slot[h & ix->mask] >= 0)
+			h++;
+		ix->slot[h & ix->mask] = (int)i;
+	}
+	return 0;
+}
+
+static int name_index_find(const struct name_index *ix, const struct eg_policy_cfg *p, const char *name)
+{
+	for (uint32_t h = name_hash(name);; h++) {
+		int i = ix->slot[h & ix->mask];
+
+		if (i < 0 || strcmp(p[i].name, name) == 0)
+			return i;
+	}
+}
+
+static void free_policies(struct eg_policy_cfg *p, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		eg_policy_cfg_free(&p[i]);
+	free(p);
+}
+
+int cp_state_egress_index(const struct cp_state *st, const char *name)
+{
+	for (unsigned i = 0; i < st->n_egresses; i++)
+		if (strcmp(st->egresses[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Counter sums straight from shared memory (0 when not mapped). */
+static void egress_sum(const struct cp_state *st, uint16_t id, uint64_t *pkts, uint64_t *bytes)
+{
+	*pkts = *bytes = 0;
+	if (!st->mapped)
+		return;
+	for (unsigned w = 0; w < st->shm.hdr->n_workers; w++) {
+		const struct eg_egress_counters *c = &eg_shm_egress_counters(eg_shm_worker(st->shm.hdr, w))[id];
+
+		*pkts += c->tx_packets;
+		*bytes += c->tx_bytes;
+	}
+}
+
+static uint64_t policy_sum(const struct cp_state *st, uint32_t id)
+{
+	uint64_t n = 0;
+
+	if (!st->mapped)
+		return 0;
+	for (unsigned w = 0; w < st->shm.hdr->n_workers; w++)
+		n += eg_shm_policy_hits(eg_shm_worker(st->shm.hdr, w))[id];
+	return n;
+}
+
+/* Baselines, so that an id handed out again, or a control process that restarted against
+ * a running dataplane, counts from zero. */
+static uint64_t egress_base_pkts[EG_MAX_EGRESSES], egress_base_bytes[EG_MAX_EGRESSES];
+static uint64_t *policy_base;
+
+static void take_baselines(struct cp_state *st)
+{
+	for (unsigned i = 0; i < st->n_egresses; i++) {
+		uint16_t id = st->egress_ids[i];
+
+		egress_sum(st, id, &egress_base_pkts[id], &egress_base_bytes[id]);
+	}
+	for (unsigned i = 0; i < st->n_policies; i++)
+		policy_base[st->policy_ids[i]] = policy_sum(st, st->policy_ids[i]);
+}
+
+void cp_state_egress_counters(const struct cp_state *st, unsigned i, uint64_t *pkts, uint64_t *bytes)
+{
+	uint16_t id = st->egress_ids[i];
+
+	egress_sum(st, id, pkts, bytes);
+	*pkts -= *pkts >= egress_base_pkts[id] ? egress_base_pkts[id] : *pkts;
+	*bytes -= *bytes >= egress_base_bytes[id] ? egress_base_bytes[id] : *bytes;
+}
+
+uint64_t cp_state_policy_hits(const struct cp_state *st, unsigned i)
+{
+	uint32_t id = st->policy_ids[i];
+	uint64_t n = policy_sum(st, id);
+
+	return n >= policy_base[id] ? n - policy_base[id] : 0;
+}
+
+/* A direct egress is up while its port has link. WireGuard and IPsec egresses are
+ * accepted in the config but this dataplane cannot send through them yet: they stay down,
+ * so that policies listing them fall over to egresses that work. */
+static uint8_t egress_state_now(const struct cp_state *st, const struct eg_egress_cfg *e)
+{
+	int port;
+
+	if (e->type != EG_EGRESS_DIRECT)
+		return EG_PATH_DOWN;
+	if (!st->mapped)
+		return EG_PATH_UP;
+	port = eg_config_port_index(&st->cfg.dataplane, e->port);
+	if (port < 0)
+		return EG_PATH_DOWN;
+	return __atomic_load_n(&st->shm.hdr->ports[port].link_up, __ATOMIC_RELAXED) ? EG_PATH_UP
+										     : EG_PATH_DOWN;
+}
+
+static int build(const struct cp_state *st, const struct eg_egress_cfg *egs, unsigned n_egs,
+		 const uint16_t *eids, const uint8_t *estate, const struct eg_policy_cfg *pols,
+		 unsigned n_pols, const uint32_t *pids, struct eg_blob *b, struct eg_error *err)
+{
+	struct eg_table_input in = {
+		.dp = &st->cfg.dataplane,
+		.egresses = egs, .n_egresses = n_egs, .egress_ids = eids, .egress_state = estate,
+		.policies = pols, .n_policies = n_pols, .policy_ids = pids,
+	};
+
+	eg_blob_init(b, (size_t)st->cfg.dataplane.table_mb << 20);
+	return eg_table_build(&in, b, err);
+}
+
+bool cp_state_dataplane_alive(const struct cp_state *st)
+{
+	if (!st->mapped)
+		return false;
+	return eg_now_ns() - __atomic_load_n(&st->shm.hdr->heartbeat_ns, __ATOMIC_ACQUIRE) <
+	       (uint64_t)HEARTBEAT_STALE_MS * 1000000ull;
+}
+
+/* Publishes b and waits until every worker runs on it. On a timeout the previous
+ * generation is made current again, so the state stays the one operators last confirmed. */
+static int publish(struct cp_state *st, const struct eg_blob *b, uint64_t *gen, int *code,
+		   struct eg_error *err)
+{
+	unsigned timeout = st->cfg.control.publish_timeout_ms;
+	struct eg_shm_hdr *h = st->shm.hdr;
+	uint64_t before;
+	int rc;
+
+	if (!cp_state_dataplane_alive(st)) {
+		*code = CP_RPC_NOT_ATTACHED;
+		snprintf(err->msg, sizeof(err->msg), "the dataplane is not running; nothing changed");
+		return -ENOTCONN;
+	}
+	before = eg_shm_generation(h);
+	rc = eg_shm_publish(h, b->data, b->len, timeout, gen);
+	if (rc == -ENOSPC) {
+		*code = CP_RPC_RESOURCE;
+		snprintf(err->msg, sizeof(err->msg), "table of %zu bytes exceeds the %llu-byte slot (dataplane.table_mb)",
+			 b->len, (unsigned long long)h->slot_size);
+		return rc;
+	}
+	if (rc == 0) {
+		rc = eg_shm_wait_grace(h, *gen, timeout);
+		if (rc && before != 0) {
+			uint64_t back;
+
+			eg_shm_revert(h, &back);
+			LOG("workers did not confirm generation %llu within %u ms; generation %llu restores the previous table",
+			    (unsigned long long)*gen, timeout, (unsigned long long)back);
+			*gen = back;
+		}
+	}
+	if (rc) {
+		*code = CP_RPC_PUBLISH_TIMEOUT;
+		snprintf(err->msg, sizeof(err->msg),
+			 "workers did not pass a quiescent state within %u ms; the previous table stays live", timeout);
+		return rc;
+	}
+	st->generation = *gen;
+	return 0;
+}
+
+static void notify_applied(struct cp_state *st, uint64_t gen)
+{
+	if (st->rpc)
+		cp_rpc_server_notify(st->rpc, "policy.applied",
+				     json_pack("{s:I,s:I,s:I}", "generation", (json_int_t)gen, "policies",
+					       (json_int_t)st->n_policies, "egresses", (json_int_t)st->n_egresses));
+}
+
+int cp_state_publish_current(struct cp_state *st)
+{
+	struct eg_error err = {0};
+	uint64_t gen;
+	int code = 0, rc;
+
+	rc = publish(st, &st->table, &gen, &code, &err);
+	if (rc)
+		LOG("publish failed: %s", err.msg);
+	else
+		notify_applied(st, gen);
+	return rc;
+}
+
+/* Gives each egress of the new list an id: its old one when it keeps its name. */
+static int assign_egress_ids(const struct cp_state *st, const struct eg_egress_cfg *egs, unsigned n,
+			     uint16_t *ids, uint8_t *states, uint8_t *used)
+{
+	memset(used, 0, EG_MAX_EGRESSES);
+	for (unsigned i = 0; i < n; i++) {
+		int old = cp_state_egress_index(st, egs[i].name);
+
+		ids[i] = UINT16_MAX;
+		if (old >= 0) {
+			ids[i] = st->egress_ids[old];
+			states[i] = st->egress_state[old];
+			used[ids[i]] = 1;
+		}
+	}
+	unsigned next = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (ids[i] != UINT16_MAX)
+			continue;
+		while (next < EG_MAX_EGRESSES && used[next])
+			next++;
+		if (next == EG_MAX_EGRESSES)
+			return -ENOSPC;
+		ids[i] = (uint16_t)next;
+		used[next] = 1;
+		states[i] = egress_state_now(st, &egs[i]);
+	}
+	return 0;
+}
+
+static int assign_policy_ids(const struct cp_state *st, const struct eg_policy_cfg *pols, unsigned n,
+			     uint32_t *ids, uint8_t *used)
+{
+	struct name_index ix;
+	unsigned next = 0;
+
+	if (name_index_build(&ix, st->policies, st->n_policies))
+		return -ENOMEM;
+	memset(used, 0, EG_MAX_POLICIES);
+	for (unsigned i = 0; i < n; i++) {
+		int old = name_index_find(&ix, st->policies, pols[i].name);
+
+		ids[i] = UINT32_MAX;
+		if (old >= 0) {
+			ids[i] = st->policy_ids[old];
+			used[ids[i]] = 1;
+		}
+	}
+	free(ix.slot);
+	for (unsigned i = 0; i < n; i++) {
+		if (ids[i] != UINT32_MAX)
+			continue;
+		while (next < EG_MAX_POLICIES && used[next])
+			next++;
+		if (next == EG_MAX_POLICIES)
+			return -ENOSPC;
+		ids[i] = next;
+		used[next] = 1;
+	}
+	return 0;
+}
+
+int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned n_egresses,
+		   struct eg_policy_cfg *policies, unsigned n_policies, uint64_t *generation,
+		   int *code, struct eg_error *err)
+{
+	bool new_egs = egresses != NULL, new_pols = policies != NULL;
+	struct eg_egress_cfg *egs = new_egs ? egresses : st->egresses;
+	struct eg_policy_cfg *pols = new_pols ? policies : st->policies;
+	unsigned n_egs = new_egs ? n_egresses : st->n_egresses;
+	unsigned n_pols = new_pols ? n_policies : st->n_policies;
+	uint16_t *eids = calloc(n_egs + 1, sizeof(*eids));
+	uint8_t *estate = calloc(n_egs + 1, 1);
+	uint32_t *pids = calloc(n_pols + 1, sizeof(*pids));
+	uint8_t *pused = calloc(EG_MAX_POLICIES, 1);
+	uint8_t eused[EG_MAX_EGRESSES];
+	struct eg_blob b = {0};
+	int rc = -ENOMEM;
+
+	*code = CP_RPC_INTERNAL_ERROR;
+	snprintf(err->path, sizeof(err->path), "$.params");
+	snprintf(err->msg, sizeof(err->msg), "out of memory");
+	if (!eids || !estate || !pids || !pused)
+		goto fail;
+	if (assign_egress_ids(st, egs, n_egs, eids, estate, eused) ||
+	    assign_policy_ids(st, pols, n_pols, pids, pused)) {
+		*code = CP_RPC_RESOURCE;
+		snprintf(err->msg, sizeof(err->msg), "too many egresses or policies");
+		rc = -ENOSPC;
+		goto fail;
+	}
+	rc = build(st, egs, n_egs, eids, estate, pols, n_pols, pids, &b, err);
+	if (rc) {
+		*code = CP_RPC_RESOURCE;
+		goto fail;
+	}
+	/* Saved before publishing, put in place after: a failure anywhere leaves the old
+	 * state both live and on disk. */
+	rc = cp_persist_prepare(st->cfg.control.state_file, egs, n_egs, pols, n_pols);
+	if (rc) {
+		*code = CP_RPC_PERSIST_FAILED;
+		snprintf(err->msg, sizeof(err->msg), "cannot write %.160s.tmp: %s; nothing changed",
+			 st->cfg.control.state_file, strerror(-rc));
+		goto fail;
+	}
+	rc = publish(st, &b, generation, code, err);
+	if (rc) {
+		cp_persist_abort(st->cfg.control.state_file);
+		goto fail;
+	}
+	rc = cp_persist_commit(st->cfg.control.state_file);
+	if (rc)
+		LOG("published generation %llu but could not save %s: %s", (unsigned long long)*generation,
+		    st->cfg.control.state_file, strerror(-rc));
+
+	/* Commit. */
+	if (new_egs)
+		free(st->egresses);
+	if (new_pols)
+		free_policies(st->policies, st->n_policies);
+	free(st->egress_ids);
+	free(st->egress_state);
+	free(st->policy_ids);
+	st->egresses = egs;
+	st->n_egresses = n_egs;
+	st->policies = pols;
+	st->n_policies = n_pols;
+	st->egress_ids = eids;
+	st->egress_state = estate;
+	st->policy_ids = pids;
+	/* Ids new to this state count from what their counters hold now. */
+	for (unsigned i = 0; i < n_egs; i++)
+		if (!st->egress_id_used[eids[i]])
+			egress_sum(st, eids[i], &egress_base_pkts[eids[i]], &egress_base_bytes[eids[i]]);
+	for (unsigned i = 0; i < n_pols; i++)
+		if (!st->policy_id_used[pids[i]])
+			policy_base[pids[i]] = policy_sum(st, pids[i]);
+	memcpy(st->egress_id_used, eused, sizeof(eused));
+	free(st->policy_id_used);
+	st->policy_id_used = pused;
+	eg_blob_free(&st->table);
+	st->table = b;
+	notify_applied(st, *generation);
+	return 0;
+fail:
+	eg_blob_free(&b);
+	free(eids);
+	free(estate);
+	free(pids);
+	free(pused);
+	return rc;
+}
+
+int cp_state_init(struct cp_state *st, const char *config_path, struct eg_error *err)
+{
+	struct eg_egress_cfg *egs;
+	struct eg_policy_cfg *pols;
+	unsigned n_egs, n_pols;
+	uint8_t eused[EG_MAX_EGRESSES];
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	st->config_path = config_path;
+	st->started_ns = eg_now_ns();
+	rc = eg_config_load(config_path, &st->cfg, err);
+	if (rc)
+		return rc;
+	st->egresses = st->cfg.egresses;
+	st->n_egresses = st->cfg.n_egresses;
+	st->policies = st->cfg.policies;
+	st->n_policies = st->cfg.n_policies;
+	st->cfg.egresses = NULL;
+	st->cfg.policies = NULL;
+	st->cfg.n_egresses = st->cfg.n_policies = 0;
+
+	rc = cp_persist_load(st->cfg.control.state_file, &egs, &n_egs, &pols, &n_pols, err);
+	if (rc < 0) {
+		char where[EG_PATH_LEN];
+
+		snprintf(where, sizeof(where), "%s", err->path);
+		snprintf(err->path, sizeof(err->path), "%.120s: %.120s", st->cfg.control.state_file, where);
+		return rc;
+	}
+	if (rc == 0) {
+		rc = eg_config_check_refs(&st->cfg.dataplane, egs, n_egs, "$.egresses", pols, n_pols,
+					  "$.policies", err);
+		if (rc) {
+			char where[EG_PATH_LEN];
+
+			snprintf(where, sizeof(where), "%s", err->path);
+			snprintf(err->path, sizeof(err->path), "%.120s: %.120s", st->cfg.control.state_file, where);
+			free(egs);
+			free_policies(pols, n_pols);
+			return rc;
+		}
+		LOG("state from %s: %u egress(es), %u policy(ies)", st->cfg.control.state_file, n_egs, n_pols);
+		free(st->egresses);
+		free_policies(st->policies, st->n_policies);
+		st->egresses = egs;
+		st->n_egresses = n_egs;
+		st->policies = pols;
+		st->n_policies = n_pols;
+	}
+
+	policy_base = calloc(EG_MAX_POLICIES, sizeof(*policy_base));
+	st->policy_id_used = calloc(EG_MAX_POLICIES, 1);
+	st->egress_ids = calloc(st->n_egresses + 1, sizeof(*st->egress_ids));
+	st->egress_state = calloc(st->n_egresses + 1, 1);
+	st->policy_ids = calloc(st->n_policies + 1, sizeof(*st->policy_ids));
+	if (!policy_base || !st->policy_id_used || !st->egress_ids || !st->egress_state || !st->policy_ids)
+		return -ENOMEM;
+	/* Nothing is assigned yet, so every egress and policy gets a fresh id in order. */
+	{
+		struct eg_egress_cfg *keep_e = st->egresses;
+		struct eg_policy_cfg *keep_p = st->policies;
+		unsigned ne = st->n_egresses, np = st->n_policies;
+
+		st->n_egresses = st->n_policies = 0;
+		rc = assign_egress_ids(st, keep_e, ne, st->egress_ids, st->egress_state, eused);
+		if (!rc)
+			rc = assign_policy_ids(st, keep_p, np, st->policy_ids, st->policy_id_used);
+		st->n_egresses = ne;
+		st->n_policies = np;
+		if (rc)
+			return rc;
+		memcpy(st->egress_id_used, eused, sizeof(eused));
+	}
+	return build(st, st->egresses, st->n_egresses, st->egress_ids, st->egress_state, st->policies,
+		     st->n_policies, st->policy_ids, &st->table, err);
+}
+
+void cp_state_free(struct cp_state *st)
+{
+	if (st->mapped)
+		eg_shm_detach(&st->shm);
+	free(st->egresses);
+	free_policies(st->policies, st->n_policies);
+	free(st->egress_ids);
+	free(st->egress_state);
+	free(st->policy_ids);
+	free(st->policy_id_used);
+	free(policy_base);
+	policy_base = NULL;
+	eg_blob_free(&st->table);
+	eg_config_free(&st->cfg);
+}
+
+static void notify(struct cp_state *st, const char *type, json_t *params)
+{
+	if (st->rpc)
+		cp_rpc_server_notify(st->rpc, type, params);
+	else
+		json_decref(params);
+}
+
+/* Path states follow link state for direct egresses; a change is re-published. */
+static void refresh_states(struct cp_state *st)
+{
+	bool changed = false;
+
+	for (unsigned i = 0; i < st->n_egresses; i++) {
+		uint8_t now = egress_state_now(st, &st->egresses[i]);
+		static const char *const names[] = {"up", "degraded", "down"};
+
+		if (now == st->egress_state[i])
+			continue;
+		LOG("egress %s: %s -> %s", st->egresses[i].name, names[st->egress_state[i]], names[now]);
+		notify(st, "egress.state", json_pack("{s:s,s:s,s:s}", "name", st->egresses[i].name, "state",
+						     names[now], "previous", names[st->egress_state[i]]));
+		st->egress_state[i] = now;
+		changed = true;
+	}
+	if (changed) {
+		struct eg_error err = {0};
+		struct eg_blob b;
+
+		if (build(st, st->egresses, st->n_egresses, st->egress_ids, st->egress_state, st->policies,
+			  st->n_policies, st->policy_ids, &b, &err) == 0) {
+			eg_blob_free(&st->table);
+			st->table = b;
+			cp_state_publish_current(st);
+		} else {
+			eg_blob_free(&b);
+			LOG("rebuild after a path change failed: %s", err.msg);
+		}
+	}
+}
+
+static void detach(struct cp_state *st, const char *why)
+{
+	LOG("dataplane detached (%s)", why);
+	notify(st, "dataplane.detached", json_pack("{s:s}", "reason", why));
+	eg_shm_detach(&st->shm);
+	st->mapped = false;
+}
+
+static void try_attach(struct cp_state *st)
+{
+	char name[EG_SHM_NAME_LEN];
+	struct eg_shm_hdr *h;
+	int rc;
+
+	eg_shm_name(st->cfg.instance, name);
+	rc = eg_shm_attach(name, &st->shm);
+	if (rc) {
+		if (rc != -ENOENT)
+			LOG("cannot attach to %s: %s", name, strerror(-rc));
+		return;
+	}
+	h = st->shm.hdr;
+	if (h->n_ports != st->cfg.dataplane.n_ports) {
+		LOG("dataplane in %s has %u ports, the config %u: not attaching", name, h->n_ports,
+		    st->cfg.dataplane.n_ports);
+		eg_shm_detach(&st->shm);
+		return;
+	}
+	st->mapped = true;
+	if (!cp_state_dataplane_alive(st)) {
+		/* A segment left behind by a dataplane that died; wait for a live one. */
+		eg_shm_detach(&st->shm);
+		st->mapped = false;
+		return;
+	}
+	bool new_epoch = st->epoch != h->epoch;
+
+	st->epoch = h->epoch;
+	LOG("attached to dataplane pid %d (epoch %016llx, %u workers, generation %llu)%s", h->dp_pid,
+	    (unsigned long long)h->epoch, h->n_workers, (unsigned long long)eg_shm_generation(h),
+	    new_epoch && st->generation ? ": re-publishing" : "");
+	take_baselines(st);
+	for (unsigned i = 0; i < st->n_egresses; i++)
+		st->egress_state[i] = egress_state_now(st, &st->egresses[i]);
+	{
+		struct eg_error err = {0};
+		struct eg_blob b;
+
+		if (build(st, st->egresses, st->n_egresses, st->egress_ids, st->egress_state, st->policies,
+			  st->n_policies, st->policy_ids, &b, &err) == 0) {
+			eg_blob_free(&st->table);
+			st->table = b;
+		} else {
+			eg_blob_free(&b);
+		}
+	}
+	notify(st, "dataplane.attached",
+	       json_pack("{s:i,s:I,s:i}", "pid", h->dp_pid, "generation", (json_int_t)eg_shm_generation(h),
+			 "workers", (int)h->n_workers));
+	cp_state_publish_current(st);
+}
+
+void cp_state_tick(struct cp_state *st)
+{
+	uint64_t now = eg_now_ns();
+
+	if (st->mapped) {
+		if (eg_shm_replaced(&st->shm)) {
+			detach(st, "segment re-created: the dataplane restarted");
+		} else if (kill(st->shm.hdr->dp_pid, 0) != 0 && errno == ESRCH) {
+			detach(st, "dataplane process gone");
+		} else {
+			refresh_states(st);
+			return;
+		}
+	}
+	if (now < st->next_attach_ns)
+		return;
+	st->next_attach_ns = now + (uint64_t)ATTACH_RETRY_MS * 1000000ull;
+	try_attach(st);
+}

@@ -1,0 +1,105 @@
+/* State of one egress-dataplane process, shared by its main (service) lcore and workers.
+ * Workers read everything here but write only their own struct dp_worker. */
+#ifndef DP_CONTEXT_H
+#define DP_CONTEXT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "config.h"
+#include "shm.h"
+
+enum {
+	DP_BURST = 32,
+	DP_RX_DESC = 1024,
+	DP_TX_DESC = 1024,
+	DP_PUNT_RING = 1024,		/* per worker, to the service lcore */
+	DP_INJECT_RING = 1024,		/* per worker, from the service lcore */
+	DP_IDLE_SPIN = 256,		/* empty polls before the first sleep */
+};
+
+struct dp_neigh_table;
+struct dp_routes;
+
+struct dp_port {
+	const struct eg_port_cfg *cfg;
+	uint16_t port_id;		/* DPDK ethdev id */
+	uint16_t index;			/* position in the config */
+	uint16_t rx_queues;
+	uint16_t mtu;
+	struct rte_ether_addr mac;
+	bool has_ipv4, has_ipv6;
+	uint32_t ipv4;			/* network order */
+	uint8_t ipv6[16];
+	struct eg_prefix net4, net6;	/* connected subnets (host bits cleared) */
+};
+
+/* A packet waiting for transmission on one port, per worker. */
+struct dp_tx_buffer {
+	uint16_t n;
+	struct rte_mbuf *pkts[DP_BURST];
+};
+
+/* A worker asking the service to resolve a next hop (element of dp_worker.resolve). */
+struct dp_resolve_req {
+	uint16_t port;
+	uint8_t family;
+	uint8_t pad;
+	uint8_t ip[16];
+};
+
+struct dp_ctx;
+
+struct dp_worker {
+	unsigned id;
+	unsigned lcore;
+	struct dp_ctx *ctx;
+	struct eg_worker_shm *shm;	/* this worker's counters and QSBR state */
+	struct rte_ring *punt;		/* worker -> service */
+	struct rte_ring *inject;	/* service -> worker: frames to send, m->port = port index */
+	struct rte_ring *resolve;	/* worker -> service: struct dp_resolve_req */
+	struct dp_tx_buffer tx[EG_MAX_PORTS];
+	/* Next hops this worker asked the service to resolve recently, so that a burst of
+	 * packets toward an unresolved gateway asks once, not per packet. */
+	struct {
+		uint8_t ip[16];
+		uint16_t port;
+		uint64_t tsc;
+	} asked[64];
+	uint64_t idle_polls;
+} __rte_cache_aligned;
+
+struct dp_ctx {
+	struct eg_config cfg;
+	unsigned n_ports;
+	struct dp_port ports[EG_MAX_PORTS];
+	unsigned n_workers;
+	struct dp_worker *workers;
+	struct eg_shm_map shm;
+	struct dp_neigh_table *neigh;
+	struct dp_routes *routes;
+	struct rte_mempool *pool;
+	uint64_t tsc_hz;
+	volatile bool stop;
+};
+
+/* The port whose interface address ip is, or -1. A handful of ports: a short loop beats
+ * a hash. */
+static inline int dp_own_address_port(const struct dp_ctx *ctx, uint8_t family, const uint8_t *ip)
+{
+	for (unsigned i = 0; i < ctx->n_ports; i++) {
+		const struct dp_port *p = &ctx->ports[i];
+
+		if (family == EG_AF_INET ? p->has_ipv4 && memcmp(&p->ipv4, ip, 4) == 0
+					 : p->has_ipv6 && memcmp(p->ipv6, ip, 16) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+#endif

@@ -1,0 +1,26 @@
+/* Worker lcores: run-to-completion loops over bursts. */
+#ifndef DP_WORKER_H
+#define DP_WORKER_H
+
+#include <stdint.h>
+
+#include <rte_mbuf.h>
+
+#include "context.h"
+#include "table.h"
+
+/* The lcore entry point; arg is the struct dp_worker. */
+int dp_worker_main(void *arg);
+
+/* Everything a worker does with a burst received on port index in_port: parse, classify,
+ * select, rewrite, and queue on this worker's tx buffers (sent by dp_worker_flush).
+ * t is the table acquired for this burst (NULL when none is published). Dropped packets
+ * are counted by reason and freed; punted ones go to the service ring. Returns how many
+ * were queued for transmission. egress-bench calls this too. */
+uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, uint16_t in_port,
+			   struct rte_mbuf **pkts, uint16_t n);
+
+/* Transmits what dp_worker_process queued. */
+void dp_worker_flush(struct dp_worker *w);
+
+#endif

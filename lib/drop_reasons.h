@@ -1,0 +1,44 @@
+/* Why a worker dropped a packet: one list, from which the enum, the names shown to
+ * operators and the counter arrays are all made. Append only: the shared-memory counters are
+ * indexed by these values. */
+#ifndef EG_DROP_REASONS_H
+#define EG_DROP_REASONS_H
+
+#define EG_DROP_REASONS(X)                                                              \
+	X(ETH_RUNT,           "eth_runt")           /* shorter than an Ethernet header */   \
+	X(VLAN_MISMATCH,      "vlan_mismatch")      /* tag other than the port's vlan */    \
+	X(UNKNOWN_ETHERTYPE,  "unknown_ethertype")                                          \
+	X(IPV4_RUNT,          "ipv4_runt")                                                  \
+	X(IPV4_BAD_HEADER,    "ipv4_bad_header")    /* version or IHL wrong */              \
+	X(IPV4_BAD_CHECKSUM,  "ipv4_bad_checksum")                                          \
+	X(IPV4_BAD_LENGTH,    "ipv4_bad_length")    /* total length beyond the frame */     \
+	X(IPV6_RUNT,          "ipv6_runt")                                                  \
+	X(IPV6_BAD_LENGTH,    "ipv6_bad_length")                                            \
+	X(L4_RUNT,            "l4_runt")            /* TCP/UDP header cut short */          \
+	X(TTL_EXCEEDED,       "ttl_exceeded")                                               \
+	X(NO_TABLE,           "no_table")           /* nothing published yet */             \
+	X(NO_POLICY,          "no_policy")          /* no rule matched */                   \
+	X(POLICY_DROP,        "policy_drop")        /* a policy with action drop */         \
+	X(NO_EGRESS,          "no_egress")          /* pinned policy, none eligible */      \
+	X(EGRESS_UNSUPPORTED, "egress_unsupported") /* egress type this build cannot send */\
+	X(NO_ROUTE,           "no_route")           /* return traffic with no site route */ \
+	X(NEIGH_UNRESOLVED,   "neigh_unresolved")   /* next hop MAC not known yet */        \
+	X(PUNT_FULL,          "punt_full")          /* service ring full */                 \
+	X(TX_FULL,            "tx_full")            /* device would not take it */          \
+	X(NOT_IP,             "not_ip")             /* on a port that only routes IP */     \
+	X(MTU_EXCEEDED,       "mtu_exceeded")                                               \
+	X(L2_OTHER_HOST,      "l2_other_host")      /* unicast to another MAC */            \
+	X(IPV6_BAD_HEADER,    "ipv6_bad_header")    /* version or extension chain */        \
+	X(NOT_FORWARDABLE,    "not_forwardable")    /* multicast, broadcast, link-local */  \
+	X(SERVICE_DROP,       "service_drop")       /* punted, then nothing to answer */
+
+enum eg_drop_reason {
+#define EG_DROP_ENUM(id, name) EG_DROP_##id,
+	EG_DROP_REASONS(EG_DROP_ENUM)
+#undef EG_DROP_ENUM
+	EG_DROP_MAX
+};
+
+extern const char *const eg_drop_names[EG_DROP_MAX];
+
+#endif

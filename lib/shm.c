@@ -1,0 +1,227 @@
+#include "shm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t eg_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void eg_shm_name(const char *instance, char name[static EG_SHM_NAME_LEN])
+{
+	snprintf(name, EG_SHM_NAME_LEN, "/egress-%s", instance);
+}
+
+static size_t align_up(size_t v, size_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static size_t worker_stride(void)
+{
+	return align_up(sizeof(struct eg_worker_shm) +
+			sizeof(struct eg_egress_counters) * EG_MAX_EGRESSES +
+			sizeof(uint64_t) * EG_MAX_POLICIES, 4096);
+}
+
+int eg_shm_create(const char *name, const char *instance, const struct eg_shm_geometry *g,
+		  struct eg_shm_map *out)
+{
+	size_t stride = worker_stride();
+	size_t slot = align_up(g->slot_size, 4096);
+	size_t workers_off = align_up(sizeof(struct eg_shm_hdr), 4096);
+	size_t slots_off = workers_off + stride * g->n_workers;
+	size_t total = slots_off + slot * EG_TABLE_SLOTS;
+	struct eg_shm_hdr *h;
+	struct stat st;
+	uint64_t epoch;
+	int fd, rc;
+
+	if (g->n_workers == 0 || g->n_workers > EG_MAX_WORKERS || g->n_ports > EG_MAX_PORTS)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	/* A fresh segment every start, so an attached control process sees the new epoch (and
+	 * inode) and re-publishes instead of trusting a table the new workers never saw. */
+	shm_unlink(name);
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (fd < 0)
+		return -errno;
+	if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)total) < 0 || fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	h = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (h == MAP_FAILED) {
+		rc = -errno;
+		goto fail;
+	}
+	if (getrandom(&epoch, sizeof(epoch), 0) != sizeof(epoch))
+		epoch = eg_now_ns() ^ ((uint64_t)getpid() << 32);
+
+	h->layout_version = EG_SHM_LAYOUT_VERSION;
+	h->hdr_size = sizeof(*h);
+	h->epoch = epoch | 1;
+	h->total_size = total;
+	h->dp_pid = getpid();
+	h->n_workers = g->n_workers;
+	h->n_ports = g->n_ports;
+	h->worker_stride = (uint32_t)stride;
+	h->workers_off = workers_off;
+	for (unsigned i = 0; i < EG_TABLE_SLOTS; i++)
+		h->slot_off[i] = slots_off + slot * i;
+	h->slot_size = slot;
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		h->created_unix_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	}
+	snprintf(h->instance, sizeof(h->instance), "%s", instance);
+	for (unsigned w = 0; w < g->n_workers; w++)
+		eg_shm_offline(eg_shm_worker(h, w));
+	__atomic_store_n(&h->heartbeat_ns, eg_now_ns(), __ATOMIC_RELEASE);
+	/* The magic last: an attacher that sees it sees a complete header. */
+	__atomic_store_n(&h->magic, EG_SHM_MAGIC, __ATOMIC_RELEASE);
+
+	out->hdr = h;
+	out->size = total;
+	out->fd = fd;
+	out->inode = st.st_ino;
+	snprintf(out->name, sizeof(out->name), "%s", name);
+	return 0;
+fail:
+	close(fd);
+	shm_unlink(name);
+	return rc;
+}
+
+int eg_shm_attach(const char *name, struct eg_shm_map *out)
+{
+	struct eg_shm_hdr *h;
+	struct stat st;
+	int fd, rc;
+
+	memset(out, 0, sizeof(*out));
+	fd = shm_open(name, O_RDWR, 0);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if ((size_t)st.st_size < sizeof(*h)) {
+		rc = -EPROTO;
+		goto fail;
+	}
+	h = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (h == MAP_FAILED) {
+		rc = -errno;
+		goto fail;
+	}
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != EG_SHM_MAGIC ||
+	    h->layout_version != EG_SHM_LAYOUT_VERSION || h->hdr_size != sizeof(*h) ||
+	    h->total_size != (uint64_t)st.st_size || h->n_workers == 0 ||
+	    h->n_workers > EG_MAX_WORKERS) {
+		munmap(h, (size_t)st.st_size);
+		rc = -EPROTO;
+		goto fail;
+	}
+	out->hdr = h;
+	out->size = (size_t)st.st_size;
+	out->fd = fd;
+	out->inode = st.st_ino;
+	snprintf(out->name, sizeof(out->name), "%s", name);
+	return 0;
+fail:
+	close(fd);
+	return rc;
+}
+
+bool eg_shm_replaced(const struct eg_shm_map *m)
+{
+	struct stat st;
+	int fd = shm_open(m->name, O_RDONLY, 0);
+	bool replaced;
+
+	if (fd < 0)
+		return true;
+	replaced = fstat(fd, &st) < 0 || st.st_ino != m->inode;
+	close(fd);
+	return replaced;
+}
+
+void eg_shm_detach(struct eg_shm_map *m)
+{
+	if (m->hdr)
+		munmap(m->hdr, m->size);
+	if (m->fd > 0)
+		close(m->fd);
+	memset(m, 0, sizeof(*m));
+}
+
+int eg_shm_wait_grace(const struct eg_shm_hdr *h, uint64_t gen, unsigned timeout_ms)
+{
+	uint64_t deadline = eg_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+	for (;;) {
+		unsigned behind = 0;
+
+		for (unsigned w = 0; w < h->n_workers; w++) {
+			const struct eg_worker_shm *ws = eg_shm_worker(h, w);
+
+			if (__atomic_load_n(&ws->quiescent, __ATOMIC_ACQUIRE) < gen)
+				behind++;
+		}
+		if (behind == 0)
+			return 0;
+		if (eg_now_ns() >= deadline)
+			return -ETIMEDOUT;
+		/* Workers announce once per loop, idle ones at least every idle sleep. */
+		struct timespec ts = {0, 50000};
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+int eg_shm_publish(struct eg_shm_hdr *h, const void *table, size_t len, unsigned timeout_ms,
+		   uint64_t *gen)
+{
+	uint64_t cur = __atomic_load_n(&h->current, __ATOMIC_ACQUIRE);
+	uint64_t g = cur >> EG_SHM_GEN_SHIFT;
+	unsigned slot = cur ? (unsigned)(cur & 1) ^ 1 : 0;
+	int rc;
+
+	if (len > h->slot_size)
+		return -ENOSPC;
+	/* The free slot last held generation g - 1 (or older): no worker may still read it
+	 * once all have announced g. */
+	if (cur) {
+		rc = eg_shm_wait_grace(h, g, timeout_ms);
+		if (rc)
+			return rc;
+	}
+	memcpy((uint8_t *)h + h->slot_off[slot], table, len);
+	__atomic_store_n(&h->current, ((g + 1) << EG_SHM_GEN_SHIFT) | slot, __ATOMIC_RELEASE);
+	*gen = g + 1;
+	return 0;
+}
+
+void eg_shm_revert(struct eg_shm_hdr *h, uint64_t *gen)
+{
+	uint64_t cur = __atomic_load_n(&h->current, __ATOMIC_ACQUIRE);
+	uint64_t g = (cur >> EG_SHM_GEN_SHIFT) + 1;
+
+	__atomic_store_n(&h->current, (g << EG_SHM_GEN_SHIFT) | ((cur & 1) ^ 1), __ATOMIC_RELEASE);
+	*gen = g;
+}

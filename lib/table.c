@@ -1,0 +1,285 @@
+#include "table.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int find_egress(const struct eg_table_input *in, const char *name)
+{
+	for (unsigned i = 0; i < in->n_egresses; i++)
+		if (strcmp(in->egresses[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static uint8_t state_of(const struct eg_table_input *in, unsigned i)
+{
+	return in->egress_state ? in->egress_state[i] : EG_PATH_UP;
+}
+
+/* Eligible: up. Policies' SLAs are judged against measured path quality by the control
+ * process, which reports a path that violates them as degraded for that purpose. */
+static int eligible(const struct eg_table_input *in, unsigned i)
+{
+	return state_of(in, i) == EG_PATH_UP;
+}
+
+static struct eg_sel_member member(const struct eg_table_input *in, unsigned i)
+{
+	double score = in->egress_score ? in->egress_score[i] : 1.0;
+
+	return (struct eg_sel_member){
+		.key = eg_sel_key(in->egresses[i].name),
+		.weight = in->egresses[i].weight * score,
+		.value = (uint16_t)i,
+	};
+}
+
+unsigned eg_table_policy_members(const struct eg_table_input *in, const struct eg_policy_cfg *p,
+				 struct eg_sel_member *out)
+{
+	int idx[EG_MAX_POLICY_EGRESSES];
+	unsigned n = 0, k = 0;
+
+	if (p->action == EG_ACTION_DROP)
+		return 0;
+	for (unsigned j = 0; j < p->n_egresses; j++) {
+		int i = find_egress(in, p->egresses[j]);
+
+		if (i >= 0)
+			idx[k++] = i;
+	}
+	if (p->strategy == EG_STRATEGY_WEIGHTED) {
+		for (unsigned j = 0; j < k; j++)
+			if (eligible(in, (unsigned)idx[j]))
+				out[n++] = member(in, (unsigned)idx[j]);
+	} else {
+		/* priority, pinned, and the metric-ordered strategies: one egress carries all
+		 * of the policy's flows. The caller passes egresses already ordered best-first
+		 * by the strategy's metric through the score (higher is better); without
+		 * measurements every score is equal and list order decides. */
+		int best = -1;
+		double best_score = 0;
+
+		for (unsigned j = 0; j < k; j++) {
+			unsigned i = (unsigned)idx[j];
+			double s = in->egress_score ? in->egress_score[i] : 1.0;
+
+			if (!eligible(in, i))
+				continue;
+			if (best < 0 || (p->strategy != EG_STRATEGY_PRIORITY &&
+					 p->strategy != EG_STRATEGY_PINNED && s > best_score)) {
+				best = (int)i;
+				best_score = s;
+			}
+		}
+		if (best >= 0)
+			out[n++] = member(in, (unsigned)best);
+	}
+	if (n == 0 && k > 0 && p->strategy != EG_STRATEGY_PINNED) {
+		/* Nothing eligible: fall back to the best of the rest rather than dropping
+		 * (only pinned policies drop): a degraded path before a down one, then list
+		 * order. */
+		int pick = idx[0];
+
+		for (unsigned j = 0; j < k; j++)
+			if (state_of(in, (unsigned)idx[j]) == EG_PATH_DEGRADED) {
+				pick = idx[j];
+				break;
+			}
+		out[n++] = member(in, (unsigned)pick);
+	}
+	return n;
+}
+
+/* Policies with the same member set share one bucket table. */
+struct sel_cache_entry {
+	unsigned n;
+	uint32_t off;
+	struct eg_sel_member m[EG_MAX_POLICY_EGRESSES];
+};
+
+struct sel_cache {
+	struct sel_cache_entry *e;
+	unsigned n, cap;
+};
+
+static uint32_t sel_table_for(struct eg_blob *b, struct sel_cache *c,
+			      const struct eg_sel_member *m, unsigned n)
+{
+	for (unsigned i = 0; i < c->n; i++) {
+		const struct sel_cache_entry *e = &c->e[i];
+		unsigned j;
+
+		if (e->n != n)
+			continue;
+		for (j = 0; j < n; j++)
+			if (e->m[j].key != m[j].key || e->m[j].value != m[j].value ||
+			    e->m[j].weight != m[j].weight)
+				break;
+		if (j == n)
+			return e->off;
+	}
+	if (c->n == c->cap) {
+		unsigned cap = c->cap ? c->cap * 2 : 16;
+		struct sel_cache_entry *ne = realloc(c->e, cap * sizeof(*ne));
+
+		if (!ne)
+			return EG_BLOB_NONE;
+		c->e = ne;
+		c->cap = cap;
+	}
+	uint32_t off = eg_sel_build(b, m, n);
+
+	if (off == EG_BLOB_NONE)
+		return off;
+	c->e[c->n].n = n;
+	c->e[c->n].off = off;
+	memcpy(c->e[c->n].m, m, n * sizeof(*m));
+	c->n++;
+	return off;
+}
+
+static size_t count_rules(const struct eg_policy_cfg *p)
+{
+	return (size_t)(p->match.n_src ? p->match.n_src : 1) * (p->match.n_dst ? p->match.n_dst : 1);
+}
+
+static void fill_rules(const struct eg_table_input *in, const struct eg_policy_cfg *p,
+		       uint32_t result, struct eg_rule *rules, size_t *n)
+{
+	const struct eg_match_cfg *m = &p->match;
+	struct eg_prefix any = {0};
+	int in_port = m->port[0] ? eg_config_port_index(in->dp, m->port) : -1;
+
+	for (unsigned s = 0; s < (m->n_src ? m->n_src : 1); s++) {
+		for (unsigned d = 0; d < (m->n_dst ? m->n_dst : 1); d++) {
+			const struct eg_prefix *src = m->n_src ? &m->src[s] : &any;
+			const struct eg_prefix *dst = m->n_dst ? &m->dst[d] : &any;
+			struct eg_rule *r = &rules[*n];
+
+			/* A listed 0.0.0.0/0 still means "IPv4 only": the family comes from
+			 * the lists, not from the prefix length. */
+			if (m->n_src && m->n_dst && src->family != dst->family)
+				continue;
+			memset(r, 0, sizeof(*r));
+			r->priority = p->priority;
+			r->result = result;
+			r->family = m->n_src ? src->family : m->n_dst ? dst->family : EG_AF_ANY;
+			r->src = *src;
+			r->dst = *dst;
+			r->proto_any = !m->has_proto;
+			r->proto = m->proto;
+			r->sport_lo = m->sport_lo;
+			r->sport_hi = m->sport_hi;
+			r->dport_lo = m->dport_lo;
+			r->dport_hi = m->dport_hi;
+			r->dscp_mask = m->dscp_mask;
+			r->in_port = in_port >= 0 ? (uint16_t)in_port : EG_PORT_ANY;
+			(*n)++;
+		}
+	}
+}
+
+static int fail(struct eg_error *err, int rc, const char *path, const char *msg)
+{
+	snprintf(err->path, sizeof(err->path), "%s", path);
+	snprintf(err->msg, sizeof(err->msg), "%s", msg);
+	return rc;
+}
+
+int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg_error *err)
+{
+	struct sel_cache cache = {0};
+	struct eg_rule *rules = NULL;
+	size_t n_rules = 0, max_rules = 0;
+	uint32_t hdr_off, eg_off, pol_off, cls_off;
+	int rc = -ENOMEM;
+
+	hdr_off = eg_blob_alloc(b, sizeof(struct eg_table_hdr), 64);
+	eg_off = eg_blob_alloc(b, sizeof(struct eg_table_egress) * (in->n_egresses ? in->n_egresses : 1), 64);
+	pol_off = eg_blob_alloc(b, sizeof(struct eg_table_policy) * (in->n_policies ? in->n_policies : 1), 64);
+	if (hdr_off != 0 || eg_off == EG_BLOB_NONE || pol_off == EG_BLOB_NONE)
+		goto nomem;
+
+	for (unsigned i = 0; i < in->n_egresses; i++) {
+		const struct eg_egress_cfg *c = &in->egresses[i];
+		struct eg_table_egress *e = (struct eg_table_egress *)eg_blob_at(b, eg_off) + i;
+		int port = c->type == EG_EGRESS_DIRECT ? eg_config_port_index(in->dp, c->port) : -1;
+
+		snprintf(e->name, sizeof(e->name), "%s", c->name);
+		e->id = in->egress_ids[i];
+		e->type = (uint8_t)c->type;
+		e->state = state_of(in, i);
+		e->port = port >= 0 ? (uint16_t)port : 0xffff;
+		if (c->has_next_hop) {
+			e->nh_family = c->next_hop.family;
+			memcpy(e->next_hop, c->next_hop.addr, sizeof(e->next_hop));
+		}
+	}
+
+	for (unsigned i = 0; i < in->n_policies; i++) {
+		struct eg_sel_member m[EG_MAX_POLICY_EGRESSES];
+		const struct eg_policy_cfg *c = &in->policies[i];
+		unsigned n = eg_table_policy_members(in, c, m);
+		uint32_t sel = EG_BLOB_NONE;
+		struct eg_table_policy *p;
+
+		if (n > 1) {
+			sel = sel_table_for(b, &cache, m, n);
+			if (sel == EG_BLOB_NONE)
+				goto nomem;
+		}
+		p = (struct eg_table_policy *)eg_blob_at(b, pol_off) + i;
+		snprintf(p->name, sizeof(p->name), "%s", c->name);
+		p->id = in->policy_ids[i];
+		p->action = (uint8_t)c->action;
+		p->strategy = (uint8_t)c->strategy;
+		p->single = n == 1 ? m[0].value : EG_SEL_NONE;
+		p->sel_off = sel;
+		max_rules += count_rules(c);
+	}
+
+	rules = malloc((max_rules ? max_rules : 1) * sizeof(*rules));
+	if (!rules)
+		goto nomem;
+	for (unsigned i = 0; i < in->n_policies; i++)
+		fill_rules(in, &in->policies[i], i, rules, &n_rules);
+	cls_off = eg_classifier_build(b, rules, (uint32_t)n_rules);
+	if (cls_off == EG_BLOB_NONE) {
+		rc = errno ? -errno : -ENOMEM;
+		goto nomem;
+	}
+
+	struct eg_table_hdr *h = eg_blob_at(b, hdr_off);
+
+	h->magic = EG_TABLE_MAGIC;
+	h->n_egresses = in->n_egresses;
+	h->egresses_off = eg_off;
+	h->n_policies = in->n_policies;
+	h->policies_off = pol_off;
+	h->classifier_off = cls_off;
+	h->n_rules = (uint32_t)n_rules;
+	h->size = (uint32_t)b->len;
+	free(rules);
+	free(cache.e);
+	return 0;
+nomem:
+	free(rules);
+	free(cache.e);
+	return fail(err, rc, "$.policies", "table too large for memory or its shared-memory slot (raise dataplane.table_mb)");
+}
+
+int eg_table_validate(const void *table, size_t max_size)
+{
+	const struct eg_table_hdr *t = table;
+
+	if (max_size < sizeof(*t) || t->magic != EG_TABLE_MAGIC || t->size > max_size)
+		return -EPROTO;
+	if ((uint64_t)t->egresses_off + (uint64_t)t->n_egresses * sizeof(struct eg_table_egress) > t->size ||
+	    (uint64_t)t->policies_off + (uint64_t)t->n_policies * sizeof(struct eg_table_policy) > t->size ||
+	    t->classifier_off >= t->size)
+		return -EPROTO;
+	return 0;
+}

@@ -1,0 +1,120 @@
+/* One generation of the egress table: egresses, policies, the classifier and per-policy
+ * selection tables, built by the control process into a blob and published into shared
+ * memory, where workers read it lock-free. All references inside are offsets from the
+ * table's start. */
+#ifndef EG_TABLE_H
+#define EG_TABLE_H
+
+#include <stdint.h>
+
+#include "blob.h"
+#include "classifier.h"
+#include "config.h"
+#include "flow_select.h"
+
+#define EG_TABLE_MAGIC 0x31425445u	/* "ETB1" */
+
+enum eg_path_state { EG_PATH_UP = 0, EG_PATH_DEGRADED = 1, EG_PATH_DOWN = 2 };
+
+struct eg_table_hdr {
+	uint32_t magic;
+	uint32_t size;			/* bytes of the whole table */
+	uint32_t n_egresses;
+	uint32_t egresses_off;		/* struct eg_table_egress[n_egresses] */
+	uint32_t n_policies;
+	uint32_t policies_off;		/* struct eg_table_policy[n_policies] */
+	uint32_t classifier_off;	/* rule results are policy indexes */
+	uint32_t n_rules;
+};
+
+struct eg_table_egress {
+	char name[EG_NAME_LEN];
+	uint16_t id;			/* counters index, stable while the egress exists */
+	uint8_t type;			/* enum eg_egress_type */
+	uint8_t state;			/* enum eg_path_state */
+	uint16_t port;			/* index of the port in the config */
+	uint8_t nh_family;		/* EG_AF_ANY: the port's gateway, or on-link */
+	uint8_t pad;
+	uint8_t next_hop[EG_ADDR_MAX_LEN];
+};
+
+struct eg_table_policy {
+	char name[EG_NAME_LEN];
+	uint32_t id;			/* counters index, stable while the policy exists */
+	uint8_t action;			/* enum eg_policy_action */
+	uint8_t strategy;		/* enum eg_strategy */
+	uint16_t single;		/* the egress when sel_off is EG_BLOB_NONE; EG_SEL_NONE: drop */
+	uint32_t sel_off;		/* uint16_t[EG_SEL_BUCKETS] of egress indexes, or EG_BLOB_NONE */
+};
+
+/* What the build needs beyond the config: stable ids and live path state. */
+struct eg_table_input {
+	const struct eg_dataplane_cfg *dp;
+	const struct eg_egress_cfg *egresses;
+	unsigned n_egresses;
+	const uint16_t *egress_ids;
+	const uint8_t *egress_state;	/* enum eg_path_state per egress; NULL: all up */
+	const double *egress_score;	/* >0, multiplies the weight; NULL: 1 */
+	const struct eg_policy_cfg *policies;
+	unsigned n_policies;
+	const uint32_t *policy_ids;
+};
+
+/* Builds a table into b (which should be empty). 0, or -errno with err filled. */
+int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg_error *err);
+
+/* Which of a policy's egresses carry its flows: fills out[] (egress indexes into
+ * in->egresses, with weights) and returns how many; 0 means drop. Exposed for tests and
+ * flow.lookup explanations. */
+unsigned eg_table_policy_members(const struct eg_table_input *in, const struct eg_policy_cfg *p,
+				 struct eg_sel_member *out);
+
+enum eg_verdict {
+	EG_VERDICT_FORWARD = 0,
+	EG_VERDICT_NO_POLICY,
+	EG_VERDICT_POLICY_DROP,
+	EG_VERDICT_NO_EGRESS,
+};
+
+static inline const struct eg_table_egress *eg_table_egresses(const struct eg_table_hdr *t)
+{
+	return EG_AT(t, t->egresses_off, struct eg_table_egress);
+}
+
+static inline const struct eg_table_policy *eg_table_policies(const struct eg_table_hdr *t)
+{
+	return EG_AT(t, t->policies_off, struct eg_table_policy);
+}
+
+/* The whole per-packet decision: classify, then pick the flow's egress. Sets *policy
+ * (NULL on NO_POLICY) and *egress (on FORWARD). */
+static inline enum eg_verdict eg_table_decide(const struct eg_table_hdr *t,
+					      const struct eg_flow_key *k, uint64_t flow_hash,
+					      const struct eg_table_policy **policy,
+					      const struct eg_table_egress **egress)
+{
+	uint32_t pi = eg_classifier_lookup(t, t->classifier_off, k);
+	const struct eg_table_policy *p;
+	uint16_t e;
+
+	if (pi == EG_CLS_NO_MATCH) {
+		*policy = NULL;
+		return EG_VERDICT_NO_POLICY;
+	}
+	p = &eg_table_policies(t)[pi];
+	*policy = p;
+	if (p->action == EG_ACTION_DROP)
+		return EG_VERDICT_POLICY_DROP;
+	e = p->sel_off == EG_BLOB_NONE ? p->single
+				       : eg_sel_pick(EG_AT(t, p->sel_off, uint16_t), flow_hash);
+	if (e == EG_SEL_NONE)
+		return EG_VERDICT_NO_EGRESS;
+	*egress = &eg_table_egresses(t)[e];
+	return EG_VERDICT_FORWARD;
+}
+
+/* Structural check of a table (magic, sizes, offsets in range), for a reader that did not
+ * build it. 0 or -EPROTO. */
+int eg_table_validate(const void *table, size_t max_size);
+
+#endif
