@@ -149,7 +149,7 @@ def run(work, procs):
         ("stats.get", {"port": "wan9"}, "$.params.port"),
         ("stats.get", {"bogus": 1}, "$.params"),
         ("egress.list", [1], "$.params"),
-        ("egress.add", "direct", "$.params"),
+        ("egress.add", ["direct"], "$.params"),
         ("egress.add", {"name": 5, "type": "direct", "port": "wan0"}, "$.params.name"),
         ("egress.add", {"name": "x", "type": "warp"}, "$.params.type"),
         ("egress.add", {"name": "x", "type": "direct", "port": "nope"}, "$.params.port"),
