@@ -75,12 +75,20 @@ topo_down() {
 # The appliance's config for this topology. $1: file, $2: socket, $3: state file,
 # $4: instance name, $5: workers.
 topo_config() {
-	local workers=${5:-1}
+	local workers=${5:-1} cpus lcores
+	cpus=$(nproc)
+	# More lcores than CPUs (two workers on a two-core machine): let them share the CPUs;
+	# idle backoff keeps that workable.
+	if [ $((workers + 1)) -le "$cpus" ]; then
+		lcores='"-l", "0-'$workers'"'
+	else
+		lcores='"--lcores", "(0-'$workers')@(0-'$((cpus - 1))')"'
+	fi
 	cat >"$1" <<JSON
 {
   "instance": "$4",
   "dataplane": {
-    "eal": ["--no-huge", "-m", "512", "--no-pci", "-l", "0-$workers"],
+    "eal": ["--no-huge", "-m", "512", "--no-pci", $lcores],
     "workers": $workers,
     "idle_backoff": true,
     "ports": [

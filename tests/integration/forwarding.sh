@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Integration: the appliance between a site namespace and two uplink namespaces, on
+# Integration: the appliance (WORKERS workers, default 1) between a site namespace and two uplink namespaces, on
 # net_af_packet over veth. Policy steers UDP and TCP flows (IPv4 and IPv6) to the uplink
 # it names; policy.set moves them; SIGKILL of egress-control does not stop forwarding; a
 # restarted control re-attaches with the persisted state.
@@ -43,7 +43,7 @@ arrivals() { # ns-log proto port -> count of arrivals
 site() { ip netns exec "$NS_SITE" "$@"; }
 
 topo_up
-topo_config "$WORK/egress.json" "$SOCK" "$WORK/state.json" "$TOPO"
+topo_config "$WORK/egress.json" "$SOCK" "$WORK/state.json" "$TOPO" "${WORKERS:-1}"
 
 ip netns exec "$NS_DP" "$BUILD/dataplane/egress-dataplane" -c "$WORK/egress.json" >"$WORK/dataplane.log" 2>&1 &
 pids+=($!)
@@ -115,6 +115,15 @@ check "a restarted control re-attaches and re-publishes" wait_for 30 regen
 check "... with the policies operators set before the crash" \
 	bash -c "$CTL --json policy list | jq -e '[.policies[].name] == [\"bulk\",\"default\"] and .policies[1].egresses == [\"direct-wan1\"]'"
 check "traffic follows the re-published table" site $TRAFFIC udp --dst "$SERVER4" --port 5000 --count 3
+if [ "${WORKERS:-1}" -gt 1 ]; then
+	# Many flows spread over the queues: every worker must have forwarded some, and each
+	# flow's return traffic finds its way whichever worker RSS hands it to.
+	for sp in $(seq 41000 41015); do
+		site $TRAFFIC udp --dst "$SERVER4" --port 5000 --sport "$sp" --count 2 >/dev/null || true
+	done
+	check "every worker forwarded traffic" \
+		bash -c "$CTL --json stats | jq -e '[.workers[] | .tx_packets > 0] | all and length == ${WORKERS}'"
+fi
 check "counters: the default policy has hits and egress direct-wan1 sent packets" \
 	bash -c "$CTL --json stats | jq -e '(.policies[] | select(.name==\"default\") | .hits) >= 3 and (.egresses[] | select(.name==\"direct-wan1\") | .tx_packets) >= 3'"
 
