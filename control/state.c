@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +18,13 @@ enum {
 };
 
 /* Policy ids must survive policy.set for policies that keep their name, among up to
- * EG_MAX_POLICIES of them: names are looked up through a small open-addressing index. */
+ * EG_MAX_POLICIES of them: names are looked up through a small open-addressing index over
+ * any array of structs whose first member is the name. */
 struct name_index {
 	unsigned mask;
 	int *slot;			/* index into the array, -1 empty */
+	const char *base;
+	size_t stride;
 };
 
 static uint32_t name_hash(const char *s)
@@ -32,19 +36,26 @@ static uint32_t name_hash(const char *s)
 	return h;
 }
 
-static int name_index_build(struct name_index *ix, const struct eg_policy_cfg *p, unsigned n)
+static const char *name_at(const struct name_index *ix, int i)
+{
+	return ix->base + (size_t)i * ix->stride;
+}
+
+static int name_index_build(struct name_index *ix, const void *array, size_t stride, unsigned n)
 {
 	unsigned size = 16;
 
 	while (size < n * 2)
 		size <<= 1;
 	ix->mask = size - 1;
+	ix->base = array;
+	ix->stride = stride;
 	ix->slot = malloc(size * sizeof(int));
 	if (!ix->slot)
 		return -ENOMEM;
 	memset(ix->slot, 0xff, size * sizeof(int));
 	for (unsigned i = 0; i < n; i++) {
-		uint32_t h = name_hash(p[i].name);
+		uint32_t h = name_hash(name_at(ix, (int)i));
 
 		while (ix->slot[h & ix->mask] >= 0)
 			h++;
@@ -53,12 +64,12 @@ static int name_index_build(struct name_index *ix, const struct eg_policy_cfg *p
 	return 0;
 }
 
-static int name_index_find(const struct name_index *ix, const struct eg_policy_cfg *p, const char *name)
+static int name_index_find(const struct name_index *ix, const char *name)
 {
 	for (uint32_t h = name_hash(name);; h++) {
 		int i = ix->slot[h & ix->mask];
 
-		if (i < 0 || strcmp(p[i].name, name) == 0)
+		if (i < 0 || strcmp(name_at(ix, i), name) == 0)
 			return i;
 	}
 }
@@ -108,15 +119,95 @@ static uint64_t policy_sum(const struct cp_state *st, uint32_t id)
 static uint64_t egress_base_pkts[EG_MAX_EGRESSES], egress_base_bytes[EG_MAX_EGRESSES];
 static uint64_t *policy_base;
 
-static void take_baselines(struct cp_state *st)
+_Static_assert(offsetof(struct eg_policy_cfg, name) == 0 && offsetof(struct eg_table_policy, name) == 0 &&
+	       offsetof(struct eg_table_egress, name) == 0, "name_index needs the name first");
+
+/* On attach, a restarted control process takes over the counter ids of the table the
+ * dataplane runs, so that counters of egresses and policies that kept their names go on
+ * counting; everything else gets a free id and a baseline. Safe to read: this process is
+ * the only writer of table slots and is not publishing. */
+static int adopt_ids(struct cp_state *st)
 {
+	const struct eg_shm_hdr *h = st->shm.hdr;
+	const struct eg_table_hdr *t;
+	struct name_index ix = {0};
+	uint8_t eused[EG_MAX_EGRESSES] = {0};
+	uint8_t *pused = calloc(EG_MAX_POLICIES, 1);
+	bool *fresh_e = calloc(st->n_egresses + 1, sizeof(bool));
+	bool *fresh_p = calloc(st->n_policies + 1, sizeof(bool));
+	uint64_t gen;
+	unsigned next = 0;
+	int rc = -ENOMEM;
+
+	if (!pused || !fresh_e || !fresh_p)
+		goto out;
+	t = eg_shm_table_acquire(h, &gen);
+	if (t && eg_table_validate(t, h->slot_size) != 0)
+		t = NULL;
+	for (unsigned i = 0; i < st->n_egresses; i++) {
+		fresh_e[i] = true;
+		for (unsigned j = 0; t && j < t->n_egresses; j++) {
+			const struct eg_table_egress *e = &eg_table_egresses(t)[j];
+
+			if (strcmp(e->name, st->egresses[i].name) == 0 && e->id < EG_MAX_EGRESSES && !eused[e->id]) {
+				st->egress_ids[i] = e->id;
+				eused[e->id] = 1;
+				fresh_e[i] = false;
+			}
+		}
+	}
+	for (unsigned i = 0; i < st->n_egresses; i++) {
+		if (!fresh_e[i])
+			continue;
+		while (eused[next])
+			next++;
+		st->egress_ids[i] = (uint16_t)next;
+		eused[next] = 1;
+	}
+	if (t && name_index_build(&ix, eg_table_policies(t), sizeof(struct eg_table_policy), t->n_policies))
+		goto out;
+	for (unsigned i = 0; i < st->n_policies; i++) {
+		int j = t ? name_index_find(&ix, st->policies[i].name) : -1;
+		uint32_t id = j >= 0 ? eg_table_policies(t)[j].id : EG_MAX_POLICIES;
+
+		fresh_p[i] = id >= EG_MAX_POLICIES || pused[id];
+		if (!fresh_p[i]) {
+			st->policy_ids[i] = id;
+			pused[id] = 1;
+		}
+	}
+	next = 0;
+	for (unsigned i = 0; i < st->n_policies; i++) {
+		if (!fresh_p[i])
+			continue;
+		while (pused[next])
+			next++;
+		st->policy_ids[i] = next;
+		pused[next] = 1;
+	}
 	for (unsigned i = 0; i < st->n_egresses; i++) {
 		uint16_t id = st->egress_ids[i];
 
-		egress_sum(st, id, &egress_base_pkts[id], &egress_base_bytes[id]);
+		egress_base_pkts[id] = egress_base_bytes[id] = 0;
+		if (fresh_e[i])
+			egress_sum(st, id, &egress_base_pkts[id], &egress_base_bytes[id]);
 	}
-	for (unsigned i = 0; i < st->n_policies; i++)
-		policy_base[st->policy_ids[i]] = policy_sum(st, st->policy_ids[i]);
+	for (unsigned i = 0; i < st->n_policies; i++) {
+		uint32_t id = st->policy_ids[i];
+
+		policy_base[id] = fresh_p[i] ? policy_sum(st, id) : 0;
+	}
+	memcpy(st->egress_id_used, eused, sizeof(eused));
+	free(st->policy_id_used);
+	st->policy_id_used = pused;
+	pused = NULL;
+	rc = 0;
+out:
+	free(ix.slot);
+	free(pused);
+	free(fresh_e);
+	free(fresh_p);
+	return rc;
 }
 
 void cp_state_egress_counters(const struct cp_state *st, unsigned i, uint64_t *pkts, uint64_t *bytes)
@@ -279,11 +370,11 @@ static int assign_policy_ids(const struct cp_state *st, const struct eg_policy_c
 	struct name_index ix;
 	unsigned next = 0;
 
-	if (name_index_build(&ix, st->policies, st->n_policies))
+	if (name_index_build(&ix, st->policies, sizeof(*st->policies), st->n_policies))
 		return -ENOMEM;
 	memset(used, 0, EG_MAX_POLICIES);
 	for (unsigned i = 0; i < n; i++) {
-		int old = name_index_find(&ix, st->policies, pols[i].name);
+		int old = name_index_find(&ix, pols[i].name);
 
 		ids[i] = UINT32_MAX;
 		if (old >= 0) {
@@ -572,7 +663,8 @@ static void try_attach(struct cp_state *st)
 	LOG("attached to dataplane pid %d (epoch %016llx, %u workers, generation %llu)%s", h->dp_pid,
 	    (unsigned long long)h->epoch, h->n_workers, (unsigned long long)eg_shm_generation(h),
 	    new_epoch && st->generation ? ": re-publishing" : "");
-	take_baselines(st);
+	if (adopt_ids(st))
+		LOG("out of memory adopting counter ids; counters restart from zero");
 	for (unsigned i = 0; i < st->n_egresses; i++)
 		st->egress_state[i] = egress_state_now(st, &st->egresses[i]);
 	{

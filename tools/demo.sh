@@ -30,8 +30,14 @@ cleanup() {
 trap cleanup EXIT
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 arrived() { jq -c "select(.proto==\"$2\" and .port==$3)" "$WORK/$1.log" 2>/dev/null | wc -l; }
-where() { # proto port
-	echo "   arrived at uplink 0: $(arrived "$NS_UP0" "$1" "$2")   at uplink 1: $(arrived "$NS_UP1" "$1" "$2")"
+declare -A seen
+where() { # proto port: how many of this round's flows each uplink host received
+	local a b
+	a=$(arrived "$NS_UP0" "$1" "$2")
+	b=$(arrived "$NS_UP1" "$1" "$2")
+	echo "   received by uplink 0: $((a - ${seen[0$1$2]:-0}))   by uplink 1: $((b - ${seen[1$1$2]:-0}))"
+	seen[0$1$2]=$a
+	seen[1$1$2]=$b
 }
 
 topo_down

@@ -546,14 +546,23 @@ static int cmd_stats(struct ctl *c, int argc, char **argv)
 		gap = true;
 	}
 	if (json_object_size(json_object_get(r, "drops"))) {
+		bool any = false;
+
 		if (gap)
 			putchar('\n');
+		/* Only the reasons that happened; --json has them all. */
 		table_init(&t, "lr", drop_head);
 		json_object_foreach(json_object_get(r, "drops"), key, v) {
+			if (json_is_integer(v) && json_integer_value(v) == 0)
+				continue;
 			table_str(&t, key);
 			table_add(&t, cell(v));
+			any = true;
 		}
-		table_print(&t);
+		if (any)
+			table_print(&t);
+		else
+			printf("no drops\n");
 		gap = true;
 	}
 	if (json_array_size(json_object_get(r, "egresses"))) {

@@ -99,6 +99,7 @@ check "... and now arrives on uplink 1" [ "$(arrivals "$WORK/$NS_UP1.log" udp 50
 check "state file holds the new policies" jq -e '.policies | length == 2' "$WORK/state.json"
 
 # SIGKILL the control process: the dataplane keeps forwarding on the last table.
+wan0_sent=$($CTL --json stats | jq '.egresses[] | select(.name=="direct-wan0") | .tx_packets')
 kill -KILL "$ctl_pid"
 wait "$ctl_pid" 2>/dev/null || true
 up0_before=$(arrivals "$WORK/$NS_UP0.log" udp 5001)
@@ -114,6 +115,8 @@ regen() { $CTL --json status | jq -e ".dataplane.attached and .generation > $(jq
 check "a restarted control re-attaches and re-publishes" wait_for 30 regen
 check "... with the policies operators set before the crash" \
 	bash -c "$CTL --json policy list | jq -e '[.policies[].name] == [\"bulk\",\"default\"] and .policies[1].egresses == [\"direct-wan1\"]'"
+check "counters go on across the control restart (direct-wan0 kept its ${wan0_sent} packets)" \
+	bash -c "$CTL --json stats | jq -e '(.egresses[] | select(.name==\"direct-wan0\") | .tx_packets) >= ${wan0_sent} and ${wan0_sent} > 1000'"
 check "traffic follows the re-published table" site $TRAFFIC udp --dst "$SERVER4" --port 5000 --count 3
 if [ "${WORKERS:-1}" -gt 1 ]; then
 	# Many flows spread over the queues: every worker must have forwarded some, and each
