@@ -622,6 +622,13 @@ static void refresh_states(struct cp_state *st)
 	}
 }
 
+/* The segment outlives a dataplane killed with SIGKILL; its heartbeat may still look fresh
+ * for a moment, but its process is gone. */
+static bool dataplane_process_exists(const struct eg_shm_hdr *h)
+{
+	return kill(h->dp_pid, 0) == 0 || errno != ESRCH;
+}
+
 static void detach(struct cp_state *st, const char *why)
 {
 	LOG("dataplane detached (%s)", why);
@@ -651,7 +658,7 @@ static void try_attach(struct cp_state *st)
 		return;
 	}
 	st->mapped = true;
-	if (!cp_state_dataplane_alive(st)) {
+	if (!dataplane_process_exists(h) || !cp_state_dataplane_alive(st)) {
 		/* A segment left behind by a dataplane that died; wait for a live one. */
 		eg_shm_detach(&st->shm);
 		st->mapped = false;
@@ -692,7 +699,7 @@ void cp_state_tick(struct cp_state *st)
 	if (st->mapped) {
 		if (eg_shm_replaced(&st->shm)) {
 			detach(st, "segment re-created: the dataplane restarted");
-		} else if (kill(st->shm.hdr->dp_pid, 0) != 0 && errno == ESRCH) {
+		} else if (!dataplane_process_exists(st->shm.hdr)) {
 			detach(st, "dataplane process gone");
 		} else {
 			refresh_states(st);

@@ -45,8 +45,12 @@ site() { ip netns exec "$NS_SITE" "$@"; }
 topo_up
 topo_config "$WORK/egress.json" "$SOCK" "$WORK/state.json" "$TOPO" "${WORKERS:-1}"
 
-ip netns exec "$NS_DP" "$BUILD/dataplane/egress-dataplane" -c "$WORK/egress.json" >"$WORK/dataplane.log" 2>&1 &
-pids+=($!)
+start_dataplane() {
+	ip netns exec "$NS_DP" "$BUILD/dataplane/egress-dataplane" -c "$WORK/egress.json" >>"$WORK/dataplane.log" 2>&1 &
+	dp_pid=$!
+	pids+=($dp_pid)
+}
+start_dataplane
 "$BUILD/control/egress-control" -c "$WORK/egress.json" >"$WORK/control.log" 2>&1 &
 ctl_pid=$!
 pids+=($ctl_pid)
@@ -129,6 +133,36 @@ if [ "${WORKERS:-1}" -gt 1 ]; then
 fi
 check "counters: the default policy has hits and egress direct-wan1 sent packets" \
 	bash -c "$CTL --json stats | jq -e '(.policies[] | select(.name==\"default\") | .hits) >= 3 and (.egresses[] | select(.name==\"direct-wan1\") | .tx_packets) >= 3'"
+
+# A stalled dataplane: workers stop passing quiescent states. policy.set must come back
+# with an error within its timeout, the old table must stay live, the daemon must answer.
+policies_before=$($CTL --json policy list | jq -c '[.policies[] | {name, egresses}]')
+kill -STOP "$dp_pid"
+t0=$SECONDS
+rc=0
+reply=$($CTL --json call policy.set "$(cat "$WORK/policies.json")" 2>&1) || rc=$?
+check "policy.set against stopped workers fails (exit $rc) instead of hanging" [ "$rc" -eq 1 ] && [ $((SECONDS - t0)) -le 5 ]
+check "... and changes nothing" [ "$($CTL --json policy list | jq -c '[.policies[] | {name, egresses}]')" = "$policies_before" ]
+check "... while status keeps answering" bash -c "$CTL --json status | jq -e '.generation >= 1'"
+sleep 2.5
+rc=0
+$CTL --json call policy.set "$(cat "$WORK/policies.json")" >/dev/null 2>&1 || rc=$?
+check "once the heartbeat is stale, status says detached and policy.set is refused" \
+	bash -c "[ $rc -eq 1 ] && $CTL --json status | jq -e '.dataplane.attached == false'"
+kill -CONT "$dp_pid"
+up1_before=$(arrivals "$WORK/$NS_UP1.log" udp 5000)
+check "after SIGCONT the old table still forwards (UDP/5000 to uplink 1)" \
+	bash -c "ip netns exec $NS_SITE $TRAFFIC udp --dst $SERVER4 --port 5000 --count 3 >/dev/null && [ \$(jq -c 'select(.port==5000 and .proto==\"udp\")' $WORK/$NS_UP1.log | wc -l) -ge $((up1_before + 3)) ]"
+
+# SIGKILL the dataplane and start it again: control notices the new epoch and re-publishes.
+epoch=$($CTL --json status | jq -r '.dataplane.epoch')
+kill -KILL "$dp_pid"
+wait "$dp_pid" 2>/dev/null || true
+start_dataplane
+new_epoch() { $CTL --json status | jq -e ".dataplane.attached and .dataplane.epoch != \"$epoch\" and .dataplane.generation >= 1"; }
+check "control re-attaches to a restarted dataplane and re-publishes" wait_for 30 new_epoch
+check "traffic flows through the restarted dataplane" site $TRAFFIC udp --dst "$SERVER4" --port 5001 --count 3
+check "the control log reports the gap" grep -q "dataplane detached" "$WORK/control.log"
 
 $CTL stats >"$WORK/stats.txt" 2>&1 || true
 echo "--- egressctl stats"; cat "$WORK/stats.txt"
