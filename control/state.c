@@ -90,7 +90,7 @@ int cp_state_egress_index(const struct cp_state *st, const char *name)
 }
 
 /* Counter sums straight from shared memory (0 when not mapped). */
-static void egress_sum(const struct cp_state *st, uint16_t id, uint64_t *pkts, uint64_t *bytes)
+static void egress_sum(const struct cp_state *st, uint32_t id, uint64_t *pkts, uint64_t *bytes)
 {
 	*pkts = *bytes = 0;
 	if (!st->mapped)
@@ -119,6 +119,27 @@ static uint64_t policy_sum(const struct cp_state *st, uint32_t id)
 static uint64_t egress_base_pkts[EG_MAX_EGRESSES], egress_base_bytes[EG_MAX_EGRESSES];
 static uint64_t *policy_base;
 
+/* Gives every entry of ids[] still UINT32_MAX the lowest id below max that used[] does not
+ * mark, marking it. -ENOSPC when none is left. */
+static int take_free_ids(uint32_t *ids, unsigned n, uint8_t *used, unsigned max, bool *fresh)
+{
+	unsigned next = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (fresh)
+			fresh[i] = ids[i] == UINT32_MAX;
+		if (ids[i] != UINT32_MAX)
+			continue;
+		while (next < max && used[next])
+			next++;
+		if (next == max)
+			return -ENOSPC;
+		ids[i] = next;
+		used[next] = 1;
+	}
+	return 0;
+}
+
 _Static_assert(offsetof(struct eg_policy_cfg, name) == 0 && offsetof(struct eg_table_policy, name) == 0 &&
 	       offsetof(struct eg_table_egress, name) == 0, "name_index needs the name first");
 
@@ -136,7 +157,6 @@ static int adopt_ids(struct cp_state *st)
 	bool *fresh_e = calloc(st->n_egresses + 1, sizeof(bool));
 	bool *fresh_p = calloc(st->n_policies + 1, sizeof(bool));
 	uint64_t gen;
-	unsigned next = 0;
 	int rc = -ENOMEM;
 
 	if (!pused || !fresh_e || !fresh_p)
@@ -145,48 +165,31 @@ static int adopt_ids(struct cp_state *st)
 	if (t && eg_table_validate(t, h->slot_size) != 0)
 		t = NULL;
 	for (unsigned i = 0; i < st->n_egresses; i++) {
-		fresh_e[i] = true;
+		st->egress_ids[i] = UINT32_MAX;
 		for (unsigned j = 0; t && j < t->n_egresses; j++) {
 			const struct eg_table_egress *e = &eg_table_egresses(t)[j];
 
 			if (strcmp(e->name, st->egresses[i].name) == 0 && e->id < EG_MAX_EGRESSES && !eused[e->id]) {
 				st->egress_ids[i] = e->id;
 				eused[e->id] = 1;
-				fresh_e[i] = false;
 			}
 		}
-	}
-	for (unsigned i = 0; i < st->n_egresses; i++) {
-		if (!fresh_e[i])
-			continue;
-		while (eused[next])
-			next++;
-		st->egress_ids[i] = (uint16_t)next;
-		eused[next] = 1;
 	}
 	if (t && name_index_build(&ix, eg_table_policies(t), sizeof(struct eg_table_policy), t->n_policies))
 		goto out;
 	for (unsigned i = 0; i < st->n_policies; i++) {
 		int j = t ? name_index_find(&ix, st->policies[i].name) : -1;
-		uint32_t id = j >= 0 ? eg_table_policies(t)[j].id : EG_MAX_POLICIES;
+		uint32_t id = j >= 0 ? eg_table_policies(t)[j].id : UINT32_MAX;
 
-		fresh_p[i] = id >= EG_MAX_POLICIES || pused[id];
-		if (!fresh_p[i]) {
-			st->policy_ids[i] = id;
+		st->policy_ids[i] = id < EG_MAX_POLICIES && !pused[id] ? id : UINT32_MAX;
+		if (st->policy_ids[i] != UINT32_MAX)
 			pused[id] = 1;
-		}
 	}
-	next = 0;
-	for (unsigned i = 0; i < st->n_policies; i++) {
-		if (!fresh_p[i])
-			continue;
-		while (pused[next])
-			next++;
-		st->policy_ids[i] = next;
-		pused[next] = 1;
-	}
+	if ((rc = take_free_ids(st->egress_ids, st->n_egresses, eused, EG_MAX_EGRESSES, fresh_e)) != 0 ||
+	    (rc = take_free_ids(st->policy_ids, st->n_policies, pused, EG_MAX_POLICIES, fresh_p)) != 0)
+		goto out;
 	for (unsigned i = 0; i < st->n_egresses; i++) {
-		uint16_t id = st->egress_ids[i];
+		uint32_t id = st->egress_ids[i];
 
 		egress_base_pkts[id] = egress_base_bytes[id] = 0;
 		if (fresh_e[i])
@@ -201,7 +204,6 @@ static int adopt_ids(struct cp_state *st)
 	free(st->policy_id_used);
 	st->policy_id_used = pused;
 	pused = NULL;
-	rc = 0;
 out:
 	free(ix.slot);
 	free(pused);
@@ -212,7 +214,7 @@ out:
 
 void cp_state_egress_counters(const struct cp_state *st, unsigned i, uint64_t *pkts, uint64_t *bytes)
 {
-	uint16_t id = st->egress_ids[i];
+	uint32_t id = st->egress_ids[i];
 
 	egress_sum(st, id, pkts, bytes);
 	*pkts -= *pkts >= egress_base_pkts[id] ? egress_base_pkts[id] : *pkts;
@@ -246,7 +248,7 @@ static uint8_t egress_state_now(const struct cp_state *st, const struct eg_egres
 }
 
 static int build(const struct cp_state *st, const struct eg_egress_cfg *egs, unsigned n_egs,
-		 const uint16_t *eids, const uint8_t *estate, const struct eg_policy_cfg *pols,
+		 const uint32_t *eids, const uint8_t *estate, const struct eg_policy_cfg *pols,
 		 unsigned n_pols, const uint32_t *pids, struct eg_blob *b, struct eg_error *err)
 {
 	struct eg_table_input in = {
@@ -335,40 +337,32 @@ int cp_state_publish_current(struct cp_state *st)
 
 /* Gives each egress of the new list an id: its old one when it keeps its name. */
 static int assign_egress_ids(const struct cp_state *st, const struct eg_egress_cfg *egs, unsigned n,
-			     uint16_t *ids, uint8_t *states, uint8_t *used)
+			     uint32_t *ids, uint8_t *states, uint8_t *used)
 {
+	bool fresh[EG_MAX_EGRESSES];
+	int rc;
+
 	memset(used, 0, EG_MAX_EGRESSES);
 	for (unsigned i = 0; i < n; i++) {
 		int old = cp_state_egress_index(st, egs[i].name);
 
-		ids[i] = UINT16_MAX;
+		ids[i] = old >= 0 ? st->egress_ids[old] : UINT32_MAX;
 		if (old >= 0) {
-			ids[i] = st->egress_ids[old];
 			states[i] = st->egress_state[old];
 			used[ids[i]] = 1;
 		}
 	}
-	unsigned next = 0;
-
-	for (unsigned i = 0; i < n; i++) {
-		if (ids[i] != UINT16_MAX)
-			continue;
-		while (next < EG_MAX_EGRESSES && used[next])
-			next++;
-		if (next == EG_MAX_EGRESSES)
-			return -ENOSPC;
-		ids[i] = (uint16_t)next;
-		used[next] = 1;
-		states[i] = egress_state_now(st, &egs[i]);
-	}
-	return 0;
+	rc = take_free_ids(ids, n, used, EG_MAX_EGRESSES, fresh);
+	for (unsigned i = 0; !rc && i < n; i++)
+		if (fresh[i])
+			states[i] = egress_state_now(st, &egs[i]);
+	return rc;
 }
 
 static int assign_policy_ids(const struct cp_state *st, const struct eg_policy_cfg *pols, unsigned n,
 			     uint32_t *ids, uint8_t *used)
 {
 	struct name_index ix;
-	unsigned next = 0;
 
 	if (name_index_build(&ix, st->policies, sizeof(*st->policies), st->n_policies))
 		return -ENOMEM;
@@ -376,24 +370,12 @@ static int assign_policy_ids(const struct cp_state *st, const struct eg_policy_c
 	for (unsigned i = 0; i < n; i++) {
 		int old = name_index_find(&ix, pols[i].name);
 
-		ids[i] = UINT32_MAX;
-		if (old >= 0) {
-			ids[i] = st->policy_ids[old];
+		ids[i] = old >= 0 ? st->policy_ids[old] : UINT32_MAX;
+		if (old >= 0)
 			used[ids[i]] = 1;
-		}
 	}
 	free(ix.slot);
-	for (unsigned i = 0; i < n; i++) {
-		if (ids[i] != UINT32_MAX)
-			continue;
-		while (next < EG_MAX_POLICIES && used[next])
-			next++;
-		if (next == EG_MAX_POLICIES)
-			return -ENOSPC;
-		ids[i] = next;
-		used[next] = 1;
-	}
-	return 0;
+	return take_free_ids(ids, n, used, EG_MAX_POLICIES, NULL);
 }
 
 int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned n_egresses,
@@ -405,7 +387,7 @@ int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned
 	struct eg_policy_cfg *pols = new_pols ? policies : st->policies;
 	unsigned n_egs = new_egs ? n_egresses : st->n_egresses;
 	unsigned n_pols = new_pols ? n_policies : st->n_policies;
-	uint16_t *eids = calloc(n_egs + 1, sizeof(*eids));
+	uint32_t *eids = calloc(n_egs + 1, sizeof(*eids));
 	uint8_t *estate = calloc(n_egs + 1, 1);
 	uint32_t *pids = calloc(n_pols + 1, sizeof(*pids));
 	uint8_t *pused = calloc(EG_MAX_POLICIES, 1);

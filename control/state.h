@@ -21,7 +21,7 @@ struct cp_state {
 
 	unsigned n_egresses;
 	struct eg_egress_cfg *egresses;
-	uint16_t *egress_ids;
+	uint32_t *egress_ids;
 	uint8_t *egress_state;		/* enum eg_path_state */
 	unsigned n_policies;
 	struct eg_policy_cfg *policies;

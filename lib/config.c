@@ -30,7 +30,7 @@
  *       via             address of the same family, required
  *       port            name of a site port with an address of that family, required
  *   control             object, optional
- *     socket            string of 1..107 bytes, default "/run/egress/<instance>.sock"
+ *     socket            string of 1..107 bytes, default "/run/egress/egress.sock" (API.md; give each instance its own when several share a host)
  *     socket_group      group name (1-31 of A-Z a-z 0-9 _ . -), default the daemon's group
  *     metrics           "host:port" or "[v6]:port", default off
  *     state_file        string of 1..255 bytes, default "/var/lib/egress/<instance>.state.json"
@@ -833,8 +833,8 @@ static int parse_control(const json_t *v, const char *path, const char *instance
 	const json_t *m;
 	int ret;
 
-	/* instance is at most 31 characters, so both defaults fit. */
-	snprintf(c->socket, sizeof(c->socket), "/run/egress/%s.sock", instance);
+	/* instance is at most 31 characters, so the default fits. */
+	snprintf(c->socket, sizeof(c->socket), "/run/egress/egress.sock");
 	snprintf(c->state_file, sizeof(c->state_file), "/var/lib/egress/%s.state.json", instance);
 	c->publish_timeout_ms = 1000;
 	if (!v)

@@ -209,7 +209,7 @@ int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg
 		int port = c->type == EG_EGRESS_DIRECT ? eg_config_port_index(in->dp, c->port) : -1;
 
 		snprintf(e->name, sizeof(e->name), "%s", c->name);
-		e->id = in->egress_ids[i];
+		e->id = (uint16_t)in->egress_ids[i];
 		e->type = (uint8_t)c->type;
 		e->state = state_of(in, i);
 		e->port = port >= 0 ? (uint16_t)port : 0xffff;

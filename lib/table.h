@@ -52,7 +52,7 @@ struct eg_table_input {
 	const struct eg_dataplane_cfg *dp;
 	const struct eg_egress_cfg *egresses;
 	unsigned n_egresses;
-	const uint16_t *egress_ids;
+	const uint32_t *egress_ids;	/* < EG_MAX_EGRESSES */
 	const uint8_t *egress_state;	/* enum eg_path_state per egress; NULL: all up */
 	const double *egress_score;	/* >0, multiplies the weight; NULL: 1 */
 	const struct eg_policy_cfg *policies;

@@ -913,7 +913,7 @@ static void usage(FILE *f)
 	}
 	fprintf(f, "\nOptions:\n"
 		   "  -s, --socket SOCKET    the control socket; else $EGRESS_SOCKET, else CONFIG's\n"
-		   "                         control.socket (or /run/egress/INSTANCE.sock), else\n"
+		   "                         control.socket (or /run/egress/egress.sock), else\n"
 		   "                         " DEFAULT_SOCKET "\n"
 		   "  -c, --config CONFIG    the daemon's config file, for the socket path\n"
 		   "  -t, --timeout SECONDS  wait this long for a reply (default %d, 0: forever)\n"
@@ -944,17 +944,7 @@ static char *socket_from_config(const char *path)
 	if (!cfg)
 		die(EXIT_LOCAL, "%s:%d:%d: %s", path, e.line, e.column, e.text);
 	v = json_object_get(json_object_get(cfg, "control"), "socket");
-	if (json_is_string(v) && json_string_length(v)) {
-		s = strdup(json_string_value(v));
-	} else {
-		v = json_object_get(cfg, "instance");
-		if (json_is_string(v) && json_string_length(v)) {
-			if (asprintf(&s, "/run/egress/%s.sock", json_string_value(v)) < 0)
-				s = NULL;
-		} else {
-			s = strdup(DEFAULT_SOCKET);
-		}
-	}
+	s = strdup(json_is_string(v) && json_string_length(v) ? json_string_value(v) : DEFAULT_SOCKET);
 	json_decref(cfg);
 	if (!s)
 		die(EXIT_LOCAL, "out of memory");

@@ -133,7 +133,7 @@ Test(config, full_file)
 			 "2001:db8:99::/48");
 	cr_assert_str_eq(c.dataplane.routes[1].port, "lan0");
 
-	cr_assert_str_eq(c.control.socket, "/run/egress/pop1-test.sock");
+	cr_assert_str_eq(c.control.socket, "/run/egress/egress.sock");
 	cr_assert_str_eq(c.control.socket_group, "egress");
 	cr_assert_str_eq(c.control.metrics, "127.0.0.1:9469");
 	cr_assert_str_eq(c.control.state_file, "/var/lib/egress/pop1-test.json");
@@ -226,7 +226,7 @@ Test(config, defaults)
 	cr_assert_eq(c.dataplane.neigh_timeout_s, 60);
 	cr_assert_eq(c.dataplane.n_routes, 0);
 	cr_assert_not(c.dataplane.ports[0].has_ipv4);
-	cr_assert_str_eq(c.control.socket, "/run/egress/x_1.sock");
+	cr_assert_str_eq(c.control.socket, "/run/egress/egress.sock");
 	cr_assert_str_eq(c.control.socket_group, "");
 	cr_assert_str_eq(c.control.metrics, "");
 	cr_assert_str_eq(c.control.state_file, "/var/lib/egress/x_1.state.json");

@@ -10,7 +10,7 @@
 
 static struct eg_dataplane_cfg dp;
 static struct eg_egress_cfg egs[8];
-static uint16_t eids[8];
+static uint32_t eids[8];
 static uint8_t estate[8];
 static struct eg_policy_cfg pols[8];
 static uint32_t pids[8];
@@ -33,7 +33,7 @@ static void add_egress(const char *name, const char *port)
 	e->type = EG_EGRESS_DIRECT;
 	snprintf(e->port, sizeof(e->port), "%s", port);
 	e->weight = 1;
-	eids[n_egs] = (uint16_t)(100 + n_egs);
+	eids[n_egs] = 100 + n_egs;
 	estate[n_egs] = EG_PATH_UP;
 	n_egs++;
 }
