@@ -133,7 +133,7 @@ Test(config, full_file)
 			 "2001:db8:99::/48");
 	cr_assert_str_eq(c.dataplane.routes[1].port, "lan0");
 
-	cr_assert_str_eq(c.control.socket, "/run/egress/egress.sock");
+	cr_assert_str_eq(c.control.socket, "/run/egress/pop1-test.sock");
 	cr_assert_str_eq(c.control.socket_group, "egress");
 	cr_assert_str_eq(c.control.metrics, "127.0.0.1:9469");
 	cr_assert_str_eq(c.control.state_file, "/var/lib/egress/pop1-test.json");
