@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "net_addr.h"
+#include "sa_config.h"
 
 enum {
 	EG_NAME_LEN = 32,		/* names of ports, egresses, policies, instance (incl. NUL) */
@@ -154,7 +155,9 @@ struct eg_config {
 	unsigned n_policies;
 	struct eg_policy_cfg *policies;	/* owned, as given (not sorted) */
 	json_t *wireguard;		/* kept as given for the WireGuard module; NULL if absent */
-	json_t *ipsec;			/* likewise for IPsec */
+	json_t *ipsec;			/* the "ipsec" section as given */
+	unsigned n_sas;
+	struct eg_sa_cfg *sas;		/* owned, parsed from ipsec.sas; wiped when freed */
 };
 
 /* Loads and validates a config file. 0, or -errno with err filled (path "$..." and message;

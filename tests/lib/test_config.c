@@ -406,6 +406,27 @@ static const struct bad_case bad[] = {
 	/*117 */ {"instance", "\"po\\u0000p\"", "$.instance", "contains a NUL byte"},
 	/*118 */ {"policies/0/name", "\"\\\"\\n\"", "$.policies[0].name", "invalid name \"\\\"\\x0a\""},
 	/*119 */ {"policies/0/sla", "[]", "$.policies[0].sla", "expected an object"},
+	/* ipsec */
+	/*120 */ {"ipsec/sas/0/spi", "255", "$.ipsec.sas[0].spi", "out of range 256..4294967295"},
+	/*121 */ {"ipsec/sas/0/direction", "\"both\"", "$.ipsec.sas[0].direction", "unknown direction"},
+	/*122 */ {"ipsec/sas/0/mode", "\"transport\"", "$.ipsec.sas[0].mode", "only \"tunnel\""},
+	/*123 */ {"ipsec/sas/0/key", "\"0011\"", "$.ipsec.sas[0].key", "expected 40 hex digits"},
+	/*124 */ {"ipsec/sas/1/key", "\"000102030405060708090a0b0c0d0e0fa0a1a2a3\"", "$.ipsec.sas[1].key",
+		  "expected 72 hex digits"},
+	/*125 */ {"ipsec/sas/0/remote", "\"2001:db8::7\"", "$.ipsec.sas[0].remote", "not an IPv4 address"},
+	/*126 */ {"ipsec/sas/0/local", "\"192.0.2.9\"", "$.ipsec.sas[0].local", "not the address of an uplink"},
+	/*127 */ {"ipsec/sas/0/aead", "\"aes-cbc\"", "$.ipsec.sas[0].aead", "unknown aead"},
+	/*128 */ {"ipsec/sas/1/replay_window", "65537", "$.ipsec.sas[1].replay_window", "out of range 64..65536"},
+	/*129 */ {"ipsec/sas/0/encap_dport", "4501", "$.ipsec.sas[0].encap_dport", "only with \"encap\": \"udp\""},
+	/*130 */ {"ipsec/sas/0/soft_lifetime", "{\"seconds\": 3600}", "$.ipsec.sas[0].soft_lifetime.seconds",
+		  "below the hard one"},
+	/*131 */ {"ipsec/sas/1/spi", "4096", "$.egresses[3].sa_in", "no inbound SA with SPI 4294967295"},
+	/*132 */ {"egresses/3/sa_out", "1", "$.egresses[3].sa_out", "no outbound SA with SPI 1"},
+	/*133 */ {"ipsec/sas/1", "{\"spi\": 4096, \"direction\": \"out\", \"local\": \"192.0.2.1\", "
+		  "\"remote\": \"198.51.100.7\", \"aead\": \"aes-gcm-128\", "
+		  "\"key\": \"000102030405060708090a0b0c0d0e0fa0a1a2a3\"}", "$.ipsec.sas[1].spi", "configured twice"},
+	/*134 */ {"ipsec/sas", "{}", "$.ipsec.sas", "expected an array"},
+	/*135 */ {"ipsec/policies", "[]", "$.ipsec.policies", "unknown key"},
 };
 
 Test(config, bad_table)
@@ -450,7 +471,7 @@ static const struct {
 	/* 14 */ {"policies/0/match/src", "[\"0.0.0.0/0\", \"::/0\"]"},
 	/* 15 */ {"policies/1/match/proto", NULL},
 	/* 16 */ {"dataplane/ports/1/gateway6", "\"2001:db8:1::fe\""},
-	/* 17 */ {"egresses/3/sa_out", "1"},
+	/* 17 */ {"ipsec/sas/1/replay_window", "64"},
 };
 
 Test(config, good_table)

@@ -1,0 +1,335 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* explicit_bzero */
+#endif
+#include "aead.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Why bursts. intel-ipsec-mb is a multi-buffer library: one manager per core keeps a queue
+ * of jobs and its per-arch code fills SIMD lanes with several independent buffers (up to 16
+ * with AVX-512 for ChaCha20-Poly1305), so the AES rounds or ChaCha quarter-rounds of one
+ * buffer hide the latency of another's. Handing it one packet at a time and waiting for
+ * it forces every lane group to be flushed half empty, which is what costs libsodium-style
+ * per-packet calls a factor of four or more (DESIGN.md, "Crypto choices"). So the whole
+ * burst is queued with IMB_SUBMIT_BURST and only then forced out with one IMB_FLUSH_BURST.
+ *
+ * Why the generic burst API and not the job API: in 1.3, IMB_SUBMIT_BURST validates and
+ * queues n jobs in one library call (the same per-job dispatch as IMB_SUBMIT_JOB, which
+ * supports GCM and ChaCha20-Poly1305 alike) and hands back every completed job in an
+ * array, instead of a call and an indirect jump per packet; the cipher-only and hash-only
+ * burst calls of 1.3 have no AEAD modes. Completed jobs come back in queue order today,
+ * but nothing here relies on it: each job carries its op in user_data. */
+
+enum {
+	GCM_TAG_LEN = EG_AEAD_TAG_LEN,
+	CHACHA_KEY_LEN = 32,
+};
+
+int eg_aead_ctx_init(struct eg_aead_ctx *c, IMB_ARCH arch)
+{
+	IMB_MGR *m;
+	int err;
+
+	if (!c)
+		return -EINVAL;
+	c->mgr = NULL;
+	c->arch = IMB_ARCH_NONE;
+	/* The AES-less emulation is far too slow for a data plane: not offered. */
+	if (arch != IMB_ARCH_NONE && arch != IMB_ARCH_SSE && arch != IMB_ARCH_AVX &&
+	    arch != IMB_ARCH_AVX2 && arch != IMB_ARCH_AVX512)
+		return -EINVAL;
+
+	m = alloc_mb_mgr(0);
+	if (!m)
+		return -ENOMEM;
+	switch (arch) {
+	case IMB_ARCH_SSE:
+		init_mb_mgr_sse(m);
+		break;
+	case IMB_ARCH_AVX:
+		init_mb_mgr_avx(m);
+		break;
+	case IMB_ARCH_AVX2:
+		init_mb_mgr_avx2(m);
+		break;
+	case IMB_ARCH_AVX512:
+		init_mb_mgr_avx512(m);
+		break;
+	default:
+		init_mb_mgr_auto(m, &arch);
+		break;
+	}
+	err = imb_get_errno(m);
+	if (err) {
+		err = err == IMB_ERR_MISSING_CPUFLAGS_INIT_MGR ? -ENOTSUP : -EIO;
+		goto fail;
+	}
+	/* Library self-tests (when built in) run at init; a failed one means wrong answers. */
+	if ((m->features & IMB_FEATURE_SELF_TEST) && !(m->features & IMB_FEATURE_SELF_TEST_PASS)) {
+		err = -EIO;
+		goto fail;
+	}
+	if (arch == IMB_ARCH_NONE || arch == IMB_ARCH_NOAESNI) {
+		/* auto fell back to AES emulation: refuse, as for an explicit request */
+		err = -ENOTSUP;
+		goto fail;
+	}
+	c->mgr = m;
+	c->arch = arch;
+	return 0;
+
+fail:
+	free_mb_mgr(m);
+	return err;
+}
+
+void eg_aead_ctx_free(struct eg_aead_ctx *c)
+{
+	if (!c || !c->mgr)
+		return;
+	free_mb_mgr(c->mgr);
+	c->mgr = NULL;
+	c->arch = IMB_ARCH_NONE;
+}
+
+void eg_aead_key_wipe(struct eg_aead_key *k)
+{
+	if (k)
+		explicit_bzero(k, sizeof(*k));
+}
+
+int eg_aead_key_set(const struct eg_aead_ctx *c, struct eg_aead_key *k, enum eg_aead_alg alg,
+		    const uint8_t *key, size_t len)
+{
+	if (!k)
+		return -EINVAL;
+	/* Any old key goes first, so a failed set never leaves a usable stale one. */
+	eg_aead_key_wipe(k);
+	if (!c || !c->mgr || !key)
+		return -EINVAL;
+
+	switch (alg) {
+	case EG_AEAD_AES_GCM_128:
+		if (len != IMB_KEY_128_BYTES)
+			return -EINVAL;
+		IMB_AES128_GCM_PRE(c->mgr, key, &k->gcm);
+		break;
+	case EG_AEAD_AES_GCM_256:
+		if (len != IMB_KEY_256_BYTES)
+			return -EINVAL;
+		IMB_AES256_GCM_PRE(c->mgr, key, &k->gcm);
+		break;
+	case EG_AEAD_CHACHA20_POLY1305:
+		if (len != CHACHA_KEY_LEN)
+			return -EINVAL;
+		memcpy(k->raw, key, CHACHA_KEY_LEN);
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (imb_get_errno(c->mgr)) {
+		eg_aead_key_wipe(k);
+		return -EINVAL;
+	}
+	k->alg = alg;
+	k->arch = (uint32_t)c->arch;
+	return 0;
+}
+
+/* Everything the library would reject, rejected here per op: the checked burst submit
+ * refuses a whole burst for one bad job. */
+static bool op_valid(const struct eg_aead_ctx *c, const struct eg_aead_op *op)
+{
+	const struct eg_aead_key *k = op->key;
+
+	if (!k || !op->nonce || !op->tag)
+		return false;
+	if (k->alg != EG_AEAD_AES_GCM_128 && k->alg != EG_AEAD_AES_GCM_256 &&
+	    k->alg != EG_AEAD_CHACHA20_POLY1305)
+		return false;
+	/* AES-GCM key schedules are laid out differently per arch */
+	if (k->arch != (uint32_t)c->arch)
+		return false;
+	if (op->len && (!op->src || !op->dst))
+		return false;
+	if (op->aad_len && !op->aad)
+		return false;
+	return true;
+}
+
+/* Compares all 16 bytes whatever they hold: the time taken says nothing about where a
+ * forged tag first differs. */
+static bool tag_equal(const uint8_t *a, const uint8_t *b)
+{
+	uint8_t d = 0;
+
+	for (unsigned i = 0; i < EG_AEAD_TAG_LEN; i++)
+		d |= a[i] ^ b[i];
+	__asm__("" : "+r"(d));
+	return d == 0;
+}
+
+static void fill_job(IMB_JOB *job, struct eg_aead_op *op, bool enc, uint8_t *scratch_tag)
+{
+	const struct eg_aead_key *k = op->key;
+
+	/* The library checks src/dst even for empty messages; point them somewhere valid. */
+	job->src = op->src ? op->src : op->nonce;
+	job->dst = op->dst ? op->dst : scratch_tag;
+	job->cipher_start_src_offset_in_bytes = 0;
+	job->msg_len_to_cipher_in_bytes = op->len;
+	job->hash_start_src_offset_in_bytes = 0;
+	job->msg_len_to_hash_in_bytes = op->len;
+	job->iv = op->nonce;
+	job->iv_len_in_bytes = EG_AEAD_NONCE_LEN;
+	/* decrypt: the library writes the tag it computes; compared with op->tag afterwards */
+	job->auth_tag_output = enc ? op->tag : scratch_tag;
+	job->auth_tag_output_len_in_bytes = EG_AEAD_TAG_LEN;
+	job->cipher_direction = enc ? IMB_DIR_ENCRYPT : IMB_DIR_DECRYPT;
+	job->chain_order = enc ? IMB_ORDER_CIPHER_HASH : IMB_ORDER_HASH_CIPHER;
+	job->user_data = op;
+	job->user_data2 = NULL;
+	if (k->alg == EG_AEAD_CHACHA20_POLY1305) {
+		job->cipher_mode = IMB_CIPHER_CHACHA20_POLY1305;
+		job->hash_alg = IMB_AUTH_CHACHA20_POLY1305;
+		job->enc_keys = k->raw;
+		job->dec_keys = k->raw;
+		job->key_len_in_bytes = CHACHA_KEY_LEN;
+		job->u.CHACHA20_POLY1305.aad = op->aad;
+		job->u.CHACHA20_POLY1305.aad_len_in_bytes = op->aad_len;
+		job->u.CHACHA20_POLY1305.ctx = NULL;
+	} else {
+		job->cipher_mode = IMB_CIPHER_GCM;
+		job->hash_alg = IMB_AUTH_AES_GMAC;
+		job->enc_keys = &k->gcm;
+		job->dec_keys = &k->gcm;
+		job->key_len_in_bytes = k->alg == EG_AEAD_AES_GCM_128 ? IMB_KEY_128_BYTES
+								       : IMB_KEY_256_BYTES;
+		job->u.GCM.aad = op->aad;
+		job->u.GCM.aad_len_in_bytes = op->aad_len;
+		job->u.GCM.ctx = NULL;
+	}
+}
+
+/* Returns how many of the completed jobs left their op with status 0. */
+static unsigned complete(IMB_JOB **jobs, unsigned n, bool enc)
+{
+	unsigned good = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		IMB_JOB *job = jobs[i];
+		struct eg_aead_op *op = job->user_data;
+
+		if (job->status != IMB_STATUS_COMPLETED) {
+			op->status = -EINVAL;
+			continue;
+		}
+		if (!enc && !tag_equal(job->auth_tag_output, op->tag)) {
+			/* Unauthenticated plaintext must not leak out by accident. */
+			if (op->len)
+				memset(op->dst, 0, op->len);
+			op->status = -EBADMSG;
+			continue;
+		}
+		op->status = 0;
+		good++;
+	}
+	return good;
+}
+
+/* Errors that concern the burst as a whole rather than the one job in jobs[0]. */
+static bool burst_error(int err)
+{
+	return err == IMB_ERR_NULL_BURST || err == IMB_ERR_BURST_SIZE ||
+	       err == IMB_ERR_QUEUE_SPACE || err == IMB_ERR_NULL_JOB || err == IMB_ERR_BURST_OOO;
+}
+
+/* Precondition: n <= EG_AEAD_MAX_BURST and the manager's queue is empty (every call
+ * leaves it empty). */
+static unsigned run_chunk(struct eg_aead_ctx *c, struct eg_aead_op *ops, unsigned n, bool enc)
+{
+	IMB_MGR *m = c->mgr;
+	IMB_JOB *jobs[EG_AEAD_MAX_BURST];
+	struct eg_aead_op *todo[EG_AEAD_MAX_BURST];
+	uint8_t scratch[EG_AEAD_MAX_BURST][EG_AEAD_TAG_LEN];
+	unsigned n_todo = 0, good = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (!op_valid(c, &ops[i])) {
+			ops[i].status = -EINVAL;
+			continue;
+		}
+		todo[n_todo++] = &ops[i];
+	}
+
+	while (n_todo) {
+		unsigned got, done;
+		int err;
+
+		got = IMB_GET_NEXT_BURST(m, n_todo, jobs);
+		if (!got)
+			break;
+		for (unsigned j = 0; j < got; j++)
+			fill_job(jobs[j], todo[j], enc, scratch[j]);
+
+		done = IMB_SUBMIT_BURST(m, got, jobs);
+		err = done ? 0 : imb_get_errno(m);
+		if (__builtin_expect(err != 0, 0)) {
+			/* Nothing was queued. Either the burst itself was refused, or jobs[0]
+			 * is the one job the library disliked: drop it and go again. */
+			if (burst_error(err))
+				break;
+			struct eg_aead_op *bad = jobs[0]->user_data;
+			unsigned w = 0;
+
+			bad->status = -EINVAL;
+			for (unsigned j = 0; j < n_todo; j++)
+				if (todo[j] != bad)
+					todo[w++] = todo[j];
+			if (w == n_todo)
+				break;
+			n_todo = w;
+			continue;
+		}
+		good += complete(jobs, done, enc);
+		done = IMB_FLUSH_BURST(m, got, jobs);
+		good += complete(jobs, done, enc);
+
+		/* the queue has room for IMB_MAX_JOBS, so got == n_todo in practice */
+		memmove(todo, todo + got, (n_todo - got) * sizeof(todo[0]));
+		n_todo -= got;
+	}
+	for (unsigned j = 0; j < n_todo; j++)
+		todo[j]->status = -EINVAL;
+	return good;
+}
+
+static unsigned run(struct eg_aead_ctx *c, struct eg_aead_op *ops, unsigned n, bool enc)
+{
+	unsigned good = 0;
+
+	if (!ops)
+		return 0;
+	if (!c || !c->mgr) {
+		for (unsigned i = 0; i < n; i++)
+			ops[i].status = -EINVAL;
+		return 0;
+	}
+	for (unsigned i = 0; i < n; i += EG_AEAD_MAX_BURST) {
+		unsigned k = n - i < EG_AEAD_MAX_BURST ? n - i : EG_AEAD_MAX_BURST;
+
+		good += run_chunk(c, ops + i, k, enc);
+	}
+	return good;
+}
+
+unsigned eg_aead_encrypt_burst(struct eg_aead_ctx *c, struct eg_aead_op *ops, unsigned n)
+{
+	return run(c, ops, n, true);
+}
+
+unsigned eg_aead_decrypt_burst(struct eg_aead_ctx *c, struct eg_aead_op *ops, unsigned n)
+{
+	return run(c, ops, n, false);
+}

@@ -1,0 +1,52 @@
+/* Anti-replay sliding window (RFC 4303 3.4.3, bitmap as in RFC 6479), for ESP SAs and
+ * WireGuard keypairs. Lock-free for any number of workers at once: each 64-bit block of the
+ * bitmap is stored with the number of the block it currently holds, and both are updated
+ * together with one 16-byte compare-and-swap, so a block is recycled for a newer range
+ * without a separate clearing step that could race with a concurrent update.
+ *
+ * The structure is position independent (it lives in shared memory) and is followed by
+ * its blocks; eg_replay_size() tells how many bytes to reserve. */
+#ifndef EG_REPLAY_H
+#define EG_REPLAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+	EG_REPLAY_MIN_WINDOW = 64,
+	EG_REPLAY_MAX_WINDOW = 65536,
+};
+
+struct eg_replay_block {
+	uint64_t id;			/* seq >> 6 of the numbers this block records */
+	uint64_t bits;
+} __attribute__((aligned(16)));
+
+struct eg_replay {
+	uint64_t top;			/* highest sequence number accepted so far; atomic */
+	uint32_t window;		/* in sequence numbers, as configured */
+	uint32_t n_blocks;		/* power of two, > window / 64 */
+	uint64_t pad;
+	struct eg_replay_block blocks[];
+};
+
+/* Bytes needed for a window of window sequence numbers. */
+size_t eg_replay_size(unsigned window);
+/* window in [EG_REPLAY_MIN_WINDOW, EG_REPLAY_MAX_WINDOW]. 0 or -EINVAL. Nothing is
+ * accepted yet: top is 0, and sequence number 0 is treated as already seen only if the
+ * caller accepts it. */
+int eg_replay_init(struct eg_replay *r, unsigned window);
+
+/* Cheap, read-only test before authentication: 0 when seq may be new, -ERANGE when it is
+ * older than the window, -EEXIST when it was seen. A packet that passes must still pass
+ * eg_replay_accept after its ICV checked out. */
+int eg_replay_check(const struct eg_replay *r, uint64_t seq);
+/* Records seq after authentication: 0 when it is new (and now recorded), -EEXIST for a
+ * replay, -ERANGE when older than the window. Safe against concurrent callers. */
+int eg_replay_accept(struct eg_replay *r, uint64_t seq);
+
+/* ESN (RFC 4303 Appendix A2.2): the full 64-bit sequence number a packet carrying the low
+ * 32 bits seq_lo most likely has, given the window's top. */
+uint64_t eg_replay_esn(const struct eg_replay *r, uint32_t seq_lo);
+
+#endif
