@@ -27,7 +27,8 @@ static int mkdir_parent(const char *path)
 }
 
 int cp_persist_load(const char *path, struct eg_egress_cfg **egresses, unsigned *n_egresses,
-		    struct eg_policy_cfg **policies, unsigned *n_policies, struct eg_error *err)
+		    struct eg_policy_cfg **policies, unsigned *n_policies, struct eg_sa_cfg **sas,
+		    unsigned *n_sas, struct eg_error *err)
 {
 	json_error_t jerr;
 	json_t *doc, *arr;
@@ -35,7 +36,8 @@ int cp_persist_load(const char *path, struct eg_egress_cfg **egresses, unsigned 
 
 	*egresses = NULL;
 	*policies = NULL;
-	*n_egresses = *n_policies = 0;
+	*sas = NULL;
+	*n_egresses = *n_policies = *n_sas = 0;
 	if (access(path, F_OK) != 0)
 		return 1;
 	doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
@@ -51,6 +53,13 @@ int cp_persist_load(const char *path, struct eg_egress_cfg **egresses, unsigned 
 		goto out;
 	}
 	arr = json_object_get(doc, "egresses");
+	if (json_array_size(arr) > EG_MAX_EGRESSES || json_array_size(json_object_get(doc, "policies")) > EG_MAX_POLICIES) {
+		snprintf(err->path, sizeof(err->path), "$");
+		snprintf(err->msg, sizeof(err->msg), "more than %d egresses or %d policies", EG_MAX_EGRESSES,
+			 EG_MAX_POLICIES);
+		rc = -EINVAL;
+		goto out;
+	}
 	if (json_is_array(arr) && json_array_size(arr)) {
 		*egresses = calloc(json_array_size(arr), sizeof(**egresses));
 		if (!*egresses) {
@@ -84,9 +93,13 @@ int cp_persist_load(const char *path, struct eg_egress_cfg **egresses, unsigned 
 			(*n_policies)++;
 		}
 	}
+	rc = eg_sa_cfg_parse_section(json_object_get(doc, "ipsec"), "$.ipsec", sas, n_sas, err);
 out:
 	json_decref(doc);
 	if (rc) {
+		eg_sa_cfg_free_all(*sas, *n_sas);
+		*sas = NULL;
+		*n_sas = 0;
 		for (unsigned i = 0; i < *n_policies; i++)
 			eg_policy_cfg_free(&(*policies)[i]);
 		free(*policies);
@@ -99,13 +112,14 @@ out:
 }
 
 int cp_persist_prepare(const char *path, const struct eg_egress_cfg *egresses, unsigned n_egresses,
-		       const struct eg_policy_cfg *policies, unsigned n_policies)
+		       const struct eg_policy_cfg *policies, unsigned n_policies,
+		       const struct cp_sa *sas, unsigned n_sas)
 {
 	char tmp[EG_PATH_LEN + 8];
-	json_t *doc = json_object(), *e = json_array(), *p = json_array();
+	json_t *doc = json_object(), *e = json_array(), *p = json_array(), *sa = json_array();
 	int fd, rc = 0;
 
-	if (!doc || !e || !p) {
+	if (!doc || !e || !p || !sa) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -116,12 +130,16 @@ int cp_persist_prepare(const char *path, const struct eg_egress_cfg *egresses, u
 	json_object_set_new(doc, "version", json_integer(1));
 	json_object_set(doc, "egresses", e);
 	json_object_set(doc, "policies", p);
+	for (unsigned i = 0; i < n_sas; i++)
+		json_array_append_new(sa, eg_sa_cfg_to_json(&sas[i].cfg, true));
+	json_object_set_new(doc, "ipsec", json_pack("{s:O}", "sas", sa));
 
 	rc = mkdir_parent(path);
 	if (rc)
 		goto out;
 	tmp_name(path, tmp, sizeof(tmp));
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = -errno;
 		goto out;
@@ -136,6 +154,9 @@ int cp_persist_prepare(const char *path, const struct eg_egress_cfg *egresses, u
 out:
 	json_decref(e);
 	json_decref(p);
+	json_decref(sa);
+	/* The document held keys; jansson frees without wiping, so do what is possible: the
+	 * key strings were wiped where they were made, the dump buffer is the file. */
 	json_decref(doc);
 	return rc;
 }

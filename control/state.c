@@ -154,23 +154,26 @@ static int adopt_ids(struct cp_state *st)
 	struct name_index ix = {0};
 	uint8_t eused[EG_MAX_EGRESSES] = {0};
 	uint8_t *pused = calloc(EG_MAX_POLICIES, 1);
+	uint32_t *eids = calloc(st->n_egresses + 1, sizeof(*eids));
+	uint32_t *pids = calloc(st->n_policies + 1, sizeof(*pids));
 	bool *fresh_e = calloc(st->n_egresses + 1, sizeof(bool));
 	bool *fresh_p = calloc(st->n_policies + 1, sizeof(bool));
 	uint64_t gen;
 	int rc = -ENOMEM;
 
-	if (!pused || !fresh_e || !fresh_p)
+	/* Everything is worked out in temporaries: on failure the state keeps its ids. */
+	if (!pused || !eids || !pids || !fresh_e || !fresh_p)
 		goto out;
 	t = eg_shm_table_acquire(h, &gen);
 	if (t && eg_table_validate(t, h->slot_size) != 0)
 		t = NULL;
 	for (unsigned i = 0; i < st->n_egresses; i++) {
-		st->egress_ids[i] = UINT32_MAX;
+		eids[i] = UINT32_MAX;
 		for (unsigned j = 0; t && j < t->n_egresses; j++) {
 			const struct eg_table_egress *e = &eg_table_egresses(t)[j];
 
 			if (strcmp(e->name, st->egresses[i].name) == 0 && e->id < EG_MAX_EGRESSES && !eused[e->id]) {
-				st->egress_ids[i] = e->id;
+				eids[i] = e->id;
 				eused[e->id] = 1;
 			}
 		}
@@ -181,23 +184,25 @@ static int adopt_ids(struct cp_state *st)
 		int j = t ? name_index_find(&ix, st->policies[i].name) : -1;
 		uint32_t id = j >= 0 ? eg_table_policies(t)[j].id : UINT32_MAX;
 
-		st->policy_ids[i] = id < EG_MAX_POLICIES && !pused[id] ? id : UINT32_MAX;
-		if (st->policy_ids[i] != UINT32_MAX)
+		pids[i] = id < EG_MAX_POLICIES && !pused[id] ? id : UINT32_MAX;
+		if (pids[i] != UINT32_MAX)
 			pused[id] = 1;
 	}
-	if ((rc = take_free_ids(st->egress_ids, st->n_egresses, eused, EG_MAX_EGRESSES, fresh_e)) != 0 ||
-	    (rc = take_free_ids(st->policy_ids, st->n_policies, pused, EG_MAX_POLICIES, fresh_p)) != 0)
+	if ((rc = take_free_ids(eids, st->n_egresses, eused, EG_MAX_EGRESSES, fresh_e)) != 0 ||
+	    (rc = take_free_ids(pids, st->n_policies, pused, EG_MAX_POLICIES, fresh_p)) != 0)
 		goto out;
 	for (unsigned i = 0; i < st->n_egresses; i++) {
-		uint32_t id = st->egress_ids[i];
+		uint32_t id = eids[i];
 
+		st->egress_ids[i] = id;
 		egress_base_pkts[id] = egress_base_bytes[id] = 0;
 		if (fresh_e[i])
 			egress_sum(st, id, &egress_base_pkts[id], &egress_base_bytes[id]);
 	}
 	for (unsigned i = 0; i < st->n_policies; i++) {
-		uint32_t id = st->policy_ids[i];
+		uint32_t id = pids[i];
 
+		st->policy_ids[i] = id;
 		policy_base[id] = fresh_p[i] ? policy_sum(st, id) : 0;
 	}
 	memcpy(st->egress_id_used, eused, sizeof(eused));
@@ -207,6 +212,8 @@ static int adopt_ids(struct cp_state *st)
 out:
 	free(ix.slot);
 	free(pused);
+	free(eids);
+	free(pids);
 	free(fresh_e);
 	free(fresh_p);
 	return rc;
@@ -229,13 +236,16 @@ uint64_t cp_state_policy_hits(const struct cp_state *st, unsigned i)
 	return n >= policy_base[id] ? n - policy_base[id] : 0;
 }
 
-/* A direct egress is up while its port has link. WireGuard and IPsec egresses are
- * accepted in the config but this dataplane cannot send through them yet: they stay down,
- * so that policies listing them fall over to egresses that work. */
+/* A direct egress is up while its port has link, an IPsec egress while its SAs are
+ * installed and active. WireGuard egresses are accepted in the config but this dataplane
+ * cannot send through them yet: they stay down, so that policies listing them fall over
+ * to egresses that work. */
 static uint8_t egress_state_now(const struct cp_state *st, const struct eg_egress_cfg *e)
 {
 	int port;
 
+	if (e->type == EG_EGRESS_IPSEC)
+		return cp_ipsec_egress_up(st, e) ? EG_PATH_UP : EG_PATH_DOWN;
 	if (e->type != EG_EGRESS_DIRECT)
 		return EG_PATH_DOWN;
 	if (!st->mapped)
@@ -256,9 +266,21 @@ static int build(const struct cp_state *st, const struct eg_egress_cfg *egs, uns
 		.egresses = egs, .n_egresses = n_egs, .egress_ids = eids, .egress_state = estate,
 		.policies = pols, .n_policies = n_pols, .policy_ids = pids,
 	};
+	uint32_t *sa_slot;
+	struct eg_table_spi *inbound;
+	int rc;
 
 	eg_blob_init(b, (size_t)st->cfg.dataplane.table_mb << 20);
-	return eg_table_build(&in, b, err);
+	if (cp_ipsec_table_inputs(st, egs, n_egs, &sa_slot, &inbound, &in.n_inbound)) {
+		snprintf(err->msg, sizeof(err->msg), "out of memory");
+		return -ENOMEM;
+	}
+	in.egress_sa_slot = sa_slot;
+	in.inbound = inbound;
+	rc = eg_table_build(&in, b, err);
+	free(sa_slot);
+	free(inbound);
+	return rc;
 }
 
 bool cp_state_dataplane_alive(const struct cp_state *st)
@@ -328,8 +350,11 @@ int cp_state_publish_current(struct cp_state *st)
 	int code = 0, rc;
 
 	rc = publish(st, &st->table, &gen, &code, &err);
+	/* The state changed underneath (a path went down, an SA expired): keep trying until
+	 * the workers run on it, or they would keep using the old table. */
+	st->publish_pending = rc != 0;
 	if (rc)
-		LOG("publish failed: %s", err.msg);
+		LOG("publish failed, will retry: %s", err.msg);
 	else
 		notify_applied(st, gen);
 	return rc;
@@ -337,11 +362,12 @@ int cp_state_publish_current(struct cp_state *st)
 
 /* Gives each egress of the new list an id: its old one when it keeps its name. */
 static int assign_egress_ids(const struct cp_state *st, const struct eg_egress_cfg *egs, unsigned n,
-			     uint32_t *ids, uint8_t *states, uint8_t *used)
+			     uint32_t *ids, uint8_t *states, uint8_t *used, bool *fresh)
 {
-	bool fresh[EG_MAX_EGRESSES];
 	int rc;
 
+	if (n > EG_MAX_EGRESSES)
+		return -ENOSPC;
 	memset(used, 0, EG_MAX_EGRESSES);
 	for (unsigned i = 0; i < n; i++) {
 		int old = cp_state_egress_index(st, egs[i].name);
@@ -360,10 +386,12 @@ static int assign_egress_ids(const struct cp_state *st, const struct eg_egress_c
 }
 
 static int assign_policy_ids(const struct cp_state *st, const struct eg_policy_cfg *pols, unsigned n,
-			     uint32_t *ids, uint8_t *used)
+			     uint32_t *ids, uint8_t *used, bool *fresh)
 {
 	struct name_index ix;
 
+	if (n > EG_MAX_POLICIES)
+		return -ENOSPC;
 	if (name_index_build(&ix, st->policies, sizeof(*st->policies), st->n_policies))
 		return -ENOMEM;
 	memset(used, 0, EG_MAX_POLICIES);
@@ -375,7 +403,7 @@ static int assign_policy_ids(const struct cp_state *st, const struct eg_policy_c
 			used[ids[i]] = 1;
 	}
 	free(ix.slot);
-	return take_free_ids(ids, n, used, EG_MAX_POLICIES, NULL);
+	return take_free_ids(ids, n, used, EG_MAX_POLICIES, fresh);
 }
 
 int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned n_egresses,
@@ -391,6 +419,7 @@ int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned
 	uint8_t *estate = calloc(n_egs + 1, 1);
 	uint32_t *pids = calloc(n_pols + 1, sizeof(*pids));
 	uint8_t *pused = calloc(EG_MAX_POLICIES, 1);
+	bool *efresh = calloc(n_egs + 1, sizeof(bool)), *pfresh = calloc(n_pols + 1, sizeof(bool));
 	uint8_t eused[EG_MAX_EGRESSES];
 	struct eg_blob b = {0};
 	int rc = -ENOMEM;
@@ -398,10 +427,10 @@ int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned
 	*code = CP_RPC_INTERNAL_ERROR;
 	snprintf(err->path, sizeof(err->path), "$.params");
 	snprintf(err->msg, sizeof(err->msg), "out of memory");
-	if (!eids || !estate || !pids || !pused)
+	if (!eids || !estate || !pids || !pused || !efresh || !pfresh)
 		goto fail;
-	if (assign_egress_ids(st, egs, n_egs, eids, estate, eused) ||
-	    assign_policy_ids(st, pols, n_pols, pids, pused)) {
+	if (assign_egress_ids(st, egs, n_egs, eids, estate, eused, efresh) ||
+	    assign_policy_ids(st, pols, n_pols, pids, pused, pfresh)) {
 		*code = CP_RPC_RESOURCE;
 		snprintf(err->msg, sizeof(err->msg), "too many egresses or policies");
 		rc = -ENOSPC;
@@ -414,7 +443,8 @@ int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned
 	}
 	/* Saved before publishing, put in place after: a failure anywhere leaves the old
 	 * state both live and on disk. */
-	rc = cp_persist_prepare(st->cfg.control.state_file, egs, n_egs, pols, n_pols);
+	rc = cp_persist_prepare(st->cfg.control.state_file, egs, n_egs, pols, n_pols, st->ipsec.sas,
+				st->ipsec.n);
 	if (rc) {
 		*code = CP_RPC_PERSIST_FAILED;
 		snprintf(err->msg, sizeof(err->msg), "cannot write %.160s.tmp: %s; nothing changed",
@@ -446,18 +476,22 @@ int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned
 	st->egress_ids = eids;
 	st->egress_state = estate;
 	st->policy_ids = pids;
-	/* Ids new to this state count from what their counters hold now. */
+	/* Ids handed out by this change count from what their counters hold now, even an id
+	 * another egress or policy gave up in the same change. */
 	for (unsigned i = 0; i < n_egs; i++)
-		if (!st->egress_id_used[eids[i]])
+		if (efresh[i])
 			egress_sum(st, eids[i], &egress_base_pkts[eids[i]], &egress_base_bytes[eids[i]]);
 	for (unsigned i = 0; i < n_pols; i++)
-		if (!st->policy_id_used[pids[i]])
+		if (pfresh[i])
 			policy_base[pids[i]] = policy_sum(st, pids[i]);
 	memcpy(st->egress_id_used, eused, sizeof(eused));
 	free(st->policy_id_used);
 	st->policy_id_used = pused;
 	eg_blob_free(&st->table);
 	st->table = b;
+	st->publish_pending = false;
+	free(efresh);
+	free(pfresh);
 	notify_applied(st, *generation);
 	return 0;
 fail:
@@ -466,15 +500,25 @@ fail:
 	free(estate);
 	free(pids);
 	free(pused);
+	free(efresh);
+	free(pfresh);
 	return rc;
+}
+
+static void prefix_state_file(const struct cp_state *st, struct eg_error *err)
+{
+	char where[EG_PATH_LEN];
+
+	snprintf(where, sizeof(where), "%s", err->path);
+	snprintf(err->path, sizeof(err->path), "%.120s: %.120s", st->cfg.control.state_file, where);
 }
 
 int cp_state_init(struct cp_state *st, const char *config_path, struct eg_error *err)
 {
 	struct eg_egress_cfg *egs;
 	struct eg_policy_cfg *pols;
-	unsigned n_egs, n_pols;
-	uint8_t eused[EG_MAX_EGRESSES];
+	struct eg_sa_cfg *sas;
+	unsigned n_egs, n_pols, n_sas;
 	int rc;
 
 	memset(st, 0, sizeof(*st));
@@ -487,37 +531,41 @@ int cp_state_init(struct cp_state *st, const char *config_path, struct eg_error 
 	st->n_egresses = st->cfg.n_egresses;
 	st->policies = st->cfg.policies;
 	st->n_policies = st->cfg.n_policies;
+	cp_ipsec_init(&st->ipsec, st->cfg.sas, st->cfg.n_sas);
 	st->cfg.egresses = NULL;
 	st->cfg.policies = NULL;
-	st->cfg.n_egresses = st->cfg.n_policies = 0;
+	st->cfg.sas = NULL;
+	st->cfg.n_egresses = st->cfg.n_policies = st->cfg.n_sas = 0;
 
-	rc = cp_persist_load(st->cfg.control.state_file, &egs, &n_egs, &pols, &n_pols, err);
+	/* What operators changed through the socket wins over the config file. */
+	rc = cp_persist_load(st->cfg.control.state_file, &egs, &n_egs, &pols, &n_pols, &sas, &n_sas, err);
 	if (rc < 0) {
-		char where[EG_PATH_LEN];
-
-		snprintf(where, sizeof(where), "%s", err->path);
-		snprintf(err->path, sizeof(err->path), "%.120s: %.120s", st->cfg.control.state_file, where);
+		prefix_state_file(st, err);
 		return rc;
 	}
 	if (rc == 0) {
 		rc = eg_config_check_refs(&st->cfg.dataplane, egs, n_egs, "$.egresses", pols, n_pols,
 					  "$.policies", err);
+		if (!rc)
+			rc = eg_sa_check_refs(&st->cfg.dataplane, sas, n_sas, "$.ipsec.sas", egs, n_egs,
+					      "$.egresses", err);
 		if (rc) {
-			char where[EG_PATH_LEN];
-
-			snprintf(where, sizeof(where), "%s", err->path);
-			snprintf(err->path, sizeof(err->path), "%.120s: %.120s", st->cfg.control.state_file, where);
+			prefix_state_file(st, err);
 			free(egs);
 			free_policies(pols, n_pols);
+			eg_sa_cfg_free_all(sas, n_sas);
 			return rc;
 		}
-		LOG("state from %s: %u egress(es), %u policy(ies)", st->cfg.control.state_file, n_egs, n_pols);
+		LOG("state from %s: %u egress(es), %u policy(ies), %u SA(s)", st->cfg.control.state_file,
+		    n_egs, n_pols, n_sas);
 		free(st->egresses);
 		free_policies(st->policies, st->n_policies);
+		cp_ipsec_free(&st->ipsec);
 		st->egresses = egs;
 		st->n_egresses = n_egs;
 		st->policies = pols;
 		st->n_policies = n_pols;
+		cp_ipsec_init(&st->ipsec, sas, n_sas);
 	}
 
 	policy_base = calloc(EG_MAX_POLICIES, sizeof(*policy_base));
@@ -527,21 +575,15 @@ int cp_state_init(struct cp_state *st, const char *config_path, struct eg_error 
 	st->policy_ids = calloc(st->n_policies + 1, sizeof(*st->policy_ids));
 	if (!policy_base || !st->policy_id_used || !st->egress_ids || !st->egress_state || !st->policy_ids)
 		return -ENOMEM;
-	/* Nothing is assigned yet, so every egress and policy gets a fresh id in order. */
-	{
-		struct eg_egress_cfg *keep_e = st->egresses;
-		struct eg_policy_cfg *keep_p = st->policies;
-		unsigned ne = st->n_egresses, np = st->n_policies;
-
-		st->n_egresses = st->n_policies = 0;
-		rc = assign_egress_ids(st, keep_e, ne, st->egress_ids, st->egress_state, eused);
-		if (!rc)
-			rc = assign_policy_ids(st, keep_p, np, st->policy_ids, st->policy_id_used);
-		st->n_egresses = ne;
-		st->n_policies = np;
-		if (rc)
-			return rc;
-		memcpy(st->egress_id_used, eused, sizeof(eused));
+	/* Ids in order until a dataplane's table says otherwise (adopt_ids). */
+	for (unsigned i = 0; i < st->n_egresses; i++) {
+		st->egress_ids[i] = i;
+		st->egress_id_used[i] = 1;
+		st->egress_state[i] = egress_state_now(st, &st->egresses[i]);
+	}
+	for (unsigned i = 0; i < st->n_policies; i++) {
+		st->policy_ids[i] = i;
+		st->policy_id_used[i] = 1;
 	}
 	return build(st, st->egresses, st->n_egresses, st->egress_ids, st->egress_state, st->policies,
 		     st->n_policies, st->policy_ids, &st->table, err);
@@ -559,6 +601,7 @@ void cp_state_free(struct cp_state *st)
 	free(st->policy_id_used);
 	free(policy_base);
 	policy_base = NULL;
+	cp_ipsec_free(&st->ipsec);
 	eg_blob_free(&st->table);
 	eg_config_free(&st->cfg);
 }
@@ -571,10 +614,26 @@ static void notify(struct cp_state *st, const char *type, json_t *params)
 		json_decref(params);
 }
 
-/* Path states follow link state for direct egresses; a change is re-published. */
-static void refresh_states(struct cp_state *st)
+/* Rebuilds st->table from the current state and publishes it (retried while it fails). */
+static void republish(struct cp_state *st, const char *why)
 {
-	bool changed = false;
+	struct eg_error err = {0};
+	struct eg_blob b;
+
+	if (build(st, st->egresses, st->n_egresses, st->egress_ids, st->egress_state, st->policies,
+		  st->n_policies, st->policy_ids, &b, &err) == 0) {
+		eg_blob_free(&st->table);
+		st->table = b;
+		cp_state_publish_current(st);
+	} else {
+		eg_blob_free(&b);
+		LOG("rebuild after %s failed: %s", why, err.msg);
+	}
+}
+
+/* Path states follow link state and SA state; a change is re-published. */
+static void refresh_states(struct cp_state *st, bool changed)
+{
 
 	for (unsigned i = 0; i < st->n_egresses; i++) {
 		uint8_t now = egress_state_now(st, &st->egresses[i]);
@@ -588,20 +647,10 @@ static void refresh_states(struct cp_state *st)
 		st->egress_state[i] = now;
 		changed = true;
 	}
-	if (changed) {
-		struct eg_error err = {0};
-		struct eg_blob b;
-
-		if (build(st, st->egresses, st->n_egresses, st->egress_ids, st->egress_state, st->policies,
-			  st->n_policies, st->policy_ids, &b, &err) == 0) {
-			eg_blob_free(&st->table);
-			st->table = b;
-			cp_state_publish_current(st);
-		} else {
-			eg_blob_free(&b);
-			LOG("rebuild after a path change failed: %s", err.msg);
-		}
-	}
+	if (changed)
+		republish(st, "a path change");
+	else if (st->publish_pending)
+		cp_state_publish_current(st);
 }
 
 /* The segment outlives a dataplane killed with SIGKILL; its heartbeat may still look fresh
@@ -615,6 +664,7 @@ static void detach(struct cp_state *st, const char *why)
 {
 	LOG("dataplane detached (%s)", why);
 	notify(st, "dataplane.detached", json_pack("{s:s}", "reason", why));
+	cp_ipsec_detach(st);
 	eg_shm_detach(&st->shm);
 	st->mapped = false;
 }
@@ -653,25 +703,15 @@ static void try_attach(struct cp_state *st)
 	    (unsigned long long)h->epoch, h->n_workers, (unsigned long long)eg_shm_generation(h),
 	    new_epoch && st->generation ? ": re-publishing" : "");
 	if (adopt_ids(st))
-		LOG("out of memory adopting counter ids; counters restart from zero");
+		LOG("out of memory adopting counter ids; keeping the ones assigned");
+	if (cp_ipsec_attach(st))
+		LOG("not every SA could be installed; their egresses stay down");
 	for (unsigned i = 0; i < st->n_egresses; i++)
 		st->egress_state[i] = egress_state_now(st, &st->egresses[i]);
-	{
-		struct eg_error err = {0};
-		struct eg_blob b;
-
-		if (build(st, st->egresses, st->n_egresses, st->egress_ids, st->egress_state, st->policies,
-			  st->n_policies, st->policy_ids, &b, &err) == 0) {
-			eg_blob_free(&st->table);
-			st->table = b;
-		} else {
-			eg_blob_free(&b);
-		}
-	}
 	notify(st, "dataplane.attached",
 	       json_pack("{s:i,s:I,s:i}", "pid", h->dp_pid, "generation", (json_int_t)eg_shm_generation(h),
 			 "workers", (int)h->n_workers));
-	cp_state_publish_current(st);
+	republish(st, "attaching");
 }
 
 void cp_state_tick(struct cp_state *st)
@@ -684,7 +724,7 @@ void cp_state_tick(struct cp_state *st)
 		} else if (!dataplane_process_exists(st->shm.hdr)) {
 			detach(st, "dataplane process gone");
 		} else {
-			refresh_states(st);
+			refresh_states(st, cp_ipsec_tick(st));
 			return;
 		}
 	}

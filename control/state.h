@@ -9,6 +9,7 @@
 
 #include "blob.h"
 #include "config.h"
+#include "ipsec.h"
 #include "shm.h"
 #include "table.h"
 
@@ -34,11 +35,14 @@ struct cp_state {
 
 	struct eg_blob table;		/* the table for the current state, as last built */
 	uint64_t generation;		/* last generation published (0: none) */
+	bool publish_pending;		/* st->table is not live yet: retried every tick */
 
 	struct eg_shm_map shm;
 	bool mapped;
 	uint64_t epoch;
 	uint64_t next_attach_ns;
+
+	struct cp_ipsec ipsec;		/* ESP SAs and their slots */
 
 	struct cp_rpc_server *rpc;	/* for events; may be NULL in tests */
 };
@@ -48,9 +52,10 @@ int cp_state_init(struct cp_state *st, const char *config_path, struct eg_error 
 void cp_state_free(struct cp_state *st);
 
 /* Replaces egresses and/or policies (NULL: keep the current ones; arrays are taken over on
- * success and left to the caller on failure): builds the table, publishes it and waits for
- * every worker to see it, then commits and persists. On failure nothing changed and
- * *code/err say why (an RPC error code from rpc.h). */
+ * success and left to the caller on failure): builds the table (with the SAs in st->ipsec
+ * as they are), publishes it and waits for every worker to see it, then commits and
+ * persists. On failure nothing changed and *code/err say why (an RPC error code from
+ * rpc.h). */
 int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned n_egresses,
 		   struct eg_policy_cfg *policies, unsigned n_policies, uint64_t *generation,
 		   int *code, struct eg_error *err);

@@ -11,6 +11,7 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include "aead.h"
 #include "config.h"
 #include "shm.h"
 
@@ -53,6 +54,25 @@ struct dp_resolve_req {
 	uint8_t ip[16];
 };
 
+/* A packet staged for ESP in this burst. */
+struct dp_esp_pkt {
+	struct rte_mbuf *m;
+	struct eg_sa_slot *sa;
+	uint32_t slot;
+	uint16_t port;			/* inbound: where it came in */
+	uint16_t l3_off;		/* outer (in) or inner (out) IP header */
+	uint16_t esp_off;		/* inbound: the ESP header */
+	uint16_t egress_id;		/* outbound: egress counter index */
+	uint64_t seq;
+	uint8_t aad[12];
+	uint8_t nonce[12];
+};
+
+struct dp_esp_batch {
+	uint16_t n;
+	struct dp_esp_pkt p[DP_BURST];
+};
+
 struct dp_ctx;
 
 struct dp_worker {
@@ -72,6 +92,9 @@ struct dp_worker {
 		uint64_t tsc;
 	} asked[64];
 	uint64_t idle_polls;
+	struct eg_aead_ctx aead;		/* this worker's crypto manager */
+	struct dp_esp_batch esp_out, esp_in;
+	uint16_t ip_id;				/* outer IPv4 identification */
 } __rte_cache_aligned;
 
 struct dp_ctx {
@@ -85,6 +108,7 @@ struct dp_ctx {
 	struct dp_routes *routes;
 	struct rte_mempool *pool;
 	uint64_t tsc_hz;
+	IMB_ARCH imb_arch;
 	volatile bool stop;
 };
 

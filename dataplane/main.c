@@ -161,6 +161,19 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out_eal;
 	}
+	/* Workers and the control process must expand and use keys for the same library
+	 * architecture: pick it once and publish it in the segment. */
+	{
+		struct eg_aead_ctx probe;
+
+		if (eg_aead_ctx_init(&probe, IMB_ARCH_NONE) != 0) {
+			LOG("intel-ipsec-mb cannot start on this CPU");
+			rc = 1;
+			goto out_eal;
+		}
+		ctx.imb_arch = probe.arch;
+		eg_aead_ctx_free(&probe);
+	}
 	rc = dp_segment_create(&ctx);
 	if (rc || (rc = create_rings()) != 0 || (rc = dp_ports_init(&ctx)) != 0 ||
 	    (rc = dp_routes_init(&ctx)) != 0) {

@@ -11,6 +11,7 @@ int dp_segment_create(struct dp_ctx *ctx)
 		.n_workers = ctx->n_workers,
 		.n_ports = ctx->cfg.dataplane.n_ports,
 		.slot_size = (size_t)ctx->cfg.dataplane.table_mb << 20,
+		.imb_arch = ctx->imb_arch,
 	};
 	char name[EG_SHM_NAME_LEN];
 	int rc;

@@ -12,6 +12,7 @@
 
 #include "neigh.h"
 #include "ports.h"
+#include "tx.h"
 
 enum {
 	ND_NS = 135,
@@ -32,48 +33,33 @@ struct nd_msg {
 	uint8_t opt_mac[RTE_ETHER_ADDR_LEN];
 } __attribute__((packed));
 
-static void send_frame(struct dp_ctx *ctx, struct rte_mbuf *m, uint16_t port)
+static bool send_frame(struct dp_ctx *ctx, struct rte_mbuf *m, uint16_t port)
 {
 	m->port = port;
-	if (rte_ring_enqueue(ctx->workers[0].inject, m) != 0)
-		rte_pktmbuf_free(m);
+	if (rte_ring_enqueue(ctx->workers[0].inject, m) == 0)
+		return true;
+	rte_pktmbuf_free(m);
+	return false;
 }
 
-/* Writes the Ethernet header (and the port's VLAN tag) in front of m's L3 data. */
 static bool push_l2(struct rte_mbuf *m, const struct dp_port *p, const struct rte_ether_addr *dst,
 		    uint16_t ethertype)
 {
-	uint16_t len = sizeof(struct rte_ether_hdr) + (p->cfg->vlan ? sizeof(struct rte_vlan_hdr) : 0);
-	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, len);
-
-	if (!eth)
-		return false;
-	eth->dst_addr = *dst;
-	eth->src_addr = p->mac;
-	if (p->cfg->vlan) {
-		struct rte_vlan_hdr *vh = (struct rte_vlan_hdr *)(eth + 1);
-
-		eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_VLAN);
-		vh->vlan_tci = rte_cpu_to_be_16(p->cfg->vlan);
-		vh->eth_proto = rte_cpu_to_be_16(ethertype);
-	} else {
-		eth->ether_type = rte_cpu_to_be_16(ethertype);
-	}
-	return true;
+	return dp_push_l2(m, p, dst, rte_cpu_to_be_16(ethertype));
 }
 
-static void send_arp(struct dp_ctx *ctx, const struct dp_port *p, uint16_t op,
+static bool send_arp(struct dp_ctx *ctx, const struct dp_port *p, uint16_t op,
 		     const struct rte_ether_addr *dmac, const struct rte_ether_addr *tha, uint32_t tip)
 {
 	struct rte_mbuf *m = rte_pktmbuf_alloc(ctx->pool);
 	struct rte_arp_hdr *a;
 
 	if (!m)
-		return;
+		return false;
 	a = (struct rte_arp_hdr *)rte_pktmbuf_append(m, sizeof(*a));
 	if (!a) {
 		rte_pktmbuf_free(m);
-		return;
+		return false;
 	}
 	a->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
 	a->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
@@ -86,12 +72,12 @@ static void send_arp(struct dp_ctx *ctx, const struct dp_port *p, uint16_t op,
 	a->arp_data.arp_tip = tip;
 	if (!push_l2(m, p, dmac, RTE_ETHER_TYPE_ARP)) {
 		rte_pktmbuf_free(m);
-		return;
+		return false;
 	}
-	send_frame(ctx, m, p->index);
+	return send_frame(ctx, m, p->index);
 }
 
-static void send_nd(struct dp_ctx *ctx, const struct dp_port *p, uint8_t type, const uint8_t *dst_ip,
+static bool send_nd(struct dp_ctx *ctx, const struct dp_port *p, uint8_t type, const uint8_t *dst_ip,
 		    const struct rte_ether_addr *dmac, const uint8_t *target, bool solicited)
 {
 	struct rte_mbuf *m = rte_pktmbuf_alloc(ctx->pool);
@@ -99,11 +85,11 @@ static void send_nd(struct dp_ctx *ctx, const struct dp_port *p, uint8_t type, c
 	struct nd_msg *nd;
 
 	if (!m)
-		return;
+		return false;
 	ip = (struct rte_ipv6_hdr *)rte_pktmbuf_append(m, sizeof(*ip) + sizeof(*nd));
 	if (!ip) {
 		rte_pktmbuf_free(m);
-		return;
+		return false;
 	}
 	nd = (struct nd_msg *)(ip + 1);
 	memset(ip, 0, sizeof(*ip) + sizeof(*nd));
@@ -115,47 +101,71 @@ static void send_nd(struct dp_ctx *ctx, const struct dp_port *p, uint8_t type, c
 	memcpy(ip->dst_addr, dst_ip, 16);
 	nd->type = type;
 	memcpy(nd->target, target, 16);
+	/* RFC 4861 4.4: R (we route), S when answering a solicitation, O. */
 	if (type == ND_NA)
-		nd->flags = rte_cpu_to_be_32((solicited ? 0x40000000u : 0) | 0x20000000u);
+		nd->flags = rte_cpu_to_be_32(0x80000000u | (solicited ? 0x40000000u : 0) | 0x20000000u);
 	nd->opt_type = type == ND_NS ? ND_OPT_SRC_LL : ND_OPT_TGT_LL;
 	nd->opt_len = 1;
 	memcpy(nd->opt_mac, p->mac.addr_bytes, RTE_ETHER_ADDR_LEN);
 	nd->cksum = rte_ipv6_udptcp_cksum(ip, nd);
 	if (!push_l2(m, p, dmac, RTE_ETHER_TYPE_IPV6)) {
 		rte_pktmbuf_free(m);
-		return;
+		return false;
 	}
-	send_frame(ctx, m, p->index);
+	return send_frame(ctx, m, p->index);
 }
 
+/* A request that could not be queued (the inject ring was full) does not count as a try. */
 static void solicit(struct dp_ctx *ctx, struct dp_neigh_entry *e, uint64_t now)
 {
 	const struct dp_port *p = &ctx->ports[e->port];
 	struct rte_ether_addr bcast = {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}, zero = {{0}};
+	bool sent = false;
 
-	e->asked_tsc = now;
-	e->tries++;
 	if (e->family == EG_AF_INET && p->has_ipv4) {
 		uint32_t tip;
 
 		memcpy(&tip, e->ip, 4);
-		send_arp(ctx, p, RTE_ARP_OP_REQUEST, &bcast, &zero, tip);
+		sent = send_arp(ctx, p, RTE_ARP_OP_REQUEST, &bcast, &zero, tip);
 	} else if (e->family == EG_AF_INET6 && p->has_ipv6) {
 		/* To the target's solicited-node multicast group (RFC 4291 2.7.1). */
 		uint8_t group[16] = {0xff, 0x02, [11] = 0x01, [12] = 0xff};
 		struct rte_ether_addr mac = {{0x33, 0x33, 0xff, e->ip[13], e->ip[14], e->ip[15]}};
 
 		memcpy(group + 13, e->ip + 13, 3);
-		send_nd(ctx, p, ND_NS, group, &mac, e->ip, false);
+		sent = send_nd(ctx, p, ND_NS, group, &mac, e->ip, false);
+	}
+	if (sent) {
+		e->asked_tsc = now;
+		e->tries++;
 	}
 }
 
-static void learn(struct dp_ctx *ctx, uint16_t port, uint8_t family, const uint8_t *ip,
-		  const struct rte_ether_addr *mac, bool create)
+static bool on_link(const struct dp_port *p, uint8_t family, const uint8_t *ip)
 {
-	struct dp_neigh_entry *e = dp_neigh_get(ctx->neigh, port, family, ip, create);
+	if (family == EG_AF_INET)
+		return p->has_ipv4 && eg_prefix_contains(&p->net4, EG_AF_INET, ip);
+	/* Link-local neighbours are on every IPv6 link. */
+	return p->has_ipv6 && (eg_prefix_contains(&p->net6, EG_AF_INET6, ip) ||
+			       (ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80));
+}
 
+/* Records what a neighbour said about itself. Only addresses of the port's own subnets are
+ * created: a sender claiming any other address could otherwise fill the table. override
+ * false (an NA without O) confirms an entry but does not change a known MAC (RFC 4861
+ * 7.2.5). */
+static void learn(struct dp_ctx *ctx, uint16_t port, uint8_t family, const uint8_t *ip,
+		  const struct rte_ether_addr *mac, bool create, bool override)
+{
+	struct dp_neigh_entry *e;
+
+	if (!on_link(&ctx->ports[port], family, ip))
+		return;
+	e = dp_neigh_get(ctx->neigh, port, family, ip, create);
 	if (!e || e->state == DP_NEIGH_STATIC)
+		return;
+	if (!override && (e->state == DP_NEIGH_REACHABLE || e->state == DP_NEIGH_STALE) &&
+	    !rte_is_same_ether_addr(&e->mac, mac))
 		return;
 	dp_neigh_set(e, mac, DP_NEIGH_REACHABLE, rte_rdtsc());
 }
@@ -174,7 +184,7 @@ static void handle_arp(struct dp_ctx *ctx, const struct dp_port *p, struct rte_m
 	/* RFC 826: update an entry we have for the sender; add one when we are the target. */
 	if (a->arp_data.arp_sip != 0)
 		learn(ctx, p->index, EG_AF_INET, (const uint8_t *)&a->arp_data.arp_sip,
-		      &a->arp_data.arp_sha, a->arp_data.arp_tip == p->ipv4);
+		      &a->arp_data.arp_sha, a->arp_data.arp_tip == p->ipv4, true);
 	if (op == RTE_ARP_OP_REQUEST && a->arp_data.arp_tip == p->ipv4)
 		send_arp(ctx, p, RTE_ARP_OP_REPLY, &a->arp_data.arp_sha, &a->arp_data.arp_sha,
 			 a->arp_data.arp_sip);
@@ -211,6 +221,18 @@ drop:
 	rte_pktmbuf_free(m);
 }
 
+/* The sum over pseudo-header and message, checksum field included, is all ones when the
+ * checksum is right. */
+static bool icmp6_checksum_ok(const struct rte_ipv6_hdr *ip, const uint8_t *icmp, uint16_t len)
+{
+	uint32_t sum = rte_ipv6_phdr_cksum(ip, 0);
+
+	sum += rte_raw_cksum(icmp, len);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
 static void handle_icmp6(struct dp_ctx *ctx, const struct dp_port *p, struct rte_mbuf *m, uint16_t l2)
 {
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
@@ -222,7 +244,9 @@ static void handle_icmp6(struct dp_ctx *ctx, const struct dp_port *p, struct rte
 	if (!p->has_ipv6 || ip->proto != IPPROTO_ICMPV6 || plen < 8 ||
 	    rte_pktmbuf_data_len(m) < l2 + sizeof(*ip) + plen)
 		goto drop;
-	if ((icmp[0] == ND_NS || icmp[0] == ND_NA) && ip->hop_limits == 255 && plen >= 24) {
+	/* RFC 4861 7.1.1 / 7.1.2: hop limit 255, code 0, a valid checksum. */
+	if ((icmp[0] == ND_NS || icmp[0] == ND_NA) && ip->hop_limits == 255 && plen >= 24 && icmp[1] == 0 &&
+	    icmp6_checksum_ok(ip, icmp, plen)) {
 		const uint8_t *target = icmp + 8;
 		static const uint8_t unspecified[16];
 		bool from_unspecified = memcmp(ip->src_addr, unspecified, 16) == 0;
@@ -238,13 +262,15 @@ static void handle_icmp6(struct dp_ctx *ctx, const struct dp_port *p, struct rte
 			struct rte_ether_addr all_nodes_mac = {{0x33, 0x33, 0, 0, 0, 1}};
 
 			if (ll && !from_unspecified)
-				learn(ctx, p->index, EG_AF_INET6, ip->src_addr, ll, true);
+				learn(ctx, p->index, EG_AF_INET6, ip->src_addr, ll, true, true);
 			if (from_unspecified)
 				send_nd(ctx, p, ND_NA, all_nodes, &all_nodes_mac, p->ipv6, false);
 			else
 				send_nd(ctx, p, ND_NA, ip->src_addr, ll ? ll : &src_mac, p->ipv6, true);
 		} else if (icmp[0] == ND_NA && ll) {
-			learn(ctx, p->index, EG_AF_INET6, target, ll, false);
+			bool override = (icmp[4] & 0x20) != 0;
+
+			learn(ctx, p->index, EG_AF_INET6, target, ll, false, override);
 		}
 		goto drop;
 	}
@@ -343,7 +369,7 @@ static void age_neighbours(struct dp_ctx *ctx, uint64_t now)
 	}
 }
 
-static void resolve_gateways(struct dp_ctx *ctx)
+static void resolve_gateways(struct dp_ctx *ctx, uint64_t now)
 {
 	for (unsigned i = 0; i < ctx->n_ports; i++) {
 		const struct eg_port_cfg *c = ctx->ports[i].cfg;
@@ -352,12 +378,12 @@ static void resolve_gateways(struct dp_ctx *ctx)
 		if (c->has_gateway4) {
 			r.family = EG_AF_INET;
 			memcpy(r.ip, c->gateway4.addr, 16);
-			handle_resolve(ctx, &r, rte_rdtsc());
+			handle_resolve(ctx, &r, now);
 		}
 		if (c->has_gateway6) {
 			r.family = EG_AF_INET6;
 			memcpy(r.ip, c->gateway6.addr, 16);
-			handle_resolve(ctx, &r, rte_rdtsc());
+			handle_resolve(ctx, &r, now);
 		}
 	}
 }
@@ -408,7 +434,7 @@ void dp_service_run(struct dp_ctx *ctx)
 			next_link = now + ctx->tsc_hz / 2;
 		}
 		if (now >= next_second) {
-			resolve_gateways(ctx);
+			resolve_gateways(ctx, now);
 			age_neighbours(ctx, now);
 			next_second = now + ctx->tsc_hz;
 		}

@@ -1,5 +1,6 @@
 #include "worker.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -14,32 +15,57 @@
 #include "flow_select.h"
 #include "neigh.h"
 #include "routes.h"
+#include "esp.h"
+#include "tx.h"
 
-/* Why a packet leaves the forwarding path before transmission. */
-enum outcome { FORWARD, PUNT, DROP };
+/* Where a parsed packet goes next. */
+enum outcome { FORWARD, PUNT, DROP, ESP_IN };
 
 struct parsed {
+	bool l2_multicast;		/* sent to a group or broadcast MAC: never forwarded */
 	uint16_t l2_len;
 	uint16_t l3_len;		/* bytes of the IP packet */
 	uint16_t ethertype;		/* network order, of the L3 header */
+	uint16_t esp_off;		/* ESP_IN: where the ESP header starts in the frame */
 	void *l3;
 	struct eg_flow_key key;
 };
-
-static inline void count_drop(struct dp_worker *w, uint16_t in, enum eg_drop_reason r)
-{
-	w->shm->drop[r]++;
-	w->shm->drops++;
-	w->shm->port[in].drops++;
-}
 
 static inline bool is_l4_with_ports(uint8_t proto)
 {
 	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
 }
 
-static enum eg_drop_reason parse_ipv4(const struct dp_ctx *ctx, struct rte_mbuf *m,
-				      struct parsed *p, enum outcome *o)
+/* Traffic for one of our addresses: ESP (plain or in UDP 4500, RFC 3948) goes to the
+ * ESP stage, the rest (ARP/ND answers, echo, IKE) to the service. l4 is the transport
+ * header's offset from the L3 header, avail the bytes from there. */
+static enum eg_drop_reason for_us(struct parsed *p, uint16_t l4, uint32_t avail, enum outcome *o)
+{
+	const uint8_t *t = (const uint8_t *)p->l3 + l4;
+
+	*o = PUNT;
+	if (p->key.proto == IPPROTO_ESP) {
+		*o = ESP_IN;
+		p->esp_off = (uint16_t)(p->l2_len + l4);
+	} else if (p->key.proto == IPPROTO_UDP && p->key.dport == DP_NATT_PORT && avail >= 8) {
+		uint32_t marker;
+
+		if (avail == 9 && t[8] == 0xff)
+			return EG_DROP_NATT_KEEPALIVE;
+		if (avail >= 12) {
+			memcpy(&marker, t + 8, 4);
+			/* A zero where the SPI would be marks IKE (non-ESP marker): control's. */
+			if (marker != 0) {
+				*o = ESP_IN;
+				p->esp_off = (uint16_t)(p->l2_len + l4 + 8);
+			}
+		}
+	}
+	return EG_DROP_MAX;
+}
+
+static enum eg_drop_reason parse_ipv4(const struct dp_ctx *ctx, const struct dp_port *port,
+				      struct rte_mbuf *m, struct parsed *p, enum outcome *o)
 {
 	struct rte_ipv4_hdr *ip = p->l3;
 	uint16_t avail = rte_pktmbuf_data_len(m) - p->l2_len;
@@ -69,8 +95,10 @@ static enum eg_drop_reason parse_ipv4(const struct dp_ctx *ctx, struct rte_mbuf 
 	k->dscp = ip->type_of_service >> 2;
 	memcpy(k->src, &ip->src_addr, 4);
 	memcpy(k->dst, &ip->dst_addr, 4);
-	/* Only a first fragment carries the ports; later ones classify without them. */
-	if (is_l4_with_ports(k->proto) && (rte_be_to_cpu_16(ip->fragment_offset) & RTE_IPV4_HDR_OFFSET_MASK) == 0) {
+	/* Every fragment of a datagram must go the same way, and only the first carries the
+	 * ports: fragments classify and hash without ports. */
+	if (is_l4_with_ports(k->proto) &&
+	    (rte_be_to_cpu_16(ip->fragment_offset) & (RTE_IPV4_HDR_OFFSET_MASK | RTE_IPV4_HDR_MF_FLAG)) == 0) {
 		const uint16_t *ports = (const uint16_t *)((uint8_t *)ip + ihl);
 
 		if (unlikely(avail < ihl + 4 || tot < ihl + 4))
@@ -78,13 +106,20 @@ static enum eg_drop_reason parse_ipv4(const struct dp_ctx *ctx, struct rte_mbuf 
 		k->sport = rte_be_to_cpu_16(ports[0]);
 		k->dport = rte_be_to_cpu_16(ports[1]);
 	}
-	if (dp_own_address_port(ctx, EG_AF_INET, k->dst) >= 0) {
-		*o = PUNT;
-		return EG_DROP_MAX;
-	}
-	/* Multicast, limited broadcast and 0/8 are never routed. */
-	if (unlikely(k->dst[0] >= 224 || k->dst[0] == 0))
+	if (dp_own_address_port(ctx, EG_AF_INET, k->dst) >= 0)
+		return for_us(p, ihl, (uint32_t)tot - ihl, o);
+	/* Multicast, limited broadcast, 0/8, frames sent to a group MAC and the ingress
+	 * subnet's broadcast address are never routed (RFC 1812 4.2.2.11, 5.3.4). */
+	if (unlikely(k->dst[0] >= 224 || k->dst[0] == 0 || p->l2_multicast))
 		return EG_DROP_NOT_FORWARDABLE;
+	if (port->has_ipv4 && port->net4.len < 31) {
+		uint32_t net, dst;
+
+		memcpy(&net, port->net4.addr, 4);
+		memcpy(&dst, k->dst, 4);
+		if (unlikely((rte_be_to_cpu_32(net) | (UINT32_MAX >> port->net4.len)) == rte_be_to_cpu_32(dst)))
+			return EG_DROP_NOT_FORWARDABLE;
+	}
 	if (unlikely(ip->time_to_live <= 1))
 		return EG_DROP_TTL_EXCEEDED;
 	*o = FORWARD;
@@ -104,7 +139,7 @@ static enum eg_drop_reason parse_ipv6(const struct dp_ctx *ctx, struct rte_mbuf 
 	uint16_t avail = rte_pktmbuf_data_len(m) - p->l2_len;
 	uint16_t plen, off = sizeof(*ip);
 	uint8_t nh;
-	bool later_fragment = false;
+	bool fragment = false;
 
 	if (unlikely(avail < sizeof(*ip)))
 		return EG_DROP_IPV6_RUNT;
@@ -131,17 +166,24 @@ static enum eg_drop_reason parse_ipv6(const struct dp_ctx *ctx, struct rte_mbuf 
 		if (unlikely(avail < off + 8 || p->l3_len < off + 8))
 			return EG_DROP_IPV6_BAD_HEADER;
 		if (nh == IPPROTO_FRAGMENT) {
-			later_fragment = (rte_be_to_cpu_16(*(const uint16_t *)(ext + 2)) & 0xfff8) != 0;
+			uint16_t offlg = rte_be_to_cpu_16(*(const uint16_t *)(ext + 2));
+
+			/* Fragments go without ports (see IPv4). Behind a later fragment's
+			 * header is payload, not more headers: stop there. */
+			fragment = true;
+			nh = ext[0];
 			off += 8;
-		} else {
-			off += (uint16_t)((ext[1] + 1) * 8);
+			if (offlg & 0xfff8)
+				break;
+			continue;
 		}
+		off += (uint16_t)((ext[1] + 1) * 8);
 		nh = ext[0];
 	}
-	if (unlikely(ipv6_is_ext(nh)))
+	if (unlikely(ipv6_is_ext(nh) && !fragment))
 		return EG_DROP_IPV6_BAD_HEADER;
 	k->proto = nh;
-	if (is_l4_with_ports(nh) && !later_fragment) {
+	if (is_l4_with_ports(nh) && !fragment) {
 		const uint16_t *ports = (const uint16_t *)((uint8_t *)ip + off);
 
 		if (unlikely(avail < off + 4 || p->l3_len < off + 4))
@@ -151,13 +193,14 @@ static enum eg_drop_reason parse_ipv6(const struct dp_ctx *ctx, struct rte_mbuf 
 	}
 	/* Neighbour discovery, link-local and multicast control traffic and anything for
 	 * our own addresses is the service's. */
-	if (dp_own_address_port(ctx, EG_AF_INET6, k->dst) >= 0 ||
-	    (nh == IPPROTO_ICMPV6 && (k->dst[0] == 0xff || (k->dst[0] == 0xfe && (k->dst[1] & 0xc0) == 0x80)))) {
+	if (dp_own_address_port(ctx, EG_AF_INET6, k->dst) >= 0)
+		return for_us(p, off, (uint32_t)p->l3_len - off, o);
+	if (nh == IPPROTO_ICMPV6 && (k->dst[0] == 0xff || (k->dst[0] == 0xfe && (k->dst[1] & 0xc0) == 0x80))) {
 		*o = PUNT;
 		return EG_DROP_MAX;
 	}
 	if (unlikely(k->dst[0] == 0xff || (k->dst[0] == 0xfe && (k->dst[1] & 0xc0) == 0x80) ||
-		     (k->src[0] == 0xfe && (k->src[1] & 0xc0) == 0x80)))
+		     (k->src[0] == 0xfe && (k->src[1] & 0xc0) == 0x80) || p->l2_multicast))
 		return EG_DROP_NOT_FORWARDABLE;
 	if (unlikely(ip->hop_limits <= 1))
 		return EG_DROP_TTL_EXCEEDED;
@@ -179,6 +222,7 @@ static enum eg_drop_reason parse(const struct dp_ctx *ctx, const struct dp_port 
 	if (unlikely(!rte_is_multicast_ether_addr(&eth->dst_addr) &&
 		     !rte_is_same_ether_addr(&eth->dst_addr, &port->mac)))
 		return EG_DROP_L2_OTHER_HOST;
+	p->l2_multicast = rte_is_multicast_ether_addr(&eth->dst_addr);
 	p->ethertype = eth->ether_type;
 	p->l2_len = sizeof(*eth);
 	if (p->ethertype == rte_cpu_to_be_16(RTE_ETHER_TYPE_VLAN)) {
@@ -197,7 +241,7 @@ static enum eg_drop_reason parse(const struct dp_ctx *ctx, const struct dp_port 
 	memset(&p->key, 0, sizeof(p->key));
 	p->key.in_port = port->index;
 	if (p->ethertype == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4))
-		return parse_ipv4(ctx, m, p, o);
+		return parse_ipv4(ctx, port, m, p, o);
 	if (p->ethertype == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6))
 		return parse_ipv6(ctx, m, p, o);
 	if (p->ethertype == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP)) {
@@ -209,7 +253,7 @@ static enum eg_drop_reason parse(const struct dp_ctx *ctx, const struct dp_port 
 
 /* Asks the service to resolve a next hop, at most every 100 ms per next hop per worker,
  * so that a burst toward an unresolved gateway asks once. */
-static void ask_resolve(struct dp_worker *w, uint16_t port, uint8_t family, const uint8_t *ip)
+void dp_worker_ask_resolve(struct dp_worker *w, uint16_t port, uint8_t family, const uint8_t *ip)
 {
 	uint32_t slot = dp_neigh_hash(port, family, ip) & (RTE_DIM(w->asked) - 1);
 	uint64_t now = rte_rdtsc();
@@ -231,32 +275,11 @@ static void ask_resolve(struct dp_worker *w, uint16_t port, uint8_t family, cons
 static bool next_hop(const struct dp_port *out, const struct eg_table_egress *e,
 		     const struct eg_flow_key *k, uint8_t nh[16])
 {
-	const struct eg_port_cfg *c = out->cfg;
-
 	if (e && e->nh_family == k->family) {
 		memcpy(nh, e->next_hop, 16);
 		return true;
 	}
-	if (k->family == EG_AF_INET) {
-		if (out->has_ipv4 && eg_prefix_contains(&out->net4, EG_AF_INET, k->dst)) {
-			memcpy(nh, k->dst, 4);
-			return true;
-		}
-		if (c->has_gateway4) {
-			memcpy(nh, c->gateway4.addr, 4);
-			return true;
-		}
-		return false;
-	}
-	if (out->has_ipv6 && eg_prefix_contains(&out->net6, EG_AF_INET6, k->dst)) {
-		memcpy(nh, k->dst, 16);
-		return true;
-	}
-	if (c->has_gateway6) {
-		memcpy(nh, c->gateway6.addr, 16);
-		return true;
-	}
-	return false;
+	return dp_port_next_hop(out, k->family, k->dst, nh);
 }
 
 static inline void decrement_ttl(struct parsed *p)
@@ -277,74 +300,14 @@ static inline void decrement_ttl(struct parsed *p)
 static inline bool rewrite_l2(struct rte_mbuf *m, const struct parsed *p, const struct dp_port *out,
 			      const struct rte_ether_addr *dmac)
 {
-	uint16_t want = out->cfg->vlan ? sizeof(struct rte_ether_hdr) + sizeof(struct rte_vlan_hdr)
-				       : sizeof(struct rte_ether_hdr);
-	struct rte_ether_hdr *eth;
-
-	if (want > p->l2_len) {
-		if (unlikely(!rte_pktmbuf_prepend(m, want - p->l2_len)))
-			return false;
-	} else if (want < p->l2_len) {
-		rte_pktmbuf_adj(m, p->l2_len - want);
-	}
-	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-	eth->dst_addr = *dmac;
-	eth->src_addr = out->mac;
-	if (out->cfg->vlan) {
-		struct rte_vlan_hdr *vh = (struct rte_vlan_hdr *)(eth + 1);
-
-		eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_VLAN);
-		vh->vlan_tci = rte_cpu_to_be_16(out->cfg->vlan);
-		vh->eth_proto = p->ethertype;
-	} else {
-		eth->ether_type = p->ethertype;
-	}
-	return true;
-}
-
-static inline void queue_tx(struct dp_worker *w, uint16_t out, struct rte_mbuf *m)
-{
-	struct dp_tx_buffer *b = &w->tx[out];
-
-	if (unlikely(b->n == DP_BURST)) {
-		uint16_t sent = rte_eth_tx_burst(w->ctx->ports[out].port_id, (uint16_t)w->id, b->pkts, b->n);
-		struct eg_port_counters *pc = &w->shm->port[out];
-
-		for (uint16_t i = 0; i < sent; i++)
-			pc->tx_bytes += rte_pktmbuf_pkt_len(b->pkts[i]);
-		pc->tx_packets += sent;
-		w->shm->tx_packets += sent;
-		for (uint16_t i = sent; i < b->n; i++) {
-			count_drop(w, out, EG_DROP_TX_FULL);
-			rte_pktmbuf_free(b->pkts[i]);
-		}
-		b->n = 0;
-	}
-	b->pkts[b->n++] = m;
+	rte_pktmbuf_adj(m, p->l2_len);
+	return dp_push_l2(m, out, dmac, p->ethertype);
 }
 
 void dp_worker_flush(struct dp_worker *w)
 {
-	struct dp_ctx *ctx = w->ctx;
-
-	for (unsigned out = 0; out < ctx->n_ports; out++) {
-		struct dp_tx_buffer *b = &w->tx[out];
-		struct eg_port_counters *pc = &w->shm->port[out];
-		uint16_t sent;
-
-		if (b->n == 0)
-			continue;
-		sent = rte_eth_tx_burst(ctx->ports[out].port_id, (uint16_t)w->id, b->pkts, b->n);
-		for (uint16_t i = 0; i < sent; i++)
-			pc->tx_bytes += rte_pktmbuf_pkt_len(b->pkts[i]);
-		pc->tx_packets += sent;
-		w->shm->tx_packets += sent;
-		for (uint16_t i = sent; i < b->n; i++) {
-			count_drop(w, (uint16_t)out, EG_DROP_TX_FULL);
-			rte_pktmbuf_free(b->pkts[i]);
-		}
-		b->n = 0;
-	}
+	for (unsigned out = 0; out < w->ctx->n_ports; out++)
+		dp_tx_flush_port(w, (uint16_t)out);
 }
 
 /* Decides where one parsed, forwardable packet goes; EG_DROP_MAX when it was queued. */
@@ -376,6 +339,18 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 		case EG_VERDICT_NO_EGRESS:
 			return EG_DROP_NO_EGRESS;
 		}
+		if (e->type == EG_EGRESS_IPSEC) {
+			const struct eg_sa_slot *sa;
+
+			if (unlikely(e->sa_slot == EG_TABLE_NO_SA))
+				return EG_DROP_ESP_SA_STOPPED;
+			sa = eg_shm_sa(ctx->shm.hdr, e->sa_slot);
+			if (unlikely(p->l3_len + dp_esp_overhead(sa, p->l3_len) > ctx->ports[sa->port].mtu))
+				return EG_DROP_MTU_EXCEEDED;
+			decrement_ttl(p);
+			dp_esp_stage_out(w, m, p->l2_len, e->sa_slot, e->id);
+			return EG_DROP_MAX;
+		}
 		if (unlikely(e->type != EG_EGRESS_DIRECT || e->port >= ctx->n_ports))
 			return EG_DROP_EGRESS_UNSUPPORTED;
 		out = &ctx->ports[e->port];
@@ -393,7 +368,7 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 	if (unlikely(p->l3_len > out->mtu))
 		return EG_DROP_MTU_EXCEEDED;
 	if (unlikely(!dp_neigh_lookup(ctx->neigh, out->index, p->key.family, nh, &dmac))) {
-		ask_resolve(w, out->index, p->key.family, nh);
+		dp_worker_ask_resolve(w, out->index, p->key.family, nh);
 		return EG_DROP_NEIGH_UNRESOLVED;
 	}
 	decrement_ttl(p);
@@ -405,8 +380,48 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 		ec->tx_packets++;
 		ec->tx_bytes += rte_pktmbuf_pkt_len(m);
 	}
-	queue_tx(w, out->index, m);
+	dp_queue_tx(w, out->index, m);
 	return EG_DROP_MAX;
+}
+
+/* After parsing: to the ESP stage, to the service, forward, or drop. True when m was
+ * queued for transmission. */
+static bool dispatch(struct dp_worker *w, const struct eg_table_hdr *t, const struct dp_port *in,
+		     struct rte_mbuf *m, struct parsed *p, enum eg_drop_reason r, enum outcome o, bool inner)
+{
+	if (r == EG_DROP_MAX) {
+		switch (o) {
+		case ESP_IN:
+			if (inner) {		/* ESP in ESP is not something we terminate */
+				r = EG_DROP_ESP_BAD_INNER;
+				break;
+			}
+			dp_esp_stage_in(w, m, in->index, p->l2_len, p->esp_off);
+			return false;
+		case PUNT:
+			/* The service answers on the link; what came out of a tunnel for us has
+			 * no link to answer on. */
+			if (inner) {
+				r = EG_DROP_SERVICE_DROP;
+				break;
+			}
+			m->port = in->index;
+			if (likely(rte_ring_enqueue(w->punt, m) == 0))
+				return false;
+			r = EG_DROP_PUNT_FULL;
+			break;
+		case FORWARD:
+			r = forward(w, t, in, m, p);
+			if (r == EG_DROP_MAX)
+				return true;
+			break;
+		case DROP:
+			break;
+		}
+	}
+	dp_count_drop(w, in->index, r);
+	rte_pktmbuf_free(m);
+	return false;
 }
 
 uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, uint16_t in_port,
@@ -416,31 +431,35 @@ uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, ui
 	uint16_t queued = 0;
 
 	for (uint16_t i = 0; i < n; i++) {
-		struct rte_mbuf *m = pkts[i];
 		enum outcome o = DROP;
 		struct parsed p;
 		enum eg_drop_reason r;
 
 		if (i + 1 < n)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
-		r = parse(w->ctx, in, m, &p, &o);
-		if (r == EG_DROP_MAX && o == PUNT) {
-			m->port = in_port;
-			if (unlikely(rte_ring_enqueue(w->punt, m) != 0))
-				r = EG_DROP_PUNT_FULL;
-			else
-				continue;
-		} else if (r == EG_DROP_MAX) {
-			r = forward(w, t, in, m, &p);
-			if (r == EG_DROP_MAX) {
-				queued++;
-				continue;
-			}
-		}
-		count_drop(w, in_port, r);
-		rte_pktmbuf_free(m);
+		r = parse(w->ctx, in, pkts[i], &p, &o);
+		queued += dispatch(w, t, in, pkts[i], &p, r, o, false);
 	}
+	/* Staged ESP packets go through the crypto library together. */
+	dp_esp_run(w, t);
 	return queued;
+}
+
+void dp_worker_route_inner(struct dp_worker *w, const struct eg_table_hdr *t, uint16_t in_port,
+			   struct rte_mbuf *m, uint8_t family)
+{
+	const struct dp_port *in = &w->ctx->ports[in_port];
+	enum outcome o = DROP;
+	struct parsed p = {
+		.l2_len = 0,
+		.ethertype = rte_cpu_to_be_16(family == EG_AF_INET ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6),
+		.l3 = rte_pktmbuf_mtod(m, void *),
+		.key = {.in_port = in_port},
+	};
+	enum eg_drop_reason r = family == EG_AF_INET ? parse_ipv4(w->ctx, in, m, &p, &o)
+						     : parse_ipv6(w->ctx, m, &p, &o);
+
+	dispatch(w, t, in, m, &p, r, o, true);
 }
 
 static void idle_backoff(struct dp_worker *w)
@@ -473,8 +492,16 @@ int dp_worker_main(void *arg)
 
 	/* Idle sleeps of a few microseconds need a small timer slack to stay short. */
 	prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+	if (eg_aead_ctx_init(&w->aead, ctx->imb_arch) != 0) {
+		fprintf(stderr, "egress-dataplane: worker %u: no crypto manager\n", w->id);
+		__atomic_store_n(&ctx->stop, true, __ATOMIC_RELAXED);
+		return -1;
+	}
 	w->shm->lcore = w->lcore;
 	eg_shm_quiescent(h, w->shm);
+	/* Coming online: our announcement must be visible before we load `current` for the
+	 * first table (store-load ordering needs a full fence). */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	while (!__atomic_load_n(&ctx->stop, __ATOMIC_RELAXED)) {
 		uint64_t gen;
 		const struct eg_table_hdr *t = eg_shm_table_acquire(h, &gen);
@@ -501,7 +528,7 @@ int dp_worker_main(void *arg)
 		unsigned ni = rte_ring_dequeue_burst(w->inject, (void **)pkts, DP_BURST, NULL);
 
 		for (unsigned i = 0; i < ni; i++)
-			queue_tx(w, pkts[i]->port, pkts[i]);
+			dp_queue_tx(w, pkts[i]->port, pkts[i]);
 		dp_worker_flush(w);
 		eg_shm_quiescent(h, w->shm);
 		if (total || ni) {
@@ -513,5 +540,6 @@ int dp_worker_main(void *arg)
 		}
 	}
 	eg_shm_offline(w->shm);
+	eg_aead_ctx_free(&w->aead);
 	return 0;
 }

@@ -20,6 +20,14 @@ int dp_worker_main(void *arg);
 uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, uint16_t in_port,
 			   struct rte_mbuf **pkts, uint16_t n);
 
+/* An inner packet out of a tunnel (m starts at its IP header): checked like a received one
+ * and routed toward the site side as if it had arrived on in_port. Consumes m. */
+void dp_worker_route_inner(struct dp_worker *w, const struct eg_table_hdr *t, uint16_t in_port,
+			   struct rte_mbuf *m, uint8_t family);
+
+/* Asks the service to resolve a next hop, at most every 100 ms per next hop per worker. */
+void dp_worker_ask_resolve(struct dp_worker *w, uint16_t port, uint8_t family, const uint8_t *ip);
+
 /* Transmits what dp_worker_process queued. */
 void dp_worker_flush(struct dp_worker *w);
 

@@ -36,6 +36,8 @@ int eg_aead_ctx_init(struct eg_aead_ctx *c, IMB_ARCH arch)
 	c->mgr = NULL;
 	c->arch = IMB_ARCH_NONE;
 	/* The AES-less emulation is far too slow for a data plane: not offered. */
+	if (arch == IMB_ARCH_NOAESNI)
+		return -ENOTSUP;
 	if (arch != IMB_ARCH_NONE && arch != IMB_ARCH_SSE && arch != IMB_ARCH_AVX &&
 	    arch != IMB_ARCH_AVX2 && arch != IMB_ARCH_AVX512)
 		return -EINVAL;

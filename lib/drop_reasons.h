@@ -30,7 +30,18 @@
 	X(L2_OTHER_HOST,      "l2_other_host")      /* unicast to another MAC */            \
 	X(IPV6_BAD_HEADER,    "ipv6_bad_header")    /* version or extension chain */        \
 	X(NOT_FORWARDABLE,    "not_forwardable")    /* multicast, broadcast, link-local */  \
-	X(SERVICE_DROP,       "service_drop")       /* punted, then nothing to answer */
+	X(SERVICE_DROP,       "service_drop")       /* punted, then nothing to answer */    \
+	X(NO_ROOM,            "no_room")            /* no head- or tailroom to encapsulate */\
+	X(ESP_NO_SA,          "esp_no_sa")          /* inbound SPI unknown */               \
+	X(ESP_SA_STOPPED,     "esp_sa_stopped")     /* SA expired, overflowed or removed */ \
+	X(ESP_MALFORMED,      "esp_malformed")      /* lengths that cannot be ESP */        \
+	X(ESP_REPLAY,         "esp_replay")         /* replayed or older than the window */ \
+	X(ESP_AUTH_FAILED,    "esp_auth_failed")    /* ICV did not verify */                \
+	X(ESP_BAD_PADDING,    "esp_bad_padding")    /* RFC 4303 2.4 padding bytes wrong */  \
+	X(ESP_BAD_INNER,      "esp_bad_inner")      /* next header not IPv4/IPv6 */         \
+	X(ESP_DUMMY,          "esp_dummy")          /* next header 59, RFC 4303 2.6 */      \
+	X(ESP_SEQ_OVERFLOW,   "esp_seq_overflow")   /* outbound numbers used up */          \
+	X(NATT_KEEPALIVE,     "natt_keepalive")     /* RFC 3948 2.3, expected */
 
 enum eg_drop_reason {
 #define EG_DROP_ENUM(id, name) EG_DROP_##id,

@@ -143,7 +143,7 @@ int eg_replay_accept(struct eg_replay *r, uint64_t seq)
 		if (ret)
 			return ret;
 		old = pack(slot_id, slot_bits);
-		/* An older id is a block that left the window: start it afresh, as RFC 6479 does. */
+		/* An older id is a block that left the window: start it afresh (RFC 6479). */
 		seen = __sync_val_compare_and_swap((u128 *)b, old,
 						   pack(id, (slot_id == id ? slot_bits : 0) | bit));
 		if (seen == old)
@@ -157,6 +157,23 @@ int eg_replay_accept(struct eg_replay *r, uint64_t seq)
 							 __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
 		;
 	return 0;
+}
+
+/* Precondition: no worker uses r yet. Whatever the lost window had accepted is unknown, so
+ * every number it could have held counts as seen: the window ends on top and is full. The
+ * at most ceil(window / 64) + 1 blocks it spans have distinct slots (see the ring size
+ * above); the other slots get block 0, older than anything a later accept brings. */
+void eg_replay_restore(struct eg_replay *r, uint64_t top)
+{
+	uint64_t lo = top >= r->window - 1 ? (top - (r->window - 1)) >> 6 : 0, hi = top >> 6;
+	uint64_t last = (top & 63) == 63 ? ~0ULL : (2ULL << (top & 63)) - 1;
+
+	for (unsigned i = 0; i < r->n_blocks; i++)
+		r->blocks[i] = (struct eg_replay_block){ 0, 0 };
+	for (uint64_t id = lo; id <= hi; id++)
+		r->blocks[id & (r->n_blocks - 1)] =
+			(struct eg_replay_block){ .id = id, .bits = id == hi ? last : ~0ULL };
+	__atomic_store_n(&r->top, top, __ATOMIC_RELEASE);
 }
 
 /* RFC 4303 Appendix A2.2. Tl, Th: low and high halves of top. The only case the RFC leaves

@@ -45,6 +45,11 @@ int eg_replay_check(const struct eg_replay *r, uint64_t seq);
  * replay, -ERANGE when older than the window. Safe against concurrent callers. */
 int eg_replay_accept(struct eg_replay *r, uint64_t seq);
 
+/* After the window was lost (a dataplane restart): counts every sequence number up to top
+ * as seen, so that nothing older than what the last window accepted gets in again. Not
+ * safe against concurrent callers: for a window no worker uses yet. */
+void eg_replay_restore(struct eg_replay *r, uint64_t top);
+
 /* ESN (RFC 4303 Appendix A2.2): the full 64-bit sequence number a packet carrying the low
  * 32 bits seq_lo most likely has, given the window's top. */
 uint64_t eg_replay_esn(const struct eg_replay *r, uint32_t seq_lo);

@@ -28,20 +28,23 @@ static size_t align_up(size_t v, size_t a)
 	return (v + a - 1) & ~(a - 1);
 }
 
-static size_t worker_stride(void)
+static size_t worker_stride(unsigned n_sa)
 {
 	return align_up(sizeof(struct eg_worker_shm) +
 			sizeof(struct eg_egress_counters) * EG_MAX_EGRESSES +
-			sizeof(uint64_t) * EG_MAX_POLICIES, 4096);
+			sizeof(uint64_t) * EG_MAX_POLICIES +
+			sizeof(struct eg_sa_counters) * n_sa, 4096);
 }
 
 int eg_shm_create(const char *name, const char *instance, const struct eg_shm_geometry *g,
 		  struct eg_shm_map *out)
 {
-	size_t stride = worker_stride();
+	unsigned n_sa = g->n_sa_slots ? g->n_sa_slots : EG_MAX_SAS;
+	size_t stride = worker_stride(n_sa);
 	size_t slot = align_up(g->slot_size, 4096);
 	size_t workers_off = align_up(sizeof(struct eg_shm_hdr), 4096);
-	size_t slots_off = workers_off + stride * g->n_workers;
+	size_t sa_off = workers_off + stride * g->n_workers;
+	size_t slots_off = sa_off + eg_sa_slot_stride() * n_sa;
 	size_t total = slots_off + slot * EG_TABLE_SLOTS;
 	struct eg_shm_hdr *h;
 	struct stat st;
@@ -88,6 +91,10 @@ int eg_shm_create(const char *name, const char *instance, const struct eg_shm_ge
 		h->created_unix_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	}
 	snprintf(h->instance, sizeof(h->instance), "%s", instance);
+	h->imb_arch = g->imb_arch;
+	h->n_sa_slots = n_sa;
+	h->sa_off = sa_off;
+	h->sa_stride = eg_sa_slot_stride();
 	for (unsigned w = 0; w < g->n_workers; w++)
 		eg_shm_offline(eg_shm_worker(h, w));
 	__atomic_store_n(&h->heartbeat_ns, eg_now_ns(), __ATOMIC_RELEASE);
@@ -132,7 +139,8 @@ int eg_shm_attach(const char *name, struct eg_shm_map *out)
 	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != EG_SHM_MAGIC ||
 	    h->layout_version != EG_SHM_LAYOUT_VERSION || h->hdr_size != sizeof(*h) ||
 	    h->total_size != (uint64_t)st.st_size || h->n_workers == 0 ||
-	    h->n_workers > EG_MAX_WORKERS) {
+	    h->n_workers > EG_MAX_WORKERS || h->n_sa_slots > EG_MAX_SAS ||
+	    h->sa_stride != eg_sa_slot_stride()) {
 		munmap(h, (size_t)st.st_size);
 		rc = -EPROTO;
 		goto fail;

@@ -16,9 +16,10 @@
 
 #include "config.h"
 #include "drop_reasons.h"
+#include "sa.h"
 
 #define EG_SHM_MAGIC 0x31304d4853474745ULL	/* "EGSHM01" */
-#define EG_SHM_LAYOUT_VERSION 1u
+#define EG_SHM_LAYOUT_VERSION 2u
 #define EG_SHM_NAME_LEN 64
 #define EG_CACHE_LINE 64
 
@@ -60,7 +61,8 @@ struct eg_worker_shm {
 	uint64_t pad[1];
 	uint64_t drop[EG_DROP_SLOTS];
 	struct eg_port_counters port[EG_MAX_PORTS];
-	/* followed by struct eg_egress_counters[EG_MAX_EGRESSES] and uint64_t hits[EG_MAX_POLICIES] */
+	/* followed by struct eg_egress_counters[EG_MAX_EGRESSES], uint64_t hits[EG_MAX_POLICIES]
+	 * and struct eg_sa_counters[n_sa_slots] */
 } __attribute__((aligned(EG_CACHE_LINE)));
 
 struct eg_shm_hdr {
@@ -78,6 +80,11 @@ struct eg_shm_hdr {
 	uint64_t slot_size;
 	uint64_t created_unix_ns;
 	char instance[EG_NAME_LEN];
+	uint32_t imb_arch;		/* intel-ipsec-mb architecture the workers use: keys are
+					 * expanded for it */
+	uint32_t n_sa_slots;
+	uint64_t sa_off;		/* struct eg_sa_slot, every sa_stride bytes */
+	uint64_t sa_stride;
 
 	uint64_t heartbeat_ns __attribute__((aligned(EG_CACHE_LINE))); /* CLOCK_MONOTONIC; atomic */
 	uint64_t current __attribute__((aligned(EG_CACHE_LINE)));	/* atomic; 0: none yet */
@@ -88,6 +95,8 @@ struct eg_shm_geometry {
 	unsigned n_workers;
 	unsigned n_ports;
 	size_t slot_size;
+	unsigned n_sa_slots;		/* 0: EG_MAX_SAS */
+	unsigned imb_arch;
 };
 
 struct eg_shm_map {
@@ -125,6 +134,16 @@ static inline struct eg_egress_counters *eg_shm_egress_counters(struct eg_worker
 static inline uint64_t *eg_shm_policy_hits(struct eg_worker_shm *w)
 {
 	return (uint64_t *)(eg_shm_egress_counters(w) + EG_MAX_EGRESSES);
+}
+
+static inline struct eg_sa_counters *eg_shm_sa_counters(struct eg_worker_shm *w)
+{
+	return (struct eg_sa_counters *)(eg_shm_policy_hits(w) + EG_MAX_POLICIES);
+}
+
+static inline struct eg_sa_slot *eg_shm_sa(const struct eg_shm_hdr *h, unsigned slot)
+{
+	return (struct eg_sa_slot *)((uint8_t *)h + h->sa_off + (size_t)slot * h->sa_stride);
 }
 
 /* Reader side (workers). Returns the current table or NULL, and its generation. */

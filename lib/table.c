@@ -217,6 +217,29 @@ int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg
 			e->nh_family = c->next_hop.family;
 			memcpy(e->next_hop, c->next_hop.addr, sizeof(e->next_hop));
 		}
+		e->sa_slot = in->egress_sa_slot ? in->egress_sa_slot[i] : EG_TABLE_NO_SA;
+	}
+
+	/* Inbound SPIs at most half full, so probe chains stay short and always end. */
+	uint32_t spi_size = 16, spi_off;
+
+	while (spi_size < in->n_inbound * 2)
+		spi_size <<= 1;
+	spi_off = eg_blob_alloc(b, spi_size * sizeof(struct eg_table_spi), 64);
+	if (spi_off == EG_BLOB_NONE)
+		goto nomem;
+	{
+		struct eg_table_spi *spis = eg_blob_at(b, spi_off);
+
+		for (uint32_t i = 0; i < spi_size; i++)
+			spis[i].slot = EG_TABLE_NO_SA;
+		for (unsigned i = 0; i < in->n_inbound; i++) {
+			uint32_t h = eg_table_spi_hash(in->inbound[i].spi);
+
+			while (spis[h & (spi_size - 1)].slot != EG_TABLE_NO_SA)
+				h++;
+			spis[h & (spi_size - 1)] = in->inbound[i];
+		}
 	}
 
 	for (unsigned i = 0; i < in->n_policies; i++) {
@@ -261,6 +284,8 @@ int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg
 	h->policies_off = pol_off;
 	h->classifier_off = cls_off;
 	h->n_rules = (uint32_t)n_rules;
+	h->spi_off = spi_off;
+	h->spi_mask = spi_size - 1;
 	h->size = (uint32_t)b->len;
 	free(rules);
 	free(cache.e);
@@ -279,7 +304,9 @@ int eg_table_validate(const void *table, size_t max_size)
 		return -EPROTO;
 	if ((uint64_t)t->egresses_off + (uint64_t)t->n_egresses * sizeof(struct eg_table_egress) > t->size ||
 	    (uint64_t)t->policies_off + (uint64_t)t->n_policies * sizeof(struct eg_table_policy) > t->size ||
-	    t->classifier_off >= t->size)
+	    t->classifier_off >= t->size ||
+	    (uint64_t)t->spi_off + ((uint64_t)t->spi_mask + 1) * sizeof(struct eg_table_spi) > t->size ||
+	    (t->spi_mask & (t->spi_mask + 1)) != 0)
 		return -EPROTO;
 	return 0;
 }

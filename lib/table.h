@@ -25,7 +25,17 @@ struct eg_table_hdr {
 	uint32_t policies_off;		/* struct eg_table_policy[n_policies] */
 	uint32_t classifier_off;	/* rule results are policy indexes */
 	uint32_t n_rules;
+	uint32_t spi_off;		/* struct eg_table_spi[spi_mask + 1]: inbound ESP demux */
+	uint32_t spi_mask;
 };
+
+/* Inbound SPI -> SA slot, open addressing; slot EG_TABLE_NO_SA marks an empty entry. */
+struct eg_table_spi {
+	uint32_t spi;
+	uint32_t slot;
+};
+
+#define EG_TABLE_NO_SA UINT32_MAX
 
 struct eg_table_egress {
 	char name[EG_NAME_LEN];
@@ -36,6 +46,7 @@ struct eg_table_egress {
 	uint8_t nh_family;		/* EG_AF_ANY: the port's gateway, or on-link */
 	uint8_t pad;
 	uint8_t next_hop[EG_ADDR_MAX_LEN];
+	uint32_t sa_slot;		/* ipsec: the outbound SA's slot, or EG_TABLE_NO_SA */
 };
 
 struct eg_table_policy {
@@ -58,6 +69,9 @@ struct eg_table_input {
 	const struct eg_policy_cfg *policies;
 	unsigned n_policies;
 	const uint32_t *policy_ids;
+	const uint32_t *egress_sa_slot;	/* per egress: its outbound SA slot; NULL: none */
+	const struct eg_table_spi *inbound;	/* inbound SAs (spi, slot) */
+	unsigned n_inbound;
 };
 
 /* Builds a table into b (which should be empty). 0, or -errno with err filled. */
@@ -111,6 +125,24 @@ static inline enum eg_verdict eg_table_decide(const struct eg_table_hdr *t,
 		return EG_VERDICT_NO_EGRESS;
 	*egress = &eg_table_egresses(t)[e];
 	return EG_VERDICT_FORWARD;
+}
+
+static inline uint32_t eg_table_spi_hash(uint32_t spi)
+{
+	return (spi * 0x9e3779b1u) ^ (spi >> 16);
+}
+
+/* The slot of the inbound SA with this SPI, or EG_TABLE_NO_SA. */
+static inline uint32_t eg_table_spi_lookup(const struct eg_table_hdr *t, uint32_t spi)
+{
+	const struct eg_table_spi *e = EG_AT(t, t->spi_off, struct eg_table_spi);
+
+	for (uint32_t i = eg_table_spi_hash(spi);; i++) {
+		const struct eg_table_spi *x = &e[i & t->spi_mask];
+
+		if (x->slot == EG_TABLE_NO_SA || x->spi == spi)
+			return x->slot;
+	}
 }
 
 /* Structural check of a table (magic, sizes, offsets in range), for a reader that did not
