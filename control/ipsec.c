@@ -141,6 +141,12 @@ int cp_ipsec_install(struct cp_state *st, const struct eg_sa_cfg *cfg, uint64_t 
 	}
 	s->seq = last_seq ? (last_seq + SEQ_RESUME_MARGIN < s->seq_limit ? last_seq + SEQ_RESUME_MARGIN
 									 : s->seq_limit) : 0;
+	/* Every outbound packet takes one sequence number, so a packet lifetime is a lower
+	 * limit the workers enforce exactly. Byte and time limits are checked every tick. */
+	if (cfg->dir == EG_SA_DIR_OUT && cfg->hard.packets && s->seq + cfg->hard.packets < s->seq_limit) {
+		s->seq_limit = s->seq + cfg->hard.packets;
+		s->limit_is_lifetime = 1;
+	}
 	rc = eg_aead_key_set(&ip->aead, &s->key, (enum eg_aead_alg)cfg->aead, cfg->key, cfg->key_len);
 	if (rc == 0 && cfg->dir == EG_SA_DIR_IN) {
 		rc = eg_replay_init(eg_sa_replay(s), cfg->replay_window);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "drop_reasons.h"
+#include "ipsec_methods.h"
 #include "state.h"
 
 static const char *const state_names[] = {"up", "degraded", "down"};
@@ -477,5 +478,8 @@ const struct cp_rpc_method cp_methods[] = {
 	{"policy.list", m_policy_list, "policies in priority order"},
 	{"policy.set", m_policy_set, "replace all policies {\"policies\":[...]}"},
 	{"flow.lookup", m_flow_lookup, "the policy and egress of a 5-tuple {src,dst,proto,sport,dport,dscp?,port?}"},
+	{"ipsec.sa.add", cp_m_ipsec_sa_add, "add an ESP SA; \"replaces\": SPI rekeys make-before-break"},
+	{"ipsec.sa.remove", cp_m_ipsec_sa_remove, "remove an SA {\"spi\",\"direction\"}"},
+	{"ipsec.sa.list", cp_m_ipsec_sa_list, "SAs with state and counters (never keys)"},
 	{NULL, NULL, NULL},
 };

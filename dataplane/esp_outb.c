@@ -151,13 +151,16 @@ static void outb_run(struct dp_worker *w)
 			continue;
 		}
 		if (unlikely(p->seq > sa->seq_limit)) {
-			/* RFC 4303 3.3.3: never wrap; the SA stops and control is told. */
+			/* RFC 4303 3.3.3: never wrap; the SA stops and control is told. The same
+			 * for a packet lifetime's end. */
 			uint32_t active = EG_SA_ACTIVE;
 
-			__atomic_store_n(&sa->stop_reason, EG_SA_STOP_SEQ_OVERFLOW, __ATOMIC_RELAXED);
+			__atomic_store_n(&sa->stop_reason,
+					 sa->limit_is_lifetime ? EG_SA_STOP_LIFETIME : EG_SA_STOP_SEQ_OVERFLOW,
+					 __ATOMIC_RELAXED);
 			__atomic_compare_exchange_n(&sa->state, &active, EG_SA_STOPPED, false, __ATOMIC_RELEASE,
 						    __ATOMIC_RELAXED);
-			sa_drop(w, p, sa->port, EG_DROP_ESP_SEQ_OVERFLOW);
+			sa_drop(w, p, sa->port, sa->limit_is_lifetime ? EG_DROP_ESP_SA_STOPPED : EG_DROP_ESP_SEQ_OVERFLOW);
 			continue;
 		}
 		rte_pktmbuf_adj(p->m, p->l3_off);

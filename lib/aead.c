@@ -6,25 +6,34 @@
 #include <errno.h>
 #include <string.h>
 
-/* Why bursts. intel-ipsec-mb is a multi-buffer library: one manager per core keeps a queue
- * of jobs and its per-arch code fills SIMD lanes with several independent buffers (up to 16
- * with AVX-512 for ChaCha20-Poly1305), so the AES rounds or ChaCha quarter-rounds of one
- * buffer hide the latency of another's. Handing it one packet at a time and waiting for
- * it forces every lane group to be flushed half empty, which is what costs libsodium-style
- * per-packet calls a factor of four or more (DESIGN.md, "Crypto choices"). So the whole
- * burst is queued with IMB_SUBMIT_BURST and only then forced out with one IMB_FLUSH_BURST.
+/* Why bursts. intel-ipsec-mb is a multi-buffer library: one manager per core owns a job
+ * queue, and for many modes (AES-CBC, HMAC, ZUC...) its per-arch code parks jobs in SIMD
+ * lanes and runs several independent buffers at once, so one buffer's AES rounds hide
+ * another's latency; a caller that submits one packet and waits flushes those lanes half
+ * empty every time. Hence: queue the whole burst, then force out what is left with one
+ * IMB_FLUSH_BURST, never a flush per packet.
  *
- * Why the generic burst API and not the job API: in 1.3, IMB_SUBMIT_BURST validates and
- * queues n jobs in one library call (the same per-job dispatch as IMB_SUBMIT_JOB, which
- * supports GCM and ChaCha20-Poly1305 alike) and hands back every completed job in an
- * array, instead of a call and an indirect jump per packet; the cipher-only and hash-only
- * burst calls of 1.3 have no AEAD modes. Completed jobs come back in queue order today,
- * but nothing here relies on it: each job carries its op in user_data. */
+ * In 1.3 the two AEAD modes here complete on submit (measured: IMB_SUBMIT_BURST returns
+ * all n jobs and the flush returns none): AES-GCM and ChaCha20-Poly1305 interleave many
+ * blocks of one buffer in the wide registers instead of lanes of several buffers. The
+ * burst still pays: one library call, one validation pass and one dispatch loop per burst
+ * instead of a get/submit pair of indirect calls per packet, and the same code picks up
+ * cross-buffer lanes where a library version has them. The DESIGN.md ceilings were
+ * measured this way, with bursts of 32.
+ *
+ * The cipher-only and hash-only burst calls of 1.3 have no AEAD modes, so this uses the
+ * generic IMB_GET_NEXT_BURST / IMB_SUBMIT_BURST / IMB_FLUSH_BURST. Completed jobs come
+ * back in queue order today, but nothing here relies on it: each job carries its op in
+ * user_data. */
 
 enum {
-	GCM_TAG_LEN = EG_AEAD_TAG_LEN,
 	CHACHA_KEY_LEN = 32,
+	GCM_KEY_ALIGN = 64,
 };
+
+_Static_assert(offsetof(struct eg_aead_key, gcm) % GCM_KEY_ALIGN == 0 &&
+	       _Alignof(struct eg_aead_key) % GCM_KEY_ALIGN == 0,
+	       "the library's SIMD key expansion and GHASH use aligned loads and stores");
 
 int eg_aead_ctx_init(struct eg_aead_ctx *c, IMB_ARCH arch)
 {
@@ -104,7 +113,9 @@ void eg_aead_key_wipe(struct eg_aead_key *k)
 int eg_aead_key_set(const struct eg_aead_ctx *c, struct eg_aead_key *k, enum eg_aead_alg alg,
 		    const uint8_t *key, size_t len)
 {
-	if (!k)
+	/* A key in malloc'ed or shared memory at an odd offset would fault in the library
+	 * (and could never have been set, so there is nothing to wipe). */
+	if (!k || (uintptr_t)(void *)k % _Alignof(struct eg_aead_key))
 		return -EINVAL;
 	/* Any old key goes first, so a failed set never leaves a usable stale one. */
 	eg_aead_key_wipe(k);
@@ -139,8 +150,8 @@ int eg_aead_key_set(const struct eg_aead_ctx *c, struct eg_aead_key *k, enum eg_
 	return 0;
 }
 
-/* Everything the library would reject, rejected here per op: the checked burst submit
- * refuses a whole burst for one bad job. */
+/* What the library would reject is refused here, per op: the checked burst submit refuses
+ * a whole burst for one bad job (run_chunk copes with that too, but at a cost). */
 static bool op_valid(const struct eg_aead_ctx *c, const struct eg_aead_op *op)
 {
 	const struct eg_aead_key *k = op->key;
@@ -176,7 +187,7 @@ static void fill_job(IMB_JOB *job, struct eg_aead_op *op, bool enc, uint8_t *scr
 {
 	const struct eg_aead_key *k = op->key;
 
-	/* The library checks src/dst even for empty messages; point them somewhere valid. */
+	/* An empty message may come with NULL buffers; the library gets valid ones anyway. */
 	job->src = op->src ? op->src : op->nonce;
 	job->dst = op->dst ? op->dst : scratch_tag;
 	job->cipher_start_src_offset_in_bytes = 0;

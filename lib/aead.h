@@ -32,7 +32,9 @@ struct eg_aead_key {
 	uint32_t alg;			/* enum eg_aead_alg */
 	uint32_t arch;			/* IMB_ARCH the key was expanded for */
 	uint8_t raw[EG_AEAD_MAX_KEY_LEN];	/* ChaCha20-Poly1305 uses the raw key */
-	struct gcm_key_data gcm;	/* AES-GCM: expanded round keys and hash key */
+	/* AES-GCM: expanded round keys and hash key. The library's SIMD code needs 64-byte
+	 * alignment, which intel-ipsec-mb.h 1.3 only declares when LINUX is defined. */
+	struct gcm_key_data gcm __attribute__((aligned(64)));
 } __attribute__((aligned(64)));
 
 struct eg_aead_ctx {

@@ -30,12 +30,13 @@ struct eg_sa_slot {
 	uint8_t esn;
 	uint8_t udp_encap;
 	uint8_t fragment_outer;
-	uint8_t pad0;
+	uint8_t limit_is_lifetime;	/* seq_limit comes from a hard packet lifetime */
 	uint16_t port;			/* uplink port index of local */
 	uint16_t encap_sport, encap_dport;
 	uint8_t salt[EG_SA_SALT_LEN];
 	uint8_t local[16], remote[16];
-	uint64_t seq_limit;		/* outbound: the last sequence number that may be sent */
+	uint64_t seq_limit;		/* outbound: the last sequence number that may be sent: the
+					 * end of the number space, or of a packet lifetime (exact) */
 	uint8_t fingerprint[32];	/* of the key material, to adopt the slot after a control restart */
 	uint64_t installed_unix_ns;
 	uint64_t seq __attribute__((aligned(64)));	/* outbound: last number handed out; atomic */

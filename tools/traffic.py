@@ -5,9 +5,9 @@ dependencies). Every mode stops by itself: loops are bounded in count and in tim
   serve --addr A [--addr B] --udp 5000,5001 --tcp 5002 --log FILE --seconds N
       UDP and TCP echo servers; each UDP datagram and TCP connection is appended to FILE
       as one JSON line {"proto","port","src"} so a test can tell where a flow arrived.
-  udp --dst A --port P [--sport S] [--count N] [--timeout T]
+  udp --dst A --port P [--sport S] [--count N] [--timeout T] [--fire]
       sends N datagrams (retrying each until echoed or timeout) and prints
-      {"sent","echoed"}; exit 0 when all were echoed.
+      {"sent","echoed"}; exit 0 when all were echoed. --fire: send once each, no echo.
   tcp --dst A --port P --bytes N [--timeout T]
       sends N random bytes, reads the echo, exit 0 when identical.
 """
@@ -76,6 +76,13 @@ def udp(args):
     s = socket.socket(family(args.dst), socket.SOCK_DGRAM)
     if args.sport:
         s.bind(("::" if family(args.dst) == socket.AF_INET6 else "0.0.0.0", args.sport))
+    if args.fire:
+        # One way (into a tunnel whose far end checks them): no echo to wait for.
+        for i in range(args.count):
+            s.sendto(("egress-%d-%d" % (os.getpid(), i)).encode(), (args.dst, args.port))
+            time.sleep(args.gap)
+        print(json.dumps({"sent": args.count}))
+        return 0
     s.settimeout(0.2)
     deadline = time.monotonic() + args.timeout
     echoed = 0
@@ -151,6 +158,8 @@ def main():
     p.add_argument("--sport", type=int, default=0)
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--timeout", type=float, default=10)
+    p.add_argument("--fire", action="store_true", help="send without waiting for echoes")
+    p.add_argument("--gap", type=float, default=0.01, help="seconds between --fire datagrams")
     p = sub.add_parser("tcp")
     p.add_argument("--dst", required=True)
     p.add_argument("--port", type=int, required=True)
