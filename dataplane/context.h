@@ -46,6 +46,13 @@ struct dp_tx_buffer {
 	struct rte_mbuf *pkts[DP_BURST];
 };
 
+/* Why a worker punts a frame, in m->hash.usr: the service answers ARP/ND/echo for
+ * ordinary punts, and sends an ICMP "too big" error for DP_PUNT_TOO_BIG | mtu << 16. */
+enum {
+	DP_PUNT_PLAIN = 0,
+	DP_PUNT_TOO_BIG = 1,
+};
+
 /* A worker asking the service to resolve a next hop (element of dp_worker.resolve). */
 struct dp_resolve_req {
 	uint16_t port;

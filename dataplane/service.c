@@ -22,6 +22,8 @@ enum {
 	ICMP6_ECHO_REQUEST = 128,
 	ICMP6_ECHO_REPLY = 129,
 	RESOLVE_RETRY_MS = 1000,
+	ICMP_ERRORS_PER_S = 100,
+	ICMP_ERROR_BURST = 50,
 };
 
 struct nd_msg {
@@ -296,6 +298,91 @@ drop:
 	rte_pktmbuf_free(m);
 }
 
+/* ICMP errors are rate limited (RFC 1812 4.3.2.8, RFC 4443 2.4(f)): a token bucket. */
+static bool icmp_error_allowed(uint64_t now, uint64_t hz)
+{
+	static uint64_t tokens = ICMP_ERROR_BURST, last;
+
+	tokens += (now - last) * ICMP_ERRORS_PER_S / hz;
+	if (tokens > ICMP_ERROR_BURST)
+		tokens = ICMP_ERROR_BURST;
+	last = now;
+	if (tokens == 0)
+		return false;
+	tokens--;
+	return true;
+}
+
+/* Tells the sender of a packet too big for a tunnel what fits: ICMP destination
+ * unreachable / fragmentation needed with the next-hop MTU (RFC 792, RFC 1191), or ICMPv6
+ * Packet Too Big (RFC 4443 3.2). Sent back out of the port it came in, to the frame's
+ * sender, quoting as much of the packet as the rules allow. */
+static void send_too_big(struct dp_ctx *ctx, const struct dp_port *p, struct rte_mbuf *orig, uint16_t l2,
+			 uint16_t type, uint16_t mtu)
+{
+	const struct rte_ether_hdr *eth = rte_pktmbuf_mtod(orig, const struct rte_ether_hdr *);
+	const uint8_t *inner = rte_pktmbuf_mtod_offset(orig, const uint8_t *, l2);
+	uint32_t inner_len = rte_pktmbuf_data_len(orig) - l2;
+	struct rte_mbuf *m;
+
+	if (!icmp_error_allowed(rte_rdtsc(), ctx->tsc_hz) || !(m = rte_pktmbuf_alloc(ctx->pool)))
+		return;
+	if (type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) && p->has_ipv4) {
+		uint32_t quote = inner_len < 28 ? inner_len : 28;	/* header + 8 bytes (RFC 792) */
+		uint8_t *b = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)(20 + 8 + quote));
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)b;
+
+		if (!b)
+			goto fail;
+		memset(b, 0, 28);
+		ip->version_ihl = 0x45;
+		ip->total_length = rte_cpu_to_be_16((uint16_t)(28 + quote));
+		ip->time_to_live = 64;
+		ip->next_proto_id = IPPROTO_ICMP;
+		ip->src_addr = p->ipv4;
+		memcpy(&ip->dst_addr, inner + 12, 4);
+		ip->hdr_checksum = rte_ipv4_cksum(ip);
+		b[20] = 3;	/* destination unreachable */
+		b[21] = 4;	/* fragmentation needed and DF set */
+		b[26] = (uint8_t)(mtu >> 8);
+		b[27] = (uint8_t)mtu;
+		memcpy(b + 28, inner, quote);
+		uint16_t ck = (uint16_t)~rte_raw_cksum(b + 20, 8 + quote);
+
+		memcpy(b + 22, &ck, 2);
+	} else if (type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6) && p->has_ipv6) {
+		/* The whole error stays within the IPv6 minimum MTU. */
+		uint32_t quote = inner_len < 1280 - 48 ? inner_len : 1280 - 48;
+		uint8_t *b = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)(40 + 8 + quote));
+		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)b;
+		uint32_t mtu_be = rte_cpu_to_be_32(mtu);
+
+		if (!b)
+			goto fail;
+		memset(b, 0, 48);
+		ip->vtc_flow = rte_cpu_to_be_32(6u << 28);
+		ip->payload_len = rte_cpu_to_be_16((uint16_t)(8 + quote));
+		ip->proto = IPPROTO_ICMPV6;
+		ip->hop_limits = 64;
+		memcpy(ip->src_addr, p->ipv6, 16);
+		memcpy(ip->dst_addr, inner + 8, 16);
+		b[40] = 2;	/* packet too big */
+		memcpy(b + 44, &mtu_be, 4);
+		memcpy(b + 48, inner, quote);
+		uint16_t ck = rte_ipv6_udptcp_cksum(ip, b + 40);
+
+		memcpy(b + 42, &ck, 2);
+	} else {
+		goto fail;
+	}
+	if (!push_l2(m, p, &eth->src_addr, rte_be_to_cpu_16(type)))
+		goto fail;
+	send_frame(ctx, m, p->index);
+	return;
+fail:
+	rte_pktmbuf_free(m);
+}
+
 static void handle_punt(struct dp_ctx *ctx, struct rte_mbuf *m)
 {
 	const struct dp_port *p = &ctx->ports[m->port];
@@ -305,6 +392,11 @@ static void handle_punt(struct dp_ctx *ctx, struct rte_mbuf *m)
 	if (type == rte_cpu_to_be_16(RTE_ETHER_TYPE_VLAN)) {
 		type = ((const struct rte_vlan_hdr *)(eth + 1))->eth_proto;
 		l2 += sizeof(struct rte_vlan_hdr);
+	}
+	if ((m->hash.usr & 0xffff) == DP_PUNT_TOO_BIG) {
+		send_too_big(ctx, p, m, l2, type, (uint16_t)(m->hash.usr >> 16));
+		rte_pktmbuf_free(m);
+		return;
 	}
 	if (type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP)) {
 		handle_arp(ctx, p, m, l2);

@@ -310,6 +310,78 @@ void dp_worker_flush(struct dp_worker *w)
 		dp_tx_flush_port(w, (uint16_t)out);
 }
 
+/* The largest inner packet the tunnel carries without exceeding the uplink's MTU. */
+static uint16_t tunnel_mtu(const struct dp_ctx *ctx, const struct eg_sa_slot *sa)
+{
+	uint16_t mtu = ctx->ports[sa->port].mtu;
+	uint16_t over = dp_esp_overhead(sa, 0) + 3;	/* the most padding can add */
+
+	return mtu > over ? (uint16_t)((mtu - over) & ~3u) : 0;
+}
+
+/* An inner IPv4 packet without DF, cut into fragments that fit the tunnel (RFC 791), each
+ * staged for ESP. The exceptional path: fragments are new mbufs. */
+static enum eg_drop_reason fragment_inner(struct dp_worker *w, struct rte_mbuf *m, struct parsed *p,
+					  const struct eg_table_egress *e, uint16_t mtu)
+{
+	const struct rte_ipv4_hdr *ip = p->l3;
+	uint16_t ihl = (uint16_t)((ip->version_ihl & 0xf) * 4);
+	uint16_t data_len = (uint16_t)(p->l3_len - ihl);
+	uint16_t chunk = (uint16_t)((mtu - ihl) & ~7u);
+	uint16_t base = rte_be_to_cpu_16(ip->fragment_offset);
+
+	if (chunk < 8)
+		return EG_DROP_MTU_EXCEEDED;
+	for (uint16_t off = 0; off < data_len; off += chunk) {
+		uint16_t len = data_len - off < chunk ? data_len - off : chunk;
+		bool last = off + len == data_len;
+		struct rte_mbuf *f = rte_pktmbuf_alloc(w->ctx->pool);
+		struct rte_ipv4_hdr *fh;
+		uint16_t fo;
+
+		if (unlikely(!f))
+			return EG_DROP_NO_ROOM;	/* the fragments already staged still go */
+		fh = (struct rte_ipv4_hdr *)rte_pktmbuf_append(f, (uint16_t)(ihl + len));
+		if (unlikely(!fh)) {
+			rte_pktmbuf_free(f);
+			return EG_DROP_NO_ROOM;
+		}
+		memcpy(fh, ip, ihl);
+		memcpy((uint8_t *)fh + ihl, (const uint8_t *)ip + ihl + off, len);
+		/* Offsets count from the original fragment's; MF stays on all but the last,
+		 * and on the last too when the original had more after it. */
+		fo = (uint16_t)((base & RTE_IPV4_HDR_OFFSET_MASK) + off / 8);
+		if (!last || (base & RTE_IPV4_HDR_MF_FLAG))
+			fo |= RTE_IPV4_HDR_MF_FLAG;
+		fh->fragment_offset = rte_cpu_to_be_16(fo);
+		fh->total_length = rte_cpu_to_be_16((uint16_t)(ihl + len));
+		fh->hdr_checksum = 0;
+		fh->hdr_checksum = rte_ipv4_cksum(fh);
+		dp_esp_stage_out(w, f, 0, e->sa_slot, e->id);
+	}
+	rte_pktmbuf_free(m);
+	return EG_DROP_MAX;
+}
+
+/* A packet too big for the tunnel: fragmented when IPv4 allows it, else the sender is told
+ * the tunnel's MTU (ICMP fragmentation needed, RFC 1191; ICMPv6 Packet Too Big, RFC 8201)
+ * by the service, and the packet is dropped. */
+static enum eg_drop_reason too_big(struct dp_worker *w, const struct dp_port *in, struct rte_mbuf *m,
+				   struct parsed *p, const struct eg_sa_slot *sa, const struct eg_table_egress *e)
+{
+	uint16_t mtu = tunnel_mtu(w->ctx, sa);
+
+	if (p->key.family == EG_AF_INET &&
+	    !(((const struct rte_ipv4_hdr *)p->l3)->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG)))
+		return fragment_inner(w, m, p, e, mtu);
+	dp_count_drop(w, in->index, EG_DROP_MTU_EXCEEDED);
+	m->port = in->index;
+	m->hash.usr = DP_PUNT_TOO_BIG | (uint32_t)mtu << 16;
+	if (unlikely(rte_ring_enqueue(w->punt, m) != 0))
+		rte_pktmbuf_free(m);
+	return EG_DROP_MAX;
+}
+
 /* Decides where one parsed, forwardable packet goes; EG_DROP_MAX when it was queued. */
 static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hdr *t,
 				   const struct dp_port *in, struct rte_mbuf *m, struct parsed *p)
@@ -345,9 +417,9 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 			if (unlikely(e->sa_slot == EG_TABLE_NO_SA))
 				return EG_DROP_ESP_SA_STOPPED;
 			sa = eg_shm_sa(ctx->shm.hdr, e->sa_slot);
-			if (unlikely(p->l3_len + dp_esp_overhead(sa, p->l3_len) > ctx->ports[sa->port].mtu))
-				return EG_DROP_MTU_EXCEEDED;
 			decrement_ttl(p);
+			if (unlikely(p->l3_len + dp_esp_overhead(sa, p->l3_len) > ctx->ports[sa->port].mtu))
+				return too_big(w, in, m, p, sa, e);
 			dp_esp_stage_out(w, m, p->l2_len, e->sa_slot, e->id);
 			return EG_DROP_MAX;
 		}
@@ -406,6 +478,7 @@ static bool dispatch(struct dp_worker *w, const struct eg_table_hdr *t, const st
 				break;
 			}
 			m->port = in->index;
+			m->hash.usr = DP_PUNT_PLAIN;
 			if (likely(rte_ring_enqueue(w->punt, m) == 0))
 				return false;
 			r = EG_DROP_PUNT_FULL;

@@ -8,6 +8,9 @@ dependencies). Every mode stops by itself: loops are bounded in count and in tim
   udp --dst A --port P [--sport S] [--count N] [--timeout T] [--fire]
       sends N datagrams (retrying each until echoed or timeout) and prints
       {"sent","echoed"}; exit 0 when all were echoed. --fire: send once each, no echo.
+  stream --dst A --port P --count N --gap S
+      sends N numbered datagrams S seconds apart, counts their echoes, prints
+      {"sent","received","lost"}; exit 0 when none was lost.
   tcp --dst A --port P --bytes N [--timeout T]
       sends N random bytes, reads the echo, exit 0 when identical.
 """
@@ -106,6 +109,41 @@ def udp(args):
     return 0 if echoed == args.count else 1
 
 
+def stream(args):
+    """Sends count numbered datagrams gap seconds apart while collecting their echoes, then
+    waits linger seconds for stragglers: a loss measurement, unlike udp's retries."""
+    s = socket.socket(family(args.dst), socket.SOCK_DGRAM)
+    s.setblocking(False)
+    got = set()
+    tag = os.getpid()
+    next_send = time.monotonic()
+    i = 0
+    end = None
+    while True:
+        now = time.monotonic()
+        if i < args.count and now >= next_send:
+            s.sendto(b"egress-%d-%d" % (tag, i), (args.dst, args.port))
+            i += 1
+            next_send += args.gap
+            if i == args.count:
+                end = now + args.linger
+        if end is not None and now >= end:
+            break
+        r, _, _ = select.select([s], [], [], max(0.0, min(next_send - now, 0.05)) if i < args.count else 0.05)
+        if r:
+            try:
+                while True:
+                    data, _ = s.recvfrom(65535)
+                    parts = data.split(b"-")
+                    if len(parts) == 3 and parts[1] == str(tag).encode():
+                        got.add(int(parts[2]))
+            except BlockingIOError:
+                pass
+    lost = sorted(set(range(args.count)) - got)
+    print(json.dumps({"sent": args.count, "received": len(got), "lost": len(lost), "first_lost": lost[:10]}))
+    return 0 if not lost else 1
+
+
 def tcp(args):
     data = os.urandom(args.bytes)
     deadline = time.monotonic() + args.timeout
@@ -160,13 +198,19 @@ def main():
     p.add_argument("--timeout", type=float, default=10)
     p.add_argument("--fire", action="store_true", help="send without waiting for echoes")
     p.add_argument("--gap", type=float, default=0.01, help="seconds between --fire datagrams")
+    p = sub.add_parser("stream")
+    p.add_argument("--dst", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--gap", type=float, default=0.002)
+    p.add_argument("--linger", type=float, default=1.0)
     p = sub.add_parser("tcp")
     p.add_argument("--dst", required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--bytes", type=int, default=1 << 20)
     p.add_argument("--timeout", type=float, default=20)
     args = ap.parse_args()
-    return {"serve": serve, "udp": udp, "tcp": tcp}[args.mode](args)
+    return {"serve": serve, "udp": udp, "tcp": tcp, "stream": stream}[args.mode](args)
 
 
 if __name__ == "__main__":
