@@ -10,7 +10,8 @@
  *   esn            bool, default false
  *   encap          "none" (default) | "udp" (RFC 3948, ports below)
  *   encap_sport, encap_dport  default 4500
- *   fragment       "inner" (default) | "outer"
+ *   fragment       "inner" (the default and, for now, the only choice): an oversized inner
+ *                  IPv4 packet without DF is fragmented before encryption
  *   lifetime       {"bytes","packets","seconds"}: hard limits, 0 or absent for none
  *   soft_lifetime  the same: ipsec.sa.expiring is sent; default 90% of each hard limit */
 #include "sa_config.h"
@@ -174,9 +175,10 @@ static int parse_sa(const json_t *v, const char *path, struct eg_sa_cfg *sa, str
 	if ((m = get(v, path, "fragment", kp))) {
 		if ((ret = want_string(m, kp, &s, err)))
 			return ret;
-		if (strcmp(s, "inner") && strcmp(s, "outer"))
-			return fail(err, kp, "unknown fragment %s: use \"inner\" or \"outer\"", Q(s));
-		sa->fragment_outer = strcmp(s, "outer") == 0;
+		if (strcmp(s, "outer") == 0)
+			return fail(err, kp, "fragmenting the outer packet is not supported yet: use \"inner\"");
+		if (strcmp(s, "inner"))
+			return fail(err, kp, "unknown fragment %s: use \"inner\"", Q(s));
 	}
 	if ((m = get(v, path, "lifetime", kp)) && (ret = parse_lifetime(m, kp, &sa->hard, err)))
 		return ret;

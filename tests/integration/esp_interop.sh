@@ -55,10 +55,11 @@ sas=$(jq -s 'add' <(sa_pair 4097 8193 aes-gcm-128 $K128 192.0.2.1 192.0.2.254 '{
 	<(sa_pair 4098 8194 aes-gcm-256 $K256 192.0.2.1 192.0.2.254 '{"esn": true}') \
 	<(sa_pair 4099 8195 aes-gcm-128 $K128 192.0.2.1 192.0.2.254 '{"encap": "udp"}') \
 	<(sa_pair 4100 8196 aes-gcm-256 $K256 fd00:20::1 fd00:20::fe '{}') \
-	<(sa_pair 4101 8197 aes-gcm-128 $K128 192.0.2.1 192.0.2.254 '{"lifetime": {"packets": 20}, "soft_lifetime": {"packets": 10}}'))
+	<(sa_pair 4101 8197 aes-gcm-128 $K128 192.0.2.1 192.0.2.254 '{"lifetime": {"packets": 20}, "soft_lifetime": {"packets": 10}}') \
+	<(sa_pair 4102 8198 chacha20-poly1305 $K256 192.0.2.1 192.0.2.254 '{"esn": true}'))
 jq --argjson sas "$sas" '.ipsec = {sas: $sas}
-	| .egresses += [range(1;6) as $n | {name: "esp\($n)", type: "ipsec", sa_out: (4096 + $n), sa_in: (8192 + $n)}]
-	| .policies = [range(1;6) as $n | {name: "to-esp\($n)", priority: $n,
+	| .egresses += [range(1;7) as $n | {name: "esp\($n)", type: "ipsec", sa_out: (4096 + $n), sa_in: (8192 + $n)}]
+	| .policies = [range(1;7) as $n | {name: "to-esp\($n)", priority: $n,
 		match: {proto: "udp", dport: "\(6000 + $n)"}, egresses: ["esp\($n)"], strategy: "pinned"}] + .policies' \
 	"$WORK/base.json" >"$WORK/egress.json"
 
@@ -75,9 +76,9 @@ pids+=($events_pid)
 up() { $CTL --json egress list | jq -e '[.egresses[] | select(.type=="ipsec") | .state] | all(. == "up")'; }
 check "control attaches and every ESP egress is up" wait_for 30 up
 check "the appliance answers ping (ARP for the ESP peer works)" wait_for 10 ip netns exec "$NS_UP0" ping -c1 -W1 192.0.2.1
-sa_json() { # spi key src dst [natt] [esn]
+sa_json() { # spi key src dst [natt] [esn] [alg]
 	jq -nc --argjson s "$1" --arg k "$2$SALT" --arg a "$3" --arg b "$4" --argjson n "${5:-false}" --argjson e "${6:-false}" \
-		'{spi: $s, key: $k, src: $a, dst: $b, natt: $n, esn: $e}'
+		--arg alg "${ALG:-AES-GCM}" '{spi: $s, key: $k, src: $a, dst: $b, natt: $n, esn: $e, alg: $alg}'
 }
 # Out: the appliance encrypts, scapy decrypts (in the uplink namespace).
 out_case() { # label spi key dport natt esn inner-dst outer-src outer-dst
@@ -95,6 +96,7 @@ out_case "AES-GCM-128, IPv4 outer" 4097 $K128 6001 false false 203.0.113.20 192.
 out_case "AES-GCM-256 with ESN" 4098 $K256 6002 false true 203.0.113.20 192.0.2.1 192.0.2.254
 out_case "NAT-T (UDP 4500)" 4099 $K128 6003 true false 203.0.113.20 192.0.2.1 192.0.2.254
 out_case "AES-GCM-256, IPv6 outer, IPv6 inner" 4100 $K256 6004 false false 2001:db8:99::20 fd00:20::1 fd00:20::fe
+ALG=CHACHA20-POLY1305 out_case "ChaCha20-Poly1305 (RFC 7634) with ESN" 4102 $K256 6006 false true 203.0.113.20 192.0.2.1 192.0.2.254
 check "sequence numbers start at 1 and count up" \
 	[ "$(tail -n1 "$WORK/out-4097.json" | jq -c '.seqs[:3]')" = "[1,2,3]" ]
 
@@ -121,6 +123,7 @@ in_case() { # label spi key src dst natt esn start-seq inner-src inner-dst
 in_case "AES-GCM-128 in" 8193 $K128 192.0.2.254 192.0.2.1 false false 1 203.0.113.20 10.10.0.2
 in_case "AES-GCM-256 in, ESN across 2^32" 8194 $K256 192.0.2.254 192.0.2.1 false true $(( (1 << 32) - 2 )) 203.0.113.20 10.10.0.2
 in_case "NAT-T in" 8195 $K128 192.0.2.254 192.0.2.1 true false 1 203.0.113.20 10.10.0.2
+ALG=CHACHA20-POLY1305 in_case "ChaCha20-Poly1305 in" 8198 $K256 192.0.2.254 192.0.2.1 false true 7 203.0.113.20 10.10.0.2
 in_case "IPv6 outer in" 8196 $K256 fd00:20::fe fd00:20::1 false false 1 2001:db8:99::20 fd00:10::2
 
 # Tampering and replay: dropped and counted by reason.

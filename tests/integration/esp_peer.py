@@ -10,7 +10,8 @@ namespace. Every loop is bounded in count and time.
       builds inner UDP packets, encrypts them with the SA from sequence number S and sends
       them; WHAT is spi, iv, payload or icv (one byte flipped after encryption).
 
-SA JSON: {"spi", "key" (hex, key then 4-byte salt), "src", "dst", "natt", "esn"}.
+SA JSON: {"spi", "key" (hex, key then 4-byte salt), "src", "dst", "natt", "esn",
+"alg" ("AES-GCM" by default, or "CHACHA20-POLY1305")}.
 """
 import argparse
 import json
@@ -31,7 +32,7 @@ def outer(sa):
 
 def make_sa(sa, esn_high=0, seq_lo=1):
     return SecurityAssociation(
-        ESP, spi=sa["spi"], seq_num=seq_lo, crypt_algo="AES-GCM", crypt_key=bytes.fromhex(sa["key"]),
+        ESP, spi=sa["spi"], seq_num=seq_lo, crypt_algo=sa.get("alg", "AES-GCM"), crypt_key=bytes.fromhex(sa["key"]),
         tunnel_header=outer(sa), nat_t_header=UDP(sport=4500, dport=4500) if sa.get("natt") else None,
         esn_en=bool(sa.get("esn")), esn=esn_high)
 
