@@ -71,12 +71,18 @@ JSON
 }
 config a alan 10.1.0.1 awan 192.0.2.1 192.0.2.2 10.2.0.0/16 12289 16385 $KA $KB >"$WORK/a.json"
 config b blan 10.2.0.1 bwan 192.0.2.2 192.0.2.1 10.1.0.0/16 16385 12289 $KB $KA >"$WORK/b.json"
-for n in a b; do
-	ip netns exec "$P-dp$n" "$BUILD/dataplane/egress-dataplane" -c "$WORK/$n.json" >"$WORK/dp-$n.log" 2>&1 &
+declare -A dp ctl
+start_dp() {
+	ip netns exec "$P-dp$1" "$BUILD/dataplane/egress-dataplane" -c "$WORK/$1.json" >>"$WORK/dp-$1.log" 2>&1 &
+	dp[$1]=$!
 	pids+=($!)
-	"$BUILD/control/egress-control" -c "$WORK/$n.json" >"$WORK/ctl-$n.log" 2>&1 &
+}
+start_ctl() {
+	"$BUILD/control/egress-control" -c "$WORK/$1.json" >>"$WORK/ctl-$1.log" 2>&1 &
+	ctl[$1]=$!
 	pids+=($!)
-done
+}
+for n in a b; do start_dp $n; start_ctl $n; done
 A="$BUILD/tools/egressctl -s $WORK/a.sock"
 B="$BUILD/tools/egressctl -s $WORK/b.sock"
 ip netns exec "$P-sb" $TRAFFIC serve --addr 10.2.0.2 --udp 5000 --tcp 5002 --log "$WORK/sb.log" --seconds 120 &
@@ -123,6 +129,28 @@ check "removing the old inbound SA once the peer moved on works" $A call ipsec.s
 check "traffic still flows after the old SAs are gone" ip netns exec "$P-sa" $TRAFFIC udp --dst 10.2.0.2 --port 5000 --count 5
 check "the rekeyed state survives a control restart (state file)" \
 	jq -e '.ipsec.sas | map(.spi) | sort == [12290, 16386]' "$WORK/a.state.json"
+
+# SIGKILL A's control: the dataplane keeps the SAs, a new control adopts their slots (a
+# re-installed SA would restart its sequence numbers and B would drop them as replays).
+seq_before=$($A --json call ipsec.sa.list | jq '.sas[] | select(.direction=="out") | .seq')
+kill -KILL "${ctl[a]}"
+wait "${ctl[a]}" 2>/dev/null || true
+start_ctl a
+check "a restarted control re-attaches with the tunnel up" wait_for 30 up "$A"
+check "... adopting the live outbound SA (sequence numbers go on from $seq_before)" \
+	bash -c "$A --json call ipsec.sa.list | jq -e '.sas[] | select(.direction==\"out\") | .seq >= $seq_before'"
+check "... and traffic flows both ways" ip netns exec "$P-sa" $TRAFFIC udp --dst 10.2.0.2 --port 5000 --count 5
+
+# SIGKILL A's dataplane and start it again: control re-installs the SAs, outbound numbers
+# resume past the last ones seen and the inbound window keeps rejecting old numbers.
+kill -KILL "${dp[a]}"
+wait "${dp[a]}" 2>/dev/null || true
+start_dp a
+check "after a dataplane restart the SAs are installed again" wait_for 30 up "$A"
+check "... and the peer accepts the resumed sequence numbers (traffic flows)" \
+	ip netns exec "$P-sa" $TRAFFIC udp --dst 10.2.0.2 --port 5000 --count 5 --timeout 20
+check "... with outbound numbers past the old ones" \
+	bash -c "$A --json call ipsec.sa.list | jq -e '.sas[] | select(.direction==\"out\") | .seq > $seq_before + 1000'"
 
 if [ $fails -ne 0 ]; then
 	for n in a b; do echo "--- control $n"; grep -v "rpc: client" "$WORK/ctl-$n.log" | tail -10; done
