@@ -5,32 +5,10 @@
 #
 #   siteA 10.1.0.2 -- [A lan0 10.1.0.1 | wan0 192.0.2.1] ==ESP== [wan0 192.0.2.2 | lan0 10.2.0.1 B] -- siteB 10.2.0.2
 set -euo pipefail
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root for network namespaces"; exit 77; }
-
-BUILD=${EGRESS_BUILD:?} SRC=${EGRESS_SOURCE:?}
-P=ega$$
 WORK=$(mktemp -d /tmp/egress-a2a.XXXXXX)
-PY=/usr/bin/python3
-TRAFFIC="$PY $SRC/tools/traffic.py"
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	for ns in sa dpa dpb sb; do ip netns del "$P-$ns" 2>/dev/null || true; done
-	if [ "${KEEP:-0}" = 1 ]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-fails=0 passes=0
-check() {
-	local what=$1; shift
-	if "$@"; then passes=$((passes + 1)); echo "ok   - $what"; else fails=$((fails + 1)); echo "FAIL - $what"; fi
-}
-wait_for() {
-	local t=$1; shift
-	local end=$((SECONDS + t))
-	while [ $SECONDS -lt $end ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-	return 1
-}
+. "${EGRESS_SOURCE:?}/tests/integration/harness.sh"
+P=ega$$
+topology_down() { for ns in sa dpa dpb sb; do ip netns del "$P-$ns" 2>/dev/null || true; done; }
 link() { # ns-a if-a ns-b if-b
 	ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
 	for x in "$1 $2" "$3 $4"; do
@@ -156,5 +134,4 @@ if [ $fails -ne 0 ]; then
 	for n in a b; do echo "--- control $n"; grep -v "rpc: client" "$WORK/ctl-$n.log" | tail -10; done
 	$A stats || true
 fi
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+harness_finish

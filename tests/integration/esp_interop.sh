@@ -4,36 +4,14 @@
 # delivered; tampered, replayed and unknown-SPI packets are dropped and counted by reason.
 # AES-GCM-128 and -256, IPv4 and IPv6 outer, NAT-T, ESN, lifetimes.
 set -euo pipefail
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root for network namespaces"; exit 77; }
-
-BUILD=${EGRESS_BUILD:?} SRC=${EGRESS_SOURCE:?}
+WORK=$(mktemp -d /tmp/egress-esp.XXXXXX)
+. "${EGRESS_SOURCE:?}/tests/integration/harness.sh"
 TOPO=ege$$
 . "$SRC/tools/topology.sh"
-WORK=$(mktemp -d /tmp/egress-esp.XXXXXX)
+topology_down() { topo_down; }
 SOCK=$WORK/ctl.sock
-PY=/usr/bin/python3
-TRAFFIC="$PY $SRC/tools/traffic.py"
 PEER="$PY $SRC/tests/integration/esp_peer.py"
 CTL="$BUILD/tools/egressctl -s $SOCK"
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	topo_down
-	if [ "${KEEP:-0}" = 1 ]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-fails=0 passes=0
-check() {
-	local what=$1; shift
-	if "$@"; then passes=$((passes + 1)); echo "ok   - $what"; else fails=$((fails + 1)); echo "FAIL - $what"; fi
-}
-wait_for() {
-	local t=$1; shift
-	local end=$((SECONDS + t))
-	while [ $SECONDS -lt $end ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-	return 1
-}
 drops() { $CTL --json stats | jq ".drops.$1"; }
 arrivals() { [ -f "$WORK/site.log" ] && jq -c "select(.port==$1)" "$WORK/site.log" | wc -l || echo 0; }
 
@@ -165,5 +143,4 @@ if [ $fails -ne 0 ]; then
 	echo "--- control log"; grep -v "rpc: client" "$WORK/control.log" | tail -20
 	$CTL stats || true
 fi
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+harness_finish

@@ -4,38 +4,14 @@
 # it names; policy.set moves them; SIGKILL of egress-control does not stop forwarding; a
 # restarted control re-attaches with the persisted state.
 set -euo pipefail
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root for network namespaces"; exit 77; }
-
-BUILD=${EGRESS_BUILD:?} SRC=${EGRESS_SOURCE:?}
+WORK=$(mktemp -d /tmp/egress-fwd.XXXXXX)
+. "${EGRESS_SOURCE:?}/tests/integration/harness.sh"
 TOPO=egf$$
 . "$SRC/tools/topology.sh"
-WORK=$(mktemp -d /tmp/egress-fwd.XXXXXX)
+topology_down() { topo_down; }
 SOCK=$WORK/ctl.sock
-PY=/usr/bin/python3
-TRAFFIC="$PY $SRC/tools/traffic.py"
 CTL="$BUILD/tools/egressctl -s $SOCK"
-pids=()
 
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	topo_down
-	if [ "${KEEP:-0}" = 1 ]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
-fails=0 passes=0
-check() { # description, command...
-	local what=$1; shift
-	if "$@"; then passes=$((passes + 1)); echo "ok   - $what"; else fails=$((fails + 1)); echo "FAIL - $what"; fi
-}
-# Waits up to $1 seconds for a command to succeed.
-wait_for() {
-	local t=$1; shift
-	local end=$((SECONDS + t))
-	while [ $SECONDS -lt $end ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-	return 1
-}
 arrivals() { # ns-log proto port -> count of arrivals
 	[ -f "$1" ] || { echo 0; return; }
 	jq -c "select(.proto==\"$2\" and .port==$3)" "$1" | wc -l
@@ -170,5 +146,4 @@ if [ $fails -ne 0 ]; then
 	echo "--- dataplane log"; tail -30 "$WORK/dataplane.log"
 	echo "--- control log"; tail -30 "$WORK/control.log"
 fi
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+harness_finish

@@ -1,0 +1,50 @@
+# Shared by the integration scripts: numbered checks, bounded waits, and cleanup of
+# exactly what a script started. Source it after setting WORK (a fresh temp dir); add
+# PIDs to pids+=(...) and define topology_down for the namespaces the script made.
+
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root for network namespaces"; exit 77; }
+BUILD=${EGRESS_BUILD:?} SRC=${EGRESS_SOURCE:?}
+PY=/usr/bin/python3
+TRAFFIC="$PY $SRC/tools/traffic.py"
+pids=()
+fails=0
+passes=0
+
+topology_down() { :; }
+
+harness_cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	topology_down
+	if [ "${KEEP:-0}" = 1 ]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
+}
+trap harness_cleanup EXIT
+
+check() { # description, command...
+	local what=$1
+	shift
+	if "$@"; then
+		passes=$((passes + 1))
+		echo "ok   - $what"
+	else
+		fails=$((fails + 1))
+		echo "FAIL - $what"
+	fi
+}
+
+# Runs a command until it succeeds, for at most $1 seconds.
+wait_for() {
+	local t=$1
+	shift
+	local end=$((SECONDS + t))
+	while [ $SECONDS -lt $end ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+harness_finish() {
+	echo "$passes passed, $fails failed"
+	[ $fails -eq 0 ]
+}
