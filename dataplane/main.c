@@ -10,6 +10,7 @@
 #include <rte_eal.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
 
 #include "context.h"
@@ -73,7 +74,8 @@ static int eal_argv(char *prog, int extra_argc, char **extra, char ***out)
 
 static int create_rings(void)
 {
-	ctx.workers = calloc(ctx.n_workers, sizeof(*ctx.workers));
+	/* struct dp_worker is cache-line aligned; calloc would not honour that. */
+	ctx.workers = rte_zmalloc("workers", ctx.n_workers * sizeof(*ctx.workers), RTE_CACHE_LINE_SIZE);
 	if (!ctx.workers)
 		return -ENOMEM;
 	for (unsigned w = 0; w < ctx.n_workers; w++) {

@@ -182,6 +182,10 @@ static enum eg_drop_reason parse_ipv6(const struct dp_ctx *ctx, struct rte_mbuf 
 	}
 	if (unlikely(ipv6_is_ext(nh) && !fragment))
 		return EG_DROP_IPV6_BAD_HEADER;
+	/* The loop checked where each header starts, not where the last one ends: its length
+	 * may point past the packet, and off is where ESP would be read from. */
+	if (unlikely(avail < off || p->l3_len < off))
+		return EG_DROP_IPV6_BAD_HEADER;
 	k->proto = nh;
 	if (is_l4_with_ports(nh) && !fragment) {
 		const uint16_t *ports = (const uint16_t *)((uint8_t *)ip + off);
