@@ -47,12 +47,14 @@ pids+=($!)
 pids+=($!)
 ip netns exec "$NS_SITE" $TRAFFIC serve --addr 10.10.0.2 --addr fd00:10::2 --udp 7000 --log "$WORK/site.log" --seconds 240 &
 pids+=($!)
-"$BUILD/tools/egressctl" -s "$SOCK" --json events ipsec.sa.expiring egress.state >"$WORK/events.log" 2>/dev/null &
-events_pid=$!
-pids+=($events_pid)
 
 up() { $CTL --json egress list | jq -e '[.egresses[] | select(.type=="ipsec") | .state] | all(. == "up")'; }
 check "control attaches and every ESP egress is up" wait_for 30 up
+# Subscribed only now that the socket answers: started earlier it could find none and quit.
+"$BUILD/tools/egressctl" -s "$SOCK" --json events ipsec.sa.expiring egress.state >"$WORK/events.log" 2>&1 &
+events_pid=$!
+pids+=($events_pid)
+check "the event subscriber is connected" wait_for 5 bash -c "kill -0 $events_pid && grep -q . <(ls -l /proc/$events_pid/fd 2>/dev/null | grep socket)"
 check "the appliance answers ping (ARP for the ESP peer works)" wait_for 10 ip netns exec "$NS_UP0" ping -c1 -W1 192.0.2.1
 sa_json() { # spi key src dst [natt] [esn] [alg]
 	jq -nc --argjson s "$1" --arg k "$2$SALT" --arg a "$3" --arg b "$4" --argjson n "${5:-false}" --argjson e "${6:-false}" \
@@ -130,9 +132,9 @@ check "no key appears in the control log" bash -c "! grep -qi '$K128\|$K256' $WO
 # Lifetimes: SA 4101 soft at 10 packets, hard at 20.
 ip netns exec "$NS_SITE" $TRAFFIC udp --fire --dst 203.0.113.20 --port 6005 --count 25 --gap 0.02 >/dev/null
 check "the soft lifetime sends ipsec.sa.expiring (hard false)" wait_for 5 \
-	bash -c "jq -e 'select(.method==\"ipsec.sa.expiring\" and .params.spi==4101 and .params.hard==false)' $WORK/events.log"
+	bash -c "jq -se 'map(select(.method==\"ipsec.sa.expiring\" and .params.spi==4101 and .params.hard==false)) | length == 1' $WORK/events.log"
 check "the hard lifetime stops the SA and says so" wait_for 5 \
-	bash -c "jq -e 'select(.method==\"ipsec.sa.expiring\" and .params.spi==4101 and .params.hard==true)' $WORK/events.log"
+	bash -c "jq -se 'map(select(.method==\"ipsec.sa.expiring\" and .params.spi==4101 and .params.hard==true)) | length == 1' $WORK/events.log"
 check "... its egress goes down" wait_for 5 \
 	bash -c "$CTL --json egress list | jq -e '.egresses[] | select(.name==\"esp5\") | .state == \"down\"'"
 check "... and it sent exactly 20 packets" \
