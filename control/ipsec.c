@@ -117,21 +117,9 @@ int cp_ipsec_install(struct cp_state *st, const struct eg_sa_cfg *cfg, uint64_t 
 	}
 	if (slot == h->n_sa_slots)
 		return -ENOSPC;
-	memset(s, 0, EG_SA_REPLAY_OFF);
-	s->spi = cfg->spi;
-	s->dir = cfg->dir;
-	s->family = cfg->local.family;
-	s->esn = cfg->esn;
-	s->udp_encap = cfg->udp_encap;
-	s->fragment_outer = cfg->fragment_outer;
-	s->port = (uint16_t)eg_sa_cfg_port(&st->cfg.dataplane, cfg);
-	s->encap_sport = cfg->encap_sport;
-	s->encap_dport = cfg->encap_dport;
-	memcpy(s->salt, cfg->salt, sizeof(s->salt));
-	memcpy(s->local, cfg->local.addr, 16);
-	memcpy(s->remote, cfg->remote.addr, 16);
-	/* RFC 4303 3.3.3: the counter never cycles; without ESN it ends at 2^32 - 1. */
-	s->seq_limit = cfg->esn ? UINT64_MAX : UINT32_MAX;
+	rc = eg_sa_slot_fill(s, cfg, (uint16_t)eg_sa_cfg_port(&st->cfg.dataplane, cfg), &ip->aead);
+	if (rc)
+		return rc;
 	fingerprint(cfg, s->fingerprint);
 	{
 		struct timespec ts;
@@ -147,16 +135,8 @@ int cp_ipsec_install(struct cp_state *st, const struct eg_sa_cfg *cfg, uint64_t 
 		s->seq_limit = s->seq + cfg->hard.packets;
 		s->limit_is_lifetime = 1;
 	}
-	rc = eg_aead_key_set(&ip->aead, &s->key, (enum eg_aead_alg)cfg->aead, cfg->key, cfg->key_len);
-	if (rc == 0 && cfg->dir == EG_SA_DIR_IN) {
-		rc = eg_replay_init(eg_sa_replay(s), cfg->replay_window);
-		if (rc == 0 && last_top)
-			eg_replay_restore(eg_sa_replay(s), last_top);
-	}
-	if (rc) {
-		sodium_memzero(s, EG_SA_REPLAY_OFF);
-		return rc;
-	}
+	if (cfg->dir == EG_SA_DIR_IN && last_top)
+		eg_replay_restore(eg_sa_replay(s), last_top);
 	zero_counters(h, slot);
 	__atomic_store_n(&s->state, EG_SA_ACTIVE, __ATOMIC_RELEASE);
 	*out = slot;

@@ -64,4 +64,11 @@ static inline size_t eg_sa_slot_stride(void)
 	return (EG_SA_REPLAY_OFF + eg_replay_size(EG_REPLAY_MAX_WINDOW) + 4095) & ~(size_t)4095;
 }
 
+/* Fills a slot from its configuration: identity, addresses, ports, the sequence limit of
+ * the number space, the key expanded by aead, and (inbound) a fresh replay window. The
+ * state stays FREE: the caller adds what it alone knows, then makes the slot ACTIVE.
+ * 0 or -errno; on error the slot's key material is wiped. */
+int eg_sa_slot_fill(struct eg_sa_slot *s, const struct eg_sa_cfg *cfg, uint16_t port,
+		    const struct eg_aead_ctx *aead);
+
 #endif

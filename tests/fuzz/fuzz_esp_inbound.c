@@ -297,27 +297,13 @@ static void create_worker(void)
 	eg_shm_quiescent(ctx.shm.hdr, w->shm);
 }
 
-/* What cp_ipsec_install does for an inbound SA (no fingerprint: no control process here). */
+/* The slot as control fills it (eg_sa_slot_fill), made active; no fingerprint or resumed
+ * numbers: there is no control process here. */
 static struct eg_sa_slot *install(const struct eg_sa_cfg *cfg, uint32_t slot)
 {
 	struct eg_sa_slot *s = eg_shm_sa(ctx.shm.hdr, slot);
 
-	memset(s, 0, EG_SA_REPLAY_OFF);
-	s->spi = cfg->spi;
-	s->dir = cfg->dir;
-	s->family = cfg->local.family;
-	s->esn = cfg->esn;
-	s->udp_encap = cfg->udp_encap;
-	s->fragment_outer = cfg->fragment_outer;
-	s->port = (uint16_t)eg_sa_cfg_port(&ctx.cfg.dataplane, cfg);
-	s->encap_sport = cfg->encap_sport;
-	s->encap_dport = cfg->encap_dport;
-	memcpy(s->salt, cfg->salt, sizeof(s->salt));
-	memcpy(s->local, cfg->local.addr, 16);
-	memcpy(s->remote, cfg->remote.addr, 16);
-	s->seq_limit = cfg->esn ? UINT64_MAX : UINT32_MAX;
-	if (eg_aead_key_set(&w->aead, &s->key, (enum eg_aead_alg)cfg->aead, cfg->key, cfg->key_len) != 0 ||
-	    eg_replay_init(eg_sa_replay(s), cfg->replay_window) != 0)
+	if (eg_sa_slot_fill(s, cfg, (uint16_t)eg_sa_cfg_port(&ctx.cfg.dataplane, cfg), &w->aead) != 0)
 		DIE("SA %u: cannot install", cfg->spi);
 	__atomic_store_n(&s->state, EG_SA_ACTIVE, __ATOMIC_RELEASE);
 	return s;
