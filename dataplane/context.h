@@ -22,9 +22,15 @@ enum {
 	DP_PUNT_RING = 1024,		/* per worker, to the service lcore */
 	DP_INJECT_RING = 1024,		/* per worker, from the service lcore */
 	DP_IDLE_SPIN = 256,		/* empty polls before the first sleep */
+	/* Reassembly of fragments addressed to us, per worker: datagrams in progress, and how
+	 * long one may take. Short next to RFC 8200's 60 s: a data plane holds few, and an
+	 * ESP peer's fragments arrive back to back. */
+	DP_REASM_SLOTS = 256,
+	DP_REASM_TIMEOUT_MS = 2000,
 };
 
 struct dp_neigh_table;
+struct eg_reasm;
 struct dp_routes;
 
 struct dp_port {
@@ -71,6 +77,7 @@ struct dp_esp_pkt {
 	uint16_t esp_off;		/* inbound: the ESP header */
 	uint16_t egress_id;		/* outbound: egress counter index */
 	uint64_t seq;
+	bool may_fragment;		/* outbound: the ESP packet may be fragmented */
 	uint8_t aad[12];
 	uint8_t nonce[12];
 };
@@ -101,7 +108,11 @@ struct dp_worker {
 	uint64_t idle_polls;
 	struct eg_aead_ctx aead;		/* this worker's crypto manager */
 	struct dp_esp_batch esp_out, esp_in;
-	uint16_t ip_id;				/* outer IPv4 identification */
+	/* Identification of the IPv4 and IPv6 fragments we send: workers count in steps of
+	 * n_workers from their own id, so that no two of them use one value at once. */
+	uint32_t frag_id;
+	struct eg_reasm *reasm;			/* fragments addressed to us */
+	uint16_t reasm_port;			/* where the last one came in, for expiry drops */
 } __rte_cache_aligned;
 
 struct dp_ctx {
@@ -118,6 +129,15 @@ struct dp_ctx {
 	IMB_ARCH imb_arch;
 	volatile bool stop;
 };
+
+/* An identification for a fragmented packet this worker sends (see dp_worker.frag_id). */
+static inline uint32_t dp_next_frag_id(struct dp_worker *w)
+{
+	uint32_t id = w->frag_id;
+
+	w->frag_id += w->ctx->n_workers;
+	return id;
+}
 
 /* The port whose interface address ip is, or -1. A handful of ports: a short loop beats
  * a hash. */

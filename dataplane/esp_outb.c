@@ -8,6 +8,7 @@
 #include <rte_udp.h>
 
 #include "esp.h"
+#include "fragment.h"
 #include "neigh.h"
 #include "tx.h"
 #include "worker.h"
@@ -34,16 +35,18 @@ uint16_t dp_esp_overhead(const struct eg_sa_slot *sa, uint16_t inner_len)
 			  DP_ESP_HDR_LEN + DP_ESP_IV_LEN + pad_len(inner_len) + 2 + DP_ESP_ICV_LEN);
 }
 
+static void outb_run(struct dp_worker *w);
+
 void dp_esp_stage_out(struct dp_worker *w, struct rte_mbuf *m, uint16_t l3_off, uint32_t sa_slot,
 		      uint16_t egress_id)
 {
 	struct dp_esp_batch *b = &w->esp_out;
 	struct dp_esp_pkt *p;
 
-	if (unlikely(b->n == DP_BURST)) {
-		rte_pktmbuf_free(m);
-		return;
-	}
+	/* Fragmenting before ESP stages several packets for one received: a full batch
+	 * goes through the crypto library now. */
+	if (unlikely(b->n == DP_BURST))
+		outb_run(w);
 	p = &b->p[b->n++];
 	p->m = m;
 	p->slot = sa_slot;
@@ -99,7 +102,7 @@ static bool build_headers(struct dp_worker *w, struct dp_esp_pkt *p, uint32_t in
 		ip->version_ihl = 0x45;
 		ip->type_of_service = tos;	/* DSCP and ECN copied (RFC 4301 5.1.2.1, RFC 6040) */
 		ip->total_length = rte_cpu_to_be_16((uint16_t)(ip_len + udp_len + esp_len));
-		ip->packet_id = rte_cpu_to_be_16(w->ip_id++);
+		ip->packet_id = rte_cpu_to_be_16((uint16_t)dp_next_frag_id(w));
 		ip->fragment_offset = df ? rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG) : 0;
 		ip->time_to_live = OUTER_TTL;
 		ip->next_proto_id = proto;
@@ -126,6 +129,45 @@ static bool build_headers(struct dp_worker *w, struct dp_esp_pkt *p, uint32_t in
 		u->dgram_cksum = 0;	/* IPv4: RFC 3948 2.1; IPv6 is summed after encryption */
 	}
 	*esp_out = hdr + ip_len + udp_len;
+	return true;
+}
+
+/* An outer packet (m starts at its IP header) onto out's transmit buffer. */
+static bool send_outer(struct dp_worker *w, struct rte_mbuf *m, const struct dp_port *out,
+		       const struct rte_ether_addr *dmac, uint8_t family, uint16_t egress_id)
+{
+	struct eg_egress_counters *ec = &eg_shm_egress_counters(w->shm)[egress_id];
+
+	if (unlikely(!dp_push_l2(m, out, dmac,
+				 rte_cpu_to_be_16(family == EG_AF_INET ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6))))
+		return false;
+	ec->tx_packets++;
+	ec->tx_bytes += rte_pktmbuf_pkt_len(m);
+	dp_queue_tx(w, out->index, m);
+	return true;
+}
+
+/* The ESP packet cut to out's MTU ("fragment": "outer"; the peer reassembles before it
+ * decrypts, RFC 4303 3.4.1). Consumes p->m when it returns true. */
+static bool send_fragments(struct dp_worker *w, struct dp_esp_pkt *p, const struct dp_port *out,
+			   const struct rte_ether_addr *dmac)
+{
+	struct rte_mbuf *frags[DP_MAX_FRAGMENTS];
+	const uint8_t *ip = rte_pktmbuf_mtod(p->m, const uint8_t *);
+	uint32_t len = rte_pktmbuf_pkt_len(p->m);
+	unsigned n = p->sa->family == EG_AF_INET
+			     ? dp_fragment_ipv4(w->ctx->pool, ip, len, out->mtu, frags, DP_MAX_FRAGMENTS)
+			     : dp_fragment_ipv6(w->ctx->pool, ip, len, out->mtu, dp_next_frag_id(w), frags,
+						DP_MAX_FRAGMENTS);
+
+	if (n == 0)
+		return false;
+	rte_pktmbuf_free(p->m);
+	for (unsigned i = 0; i < n; i++)
+		if (unlikely(!send_outer(w, frags[i], out, dmac, p->sa->family, p->egress_id))) {
+			dp_count_drop(w, out->index, EG_DROP_NO_ROOM);
+			rte_pktmbuf_free(frags[i]);
+		}
 	return true;
 }
 
@@ -175,6 +217,7 @@ static void outb_run(struct dp_worker *w)
 			df = true;
 			next = NEXT_IPV6;
 		}
+		p->may_fragment = sa->fragment_outer && !df;
 		pad = pad_len(inner_len);
 		tail = (uint8_t *)rte_pktmbuf_append(p->m, (uint16_t)(pad + 2 + DP_ESP_ICV_LEN));
 		if (unlikely(!tail || !build_headers(w, p, inner_len, tos, df, &esp))) {
@@ -236,7 +279,7 @@ static void outb_run(struct dp_worker *w)
 
 			u->dgram_cksum = rte_ipv6_udptcp_cksum(ip, u);
 		}
-		if (unlikely(rte_pktmbuf_pkt_len(p->m) > out->mtu)) {
+		if (unlikely(rte_pktmbuf_pkt_len(p->m) > out->mtu && !p->may_fragment)) {
 			sa_drop(w, p, sa->port, EG_DROP_MTU_EXCEEDED);
 			continue;
 		}
@@ -249,20 +292,19 @@ static void outb_run(struct dp_worker *w)
 			sa_drop(w, p, sa->port, EG_DROP_NEIGH_UNRESOLVED);
 			continue;
 		}
-		if (unlikely(!dp_push_l2(p->m, out, &dmac,
-					 rte_cpu_to_be_16(sa->family == EG_AF_INET ? RTE_ETHER_TYPE_IPV4
-										   : RTE_ETHER_TYPE_IPV6)))) {
+		struct eg_sa_counters *sc = &eg_shm_sa_counters(w->shm)[p->slot];
+
+		if (unlikely(rte_pktmbuf_pkt_len(p->m) > out->mtu)) {
+			if (!send_fragments(w, p, out, &dmac)) {
+				sa_drop(w, p, sa->port, EG_DROP_NO_ROOM);
+				continue;
+			}
+		} else if (unlikely(!send_outer(w, p->m, out, &dmac, sa->family, p->egress_id))) {
 			sa_drop(w, p, sa->port, EG_DROP_NO_ROOM);
 			continue;
 		}
-		struct eg_sa_counters *sc = &eg_shm_sa_counters(w->shm)[p->slot];
-		struct eg_egress_counters *ec = &eg_shm_egress_counters(w->shm)[p->egress_id];
-
 		sc->packets++;
 		sc->bytes += p->l3_off;
-		ec->tx_packets++;
-		ec->tx_bytes += rte_pktmbuf_pkt_len(p->m);
-		dp_queue_tx(w, out->index, p->m);
 	}
 }
 

@@ -19,6 +19,7 @@
 #include "routes.h"
 #include "segment.h"
 #include "service.h"
+#include "reassembly.h"
 #include "worker.h"
 
 #define LOG(fmt, ...) fprintf(stderr, "egress-dataplane: " fmt "\n", ##__VA_ARGS__)
@@ -72,29 +73,15 @@ static int eal_argv(char *prog, int extra_argc, char **extra, char ***out)
 	return argc;
 }
 
-static int create_rings(void)
+static int create_workers(void)
 {
 	/* struct dp_worker is cache-line aligned; calloc would not honour that. */
 	ctx.workers = rte_zmalloc("workers", ctx.n_workers * sizeof(*ctx.workers), RTE_CACHE_LINE_SIZE);
 	if (!ctx.workers)
 		return -ENOMEM;
-	for (unsigned w = 0; w < ctx.n_workers; w++) {
-		struct dp_worker *wk = &ctx.workers[w];
-		char name[RTE_RING_NAMESIZE];
-
-		wk->id = w;
-		wk->ctx = &ctx;
-		wk->shm = eg_shm_worker(ctx.shm.hdr, w);
-		snprintf(name, sizeof(name), "punt%u", w);
-		wk->punt = rte_ring_create(name, DP_PUNT_RING, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-		snprintf(name, sizeof(name), "inject%u", w);
-		wk->inject = rte_ring_create(name, DP_INJECT_RING, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-		snprintf(name, sizeof(name), "resolve%u", w);
-		wk->resolve = rte_ring_create_elem(name, sizeof(struct dp_resolve_req), DP_PUNT_RING,
-						   SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-		if (!wk->punt || !wk->inject || !wk->resolve)
+	for (unsigned w = 0; w < ctx.n_workers; w++)
+		if (dp_worker_init(&ctx, &ctx.workers[w], w) != 0)
 			return -ENOMEM;
-	}
 	return 0;
 }
 
@@ -177,7 +164,7 @@ int main(int argc, char **argv)
 		eg_aead_ctx_free(&probe);
 	}
 	rc = dp_segment_create(&ctx);
-	if (rc || (rc = create_rings()) != 0 || (rc = dp_ports_init(&ctx)) != 0 ||
+	if (rc || (rc = create_workers()) != 0 || (rc = dp_ports_init(&ctx)) != 0 ||
 	    (rc = dp_routes_init(&ctx)) != 0) {
 		rc = 1;
 		goto out;
@@ -202,6 +189,8 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	dp_ports_close(&ctx);
+	for (unsigned i = 0; ctx.workers && i < ctx.n_workers; i++)
+		eg_reasm_free(ctx.workers[i].reasm);
 	dp_routes_free(&ctx);
 	dp_segment_destroy(&ctx);
 out_eal:

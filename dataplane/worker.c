@@ -1,5 +1,6 @@
 #include "worker.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -16,10 +17,12 @@
 #include "neigh.h"
 #include "routes.h"
 #include "esp.h"
+#include "fragment.h"
+#include "reassembly.h"
 #include "tx.h"
 
 /* Where a parsed packet goes next. */
-enum outcome { FORWARD, PUNT, DROP, ESP_IN };
+enum outcome { FORWARD, PUNT, DROP, ESP_IN, REASSEMBLE };
 
 struct parsed {
 	bool l2_multicast;		/* sent to a group or broadcast MAC: never forwarded */
@@ -27,6 +30,8 @@ struct parsed {
 	uint16_t l3_len;		/* bytes of the IP packet */
 	uint16_t ethertype;		/* network order, of the L3 header */
 	uint16_t esp_off;		/* ESP_IN: where the ESP header starts in the frame */
+	bool fragment;			/* an IPv4 fragment, or IPv6 with a Fragment header */
+	uint16_t frag_hdr;		/* IPv6: the Fragment header's offset from l3 */
 	void *l3;
 	struct eg_flow_key key;
 };
@@ -44,6 +49,10 @@ static enum eg_drop_reason for_us(struct parsed *p, uint16_t l4, uint32_t avail,
 	const uint8_t *t = (const uint8_t *)p->l3 + l4;
 
 	*o = PUNT;
+	if (p->fragment) {
+		*o = REASSEMBLE;
+		return EG_DROP_MAX;
+	}
 	if (p->key.proto == IPPROTO_ESP) {
 		*o = ESP_IN;
 		p->esp_off = (uint16_t)(p->l2_len + l4);
@@ -95,10 +104,10 @@ static enum eg_drop_reason parse_ipv4(const struct dp_ctx *ctx, const struct dp_
 	k->dscp = ip->type_of_service >> 2;
 	memcpy(k->src, &ip->src_addr, 4);
 	memcpy(k->dst, &ip->dst_addr, 4);
+	p->fragment = (rte_be_to_cpu_16(ip->fragment_offset) & (RTE_IPV4_HDR_OFFSET_MASK | RTE_IPV4_HDR_MF_FLAG)) != 0;
 	/* Every fragment of a datagram must go the same way, and only the first carries the
 	 * ports: fragments classify and hash without ports. */
-	if (is_l4_with_ports(k->proto) &&
-	    (rte_be_to_cpu_16(ip->fragment_offset) & (RTE_IPV4_HDR_OFFSET_MASK | RTE_IPV4_HDR_MF_FLAG)) == 0) {
+	if (is_l4_with_ports(k->proto) && !p->fragment) {
 		const uint16_t *ports = (const uint16_t *)((uint8_t *)ip + ihl);
 
 		if (unlikely(avail < ihl + 4 || tot < ihl + 4))
@@ -171,6 +180,7 @@ static enum eg_drop_reason parse_ipv6(const struct dp_ctx *ctx, struct rte_mbuf 
 			/* Fragments go without ports (see IPv4). Behind a later fragment's
 			 * header is payload, not more headers: stop there. */
 			fragment = true;
+			p->frag_hdr = off;
 			nh = ext[0];
 			off += 8;
 			if (offlg & 0xfff8)
@@ -187,6 +197,7 @@ static enum eg_drop_reason parse_ipv6(const struct dp_ctx *ctx, struct rte_mbuf 
 	if (unlikely(avail < off || p->l3_len < off))
 		return EG_DROP_IPV6_BAD_HEADER;
 	k->proto = nh;
+	p->fragment = fragment;
 	if (is_l4_with_ports(nh) && !fragment) {
 		const uint16_t *ports = (const uint16_t *)((uint8_t *)ip + off);
 
@@ -324,60 +335,37 @@ static uint16_t tunnel_mtu(const struct dp_ctx *ctx, const struct eg_sa_slot *sa
 }
 
 /* An inner IPv4 packet without DF, cut into fragments that fit the tunnel (RFC 791), each
- * staged for ESP. The exceptional path: fragments are new mbufs. */
+ * staged for ESP. */
 static enum eg_drop_reason fragment_inner(struct dp_worker *w, struct rte_mbuf *m, struct parsed *p,
 					  const struct eg_table_egress *e, uint16_t mtu)
 {
-	const struct rte_ipv4_hdr *ip = p->l3;
-	uint16_t ihl = (uint16_t)((ip->version_ihl & 0xf) * 4);
-	uint16_t data_len = (uint16_t)(p->l3_len - ihl);
-	uint16_t chunk = (uint16_t)((mtu - ihl) & ~7u);
-	uint16_t base = rte_be_to_cpu_16(ip->fragment_offset);
+	struct rte_mbuf *frags[DP_MAX_FRAGMENTS];
+	unsigned n = dp_fragment_ipv4(w->ctx->pool, p->l3, p->l3_len, mtu, frags, DP_MAX_FRAGMENTS);
 
-	if (chunk < 8)
-		return EG_DROP_MTU_EXCEEDED;
-	for (uint16_t off = 0; off < data_len; off += chunk) {
-		uint16_t len = data_len - off < chunk ? data_len - off : chunk;
-		bool last = off + len == data_len;
-		struct rte_mbuf *f = rte_pktmbuf_alloc(w->ctx->pool);
-		struct rte_ipv4_hdr *fh;
-		uint16_t fo;
-
-		if (unlikely(!f))
-			return EG_DROP_NO_ROOM;	/* the fragments already staged still go */
-		fh = (struct rte_ipv4_hdr *)rte_pktmbuf_append(f, (uint16_t)(ihl + len));
-		if (unlikely(!fh)) {
-			rte_pktmbuf_free(f);
-			return EG_DROP_NO_ROOM;
-		}
-		memcpy(fh, ip, ihl);
-		memcpy((uint8_t *)fh + ihl, (const uint8_t *)ip + ihl + off, len);
-		/* Offsets count from the original fragment's; MF stays on all but the last,
-		 * and on the last too when the original had more after it. */
-		fo = (uint16_t)((base & RTE_IPV4_HDR_OFFSET_MASK) + off / 8);
-		if (!last || (base & RTE_IPV4_HDR_MF_FLAG))
-			fo |= RTE_IPV4_HDR_MF_FLAG;
-		fh->fragment_offset = rte_cpu_to_be_16(fo);
-		fh->total_length = rte_cpu_to_be_16((uint16_t)(ihl + len));
-		fh->hdr_checksum = 0;
-		fh->hdr_checksum = rte_ipv4_cksum(fh);
-		dp_esp_stage_out(w, f, 0, e->sa_slot, e->id);
-	}
+	if (n == 0)
+		return EG_DROP_NO_ROOM;
+	for (unsigned i = 0; i < n; i++)
+		dp_esp_stage_out(w, frags[i], 0, e->sa_slot, e->id);
 	rte_pktmbuf_free(m);
 	return EG_DROP_MAX;
 }
 
-/* A packet too big for the tunnel: fragmented when IPv4 allows it, else the sender is told
- * the tunnel's MTU (ICMP fragmentation needed, RFC 1191; ICMPv6 Packet Too Big, RFC 8201)
- * by the service, and the packet is dropped. */
+/* A packet too big for the tunnel. IPv4 without DF is fragmented: the inner packet before
+ * ESP, or the ESP packet after it when the SA says so (esp_outb.c). Otherwise the sender
+ * is told the tunnel's MTU (ICMP fragmentation needed, RFC 1191; ICMPv6 Packet Too Big,
+ * RFC 8201) by the service, and the packet is dropped. */
 static enum eg_drop_reason too_big(struct dp_worker *w, const struct dp_port *in, struct rte_mbuf *m,
 				   struct parsed *p, const struct eg_sa_slot *sa, const struct eg_table_egress *e)
 {
 	uint16_t mtu = tunnel_mtu(w->ctx, sa);
 
 	if (p->key.family == EG_AF_INET &&
-	    !(((const struct rte_ipv4_hdr *)p->l3)->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG)))
-		return fragment_inner(w, m, p, e, mtu);
+	    !(((const struct rte_ipv4_hdr *)p->l3)->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG))) {
+		if (!sa->fragment_outer)
+			return fragment_inner(w, m, p, e, mtu);
+		dp_esp_stage_out(w, m, p->l2_len, e->sa_slot, e->id);
+		return EG_DROP_MAX;
+	}
 	dp_count_drop(w, in->index, EG_DROP_MTU_EXCEEDED);
 	m->port = in->index;
 	m->hash.usr = DP_PUNT_TOO_BIG | (uint32_t)mtu << 16;
@@ -460,6 +448,91 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 	return EG_DROP_MAX;
 }
 
+static bool dispatch(struct dp_worker *w, const struct eg_table_hdr *t, const struct dp_port *in,
+		     struct rte_mbuf *m, struct parsed *p, enum eg_drop_reason r, enum outcome o, bool inner);
+
+static const enum eg_drop_reason reasm_drop[] = {
+	[EG_REASM_BAD] = EG_DROP_REASM_BAD,
+	[EG_REASM_DUPLICATE] = EG_DROP_REASM_DUPLICATE,
+	[EG_REASM_OVERLAP] = EG_DROP_REASM_OVERLAP,
+	[EG_REASM_TOO_BIG] = EG_DROP_REASM_TOO_BIG,
+	[EG_REASM_TOO_MANY] = EG_DROP_REASM_TOO_MANY,
+};
+
+/* A fragment addressed to us (ESP that a peer or a path fragmented): held until its
+ * datagram is whole, which then goes through parsing again in a frame of its own, with
+ * the last fragment's L2 header. Consumes m; EG_DROP_MAX unless m itself is dropped. */
+static enum eg_drop_reason reassemble(struct dp_worker *w, const struct eg_table_hdr *t,
+				      const struct dp_port *in, struct rte_mbuf *m, struct parsed *p)
+{
+	const uint8_t *l3 = p->l3;
+	struct eg_frag f = {.family = p->key.family, .src = p->key.src, .dst = p->key.dst, .hdr = l3};
+	const uint8_t *whole;
+	uint32_t whole_len;
+	unsigned lost;
+	enum eg_reasm_result res;
+
+	if (p->key.family == EG_AF_INET) {
+		const struct rte_ipv4_hdr *ip = p->l3;
+		uint16_t offlg = rte_be_to_cpu_16(ip->fragment_offset);
+
+		f.hdr_len = (uint16_t)((ip->version_ihl & 0xf) * 4);
+		f.proto = ip->next_proto_id;
+		f.id = rte_be_to_cpu_16(ip->packet_id);
+		f.offset = (uint32_t)(offlg & RTE_IPV4_HDR_OFFSET_MASK) * 8;
+		f.more = (offlg & RTE_IPV4_HDR_MF_FLAG) != 0;
+	} else {
+		const uint8_t *fh = l3 + p->frag_hdr;
+		uint16_t offlg = (uint16_t)(fh[2] << 8 | fh[3]);
+
+		/* Only a Fragment header right after the fixed one: what ESP peers send. */
+		if (p->frag_hdr != sizeof(struct rte_ipv6_hdr))
+			return EG_DROP_REASM_BAD;
+		f.hdr_len = sizeof(struct rte_ipv6_hdr);
+		f.proto = fh[0];
+		f.id = (uint32_t)fh[4] << 24 | (uint32_t)fh[5] << 16 | (uint32_t)fh[6] << 8 | fh[7];
+		f.offset = offlg & 0xfff8u;
+		f.more = offlg & 1;
+	}
+	f.data = l3 + f.hdr_len + (p->key.family == EG_AF_INET6 ? 8 : 0);
+	f.len = p->l3_len - (uint32_t)(f.data - l3);
+	if (unlikely(!rte_pktmbuf_is_contiguous(m)))
+		return EG_DROP_REASM_BAD;
+	w->reasm_port = in->index;
+	res = eg_reasm_add(w->reasm, &f, rte_rdtsc(), &whole, &whole_len, &lost);
+	for (unsigned i = 0; i < lost; i++)
+		dp_count_drop(w, in->index, EG_DROP_REASM_EXPIRED);
+	if (res != EG_REASM_HELD && res != EG_REASM_DONE)
+		return reasm_drop[res];
+
+	struct rte_mbuf *n = NULL;
+	uint8_t *d;
+
+	if (res == EG_REASM_DONE) {
+		n = rte_pktmbuf_alloc(w->ctx->pool);
+		d = n ? (uint8_t *)rte_pktmbuf_append(n, (uint16_t)(p->l2_len + whole_len)) : NULL;
+		if (unlikely(!d)) {
+			rte_pktmbuf_free(n);
+			return EG_DROP_NO_ROOM;
+		}
+		memcpy(d, rte_pktmbuf_mtod(m, const uint8_t *), p->l2_len);
+		memcpy(d + p->l2_len, whole, whole_len);
+	}
+	rte_pktmbuf_free(m);	/* its bytes are copied */
+	if (n) {
+		struct parsed q;
+		enum outcome o = DROP;
+		enum eg_drop_reason r = parse(w->ctx, in, n, &q, &o);
+
+		w->shm->reassembled++;
+		/* A Fragment header inside a fragmented datagram is not undone twice. */
+		if (r == EG_DROP_MAX && o == REASSEMBLE)
+			r = EG_DROP_REASM_BAD;
+		dispatch(w, t, in, n, &q, r, o, false);
+	}
+	return EG_DROP_MAX;
+}
+
 /* After parsing: to the ESP stage, to the service, forward, or drop. True when m was
  * queued for transmission. */
 static bool dispatch(struct dp_worker *w, const struct eg_table_hdr *t, const struct dp_port *in,
@@ -491,6 +564,15 @@ static bool dispatch(struct dp_worker *w, const struct eg_table_hdr *t, const st
 			r = forward(w, t, in, m, p);
 			if (r == EG_DROP_MAX)
 				return true;
+			break;
+		case REASSEMBLE:
+			if (inner) {		/* fragments for us from inside a tunnel */
+				r = EG_DROP_SERVICE_DROP;
+				break;
+			}
+			r = reassemble(w, t, in, m, p);
+			if (r == EG_DROP_MAX)
+				return false;
 			break;
 		case DROP:
 			break;
@@ -537,6 +619,28 @@ void dp_worker_route_inner(struct dp_worker *w, const struct eg_table_hdr *t, ui
 						     : parse_ipv6(w->ctx, m, &p, &o);
 
 	dispatch(w, t, in, m, &p, r, o, true);
+}
+
+int dp_worker_init(struct dp_ctx *ctx, struct dp_worker *w, unsigned id)
+{
+	char name[RTE_RING_NAMESIZE];
+	/* The largest datagram reassembly may produce fits one mbuf with an L2 header. */
+	uint32_t max_len = rte_pktmbuf_data_room_size(ctx->pool) - RTE_PKTMBUF_HEADROOM - RTE_ETHER_HDR_LEN -
+			   RTE_VLAN_HLEN;
+
+	w->id = id;
+	w->ctx = ctx;
+	w->shm = eg_shm_worker(ctx->shm.hdr, id);
+	w->frag_id = id;
+	snprintf(name, sizeof(name), "punt%u", id);
+	w->punt = rte_ring_create(name, DP_PUNT_RING, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+	snprintf(name, sizeof(name), "inject%u", id);
+	w->inject = rte_ring_create(name, DP_INJECT_RING, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+	snprintf(name, sizeof(name), "resolve%u", id);
+	w->resolve = rte_ring_create_elem(name, sizeof(struct dp_resolve_req), DP_PUNT_RING, SOCKET_ID_ANY,
+					  RING_F_SP_ENQ | RING_F_SC_DEQ);
+	w->reasm = eg_reasm_create(DP_REASM_SLOTS, max_len, ctx->tsc_hz * DP_REASM_TIMEOUT_MS / 1000);
+	return w->punt && w->inject && w->resolve && w->reasm ? 0 : -ENOMEM;
 }
 
 static void idle_backoff(struct dp_worker *w)
@@ -607,6 +711,13 @@ int dp_worker_main(void *arg)
 		for (unsigned i = 0; i < ni; i++)
 			dp_queue_tx(w, pkts[i]->port, pkts[i]);
 		dp_worker_flush(w);
+		/* Datagrams whose fragments stopped coming are counted and their slots freed. */
+		if (unlikely(eg_reasm_pending(w->reasm))) {
+			unsigned lost = eg_reasm_expire(w->reasm, rte_rdtsc(), 4);
+
+			for (unsigned i = 0; i < lost; i++)
+				dp_count_drop(w, w->reasm_port, EG_DROP_REASM_EXPIRED);
+		}
 		eg_shm_quiescent(h, w->shm);
 		if (total || ni) {
 			w->shm->busy_loops++;

@@ -9,6 +9,10 @@
 #include "context.h"
 #include "table.h"
 
+/* A worker's rings, reassembly table and identifiers, before its lcore starts; ctx's pool,
+ * shared memory and tsc_hz must be ready. 0 or -ENOMEM. */
+int dp_worker_init(struct dp_ctx *ctx, struct dp_worker *w, unsigned id);
+
 /* The lcore entry point; arg is the struct dp_worker. */
 int dp_worker_main(void *arg);
 

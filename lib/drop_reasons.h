@@ -41,7 +41,13 @@
 	X(ESP_BAD_INNER,      "esp_bad_inner")      /* next header not IPv4/IPv6 */         \
 	X(ESP_DUMMY,          "esp_dummy")          /* next header 59, RFC 4303 2.6 */      \
 	X(ESP_SEQ_OVERFLOW,   "esp_seq_overflow")   /* outbound numbers used up */          \
-	X(NATT_KEEPALIVE,     "natt_keepalive")     /* RFC 3948 2.3, expected */
+	X(NATT_KEEPALIVE,     "natt_keepalive")     /* RFC 3948 2.3, expected */            \
+	X(REASM_BAD,          "reasm_bad")          /* fragment malformed or contradictory */\
+	X(REASM_DUPLICATE,    "reasm_duplicate")    /* copy of a fragment held already */   \
+	X(REASM_OVERLAP,      "reasm_overlap")      /* overlapping fragments (RFC 5722) */  \
+	X(REASM_TOO_BIG,      "reasm_too_big")      /* reassembled it would not fit */      \
+	X(REASM_TOO_MANY,     "reasm_too_many")     /* more fragments than we hold */       \
+	X(REASM_EXPIRED,      "reasm_expired")      /* incomplete in time, or evicted */
 
 enum eg_drop_reason {
 #define EG_DROP_ENUM(id, name) EG_DROP_##id,

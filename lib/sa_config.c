@@ -10,8 +10,11 @@
  *   esn            bool, default false
  *   encap          "none" (default) | "udp" (RFC 3948, ports below)
  *   encap_sport, encap_dport  default 4500
- *   fragment       "inner" (the default and, for now, the only choice): an oversized inner
- *                  IPv4 packet without DF is fragmented before encryption
+ *   fragment       what happens to an inner IPv4 packet without DF that is too big for the
+ *                  tunnel: "inner" (the default) fragments it before encryption, every
+ *                  fragment its own ESP packet, which any peer can take; "outer" encrypts
+ *                  it whole and fragments the ESP packet, which the peer reassembles
+ *                  (RFC 4303 3.3.4, 3.4.1), sparing the inner hosts the fragments
  *   lifetime       {"bytes","packets","seconds"}: hard limits, 0 or absent for none
  *   soft_lifetime  the same: ipsec.sa.expiring is sent; default 90% of each hard limit */
 #include "sa_config.h"
@@ -176,9 +179,9 @@ static int parse_sa(const json_t *v, const char *path, struct eg_sa_cfg *sa, str
 		if ((ret = want_string(m, kp, &s, err)))
 			return ret;
 		if (strcmp(s, "outer") == 0)
-			return fail(err, kp, "fragmenting the outer packet is not supported yet: use \"inner\"");
-		if (strcmp(s, "inner"))
-			return fail(err, kp, "unknown fragment %s: use \"inner\"", Q(s));
+			sa->fragment_outer = true;
+		else if (strcmp(s, "inner"))
+			return fail(err, kp, "unknown fragment %s: use \"inner\" or \"outer\"", Q(s));
 	}
 	if ((m = get(v, path, "lifetime", kp)) && (ret = parse_lifetime(m, kp, &sa->hard, err)))
 		return ret;

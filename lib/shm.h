@@ -58,7 +58,7 @@ struct eg_worker_shm {
 	uint64_t lcore;
 	uint64_t busy_loops, idle_loops;
 	uint64_t rx_packets, tx_packets, drops;
-	uint64_t pad[1];
+	uint64_t reassembled;		/* datagrams to us put back together from fragments */
 	uint64_t drop[EG_DROP_SLOTS];
 	struct eg_port_counters port[EG_MAX_PORTS];
 	/* followed by struct eg_egress_counters[EG_MAX_EGRESSES], uint64_t hits[EG_MAX_POLICIES]

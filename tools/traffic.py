@@ -75,14 +75,22 @@ def serve(args):
     return 0
 
 
+def udp_payload(args, i):
+    p = ("egress-%d-%d-" % (os.getpid(), i)).encode()
+    return p + b"." * max(0, args.size - len(p))
+
+
 def udp(args):
     s = socket.socket(family(args.dst), socket.SOCK_DGRAM)
+    if args.no_df:
+        # Let routers (and tunnels) fragment: IP_MTU_DISCOVER = IP_PMTUDISC_DONT.
+        s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_MTU_DISCOVER", 10), 0)
     if args.sport:
         s.bind(("::" if family(args.dst) == socket.AF_INET6 else "0.0.0.0", args.sport))
     if args.fire:
         # One way (into a tunnel whose far end checks them): no echo to wait for.
         for i in range(args.count):
-            s.sendto(("egress-%d-%d" % (os.getpid(), i)).encode(), (args.dst, args.port))
+            s.sendto(udp_payload(args, i), (args.dst, args.port))
             time.sleep(args.gap)
         print(json.dumps({"sent": args.count}))
         return 0
@@ -91,7 +99,7 @@ def udp(args):
     echoed = 0
     sent = 0
     for i in range(args.count):
-        payload = ("egress-%d-%d" % (os.getpid(), i)).encode()
+        payload = udp_payload(args, i)
         got = False
         while not got and time.monotonic() < deadline:
             s.sendto(payload, (args.dst, args.port))
@@ -198,6 +206,8 @@ def main():
     p.add_argument("--timeout", type=float, default=10)
     p.add_argument("--fire", action="store_true", help="send without waiting for echoes")
     p.add_argument("--gap", type=float, default=0.01, help="seconds between --fire datagrams")
+    p.add_argument("--size", type=int, default=0, help="pad each payload to this many bytes")
+    p.add_argument("--no-df", action="store_true", help="IPv4: send without Don't Fragment")
     p = sub.add_parser("stream")
     p.add_argument("--dst", required=True)
     p.add_argument("--port", type=int, required=True)

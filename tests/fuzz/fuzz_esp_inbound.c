@@ -3,6 +3,8 @@
  * SA slots filled the way control/ipsec.c fills them, a published table) and go through
  * dp_worker_process and dp_worker_flush as a worker's received burst would.
  *
+ * The context is tests/dataplane/fixture.c's.
+ *
  * Input (every field is optional: a short input reads as zeros):
  *
  *   input   := flags:u8 [topA:u32 topB:u64 if flags & IN_TOP] packet{1..4}
@@ -30,21 +32,14 @@
  * the mbuf's headroom and tailroom are poisoned for ASan while the dataplane runs, and the
  * data room (16 KiB) is larger than any header offset the parsers can compute (four IPv6
  * extension headers of 2 KiB), so a bad one lands in poison, not in another mbuf. */
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <rte_byteorder.h>
 #include <rte_cycles.h>
-#include <rte_eal.h>
 #include <rte_ethdev.h>
 #include <rte_ip.h>
-#include <rte_lcore.h>
-#include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
@@ -52,15 +47,11 @@
 #include <sanitizer/asan_interface.h>
 
 #include "aead.h"
-#include "blob.h"
 #include "config.h"
 #include "context.h"
-#include "neigh.h"
-#include "ports.h"
+#include "fixture.h"
 #include "replay.h"
-#include "routes.h"
 #include "sa.h"
-#include "service.h"
 #include "shm.h"
 #include "table.h"
 #include "worker.h"
@@ -125,13 +116,14 @@ struct fuzz_sa {
 	struct eg_sa_slot *s;
 };
 
-static struct dp_ctx ctx;
-static struct dp_worker *w;
-static const struct eg_table_hdr *table;
+static struct dp_fixture fx;
 static uint16_t uplink;
 static struct fuzz_sa sas[4];		/* A4, B4, A6, B6: the order of the config */
 static struct eg_aead_ctx sealer;	/* the peer's: encrypts what seal() builds */
-static unsigned pool_free;		/* free mbufs between inputs */
+/* The input's frames come from a pool of their own: freed mid-burst while still fenced,
+ * they must not be what the dataplane allocates (reassembly, fragments) and fills. */
+static struct rte_mempool *frames;
+static unsigned pool_free, frames_free;	/* free mbufs between inputs */
 static bool trace;			/* FUZZ_ESP_TRACE=1: what each input did, on stderr */
 
 /* The input, read front to back; what is missing reads as zeros. */
@@ -214,163 +206,34 @@ static void ipv4_checksum(uint8_t *ip, size_t ihl)
 
 /* ---- Setup ---- */
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st, (void)flag, (void)f;
-	return remove(path);
-}
-
-/* At a normal exit (libFuzzer's end of run): everything back, so LeakSanitizer reports
- * only what the dataplane lost. */
 static void cleanup(void)
 {
-	if (w) {
-		eg_aead_ctx_free(&w->aead);
-		eg_aead_ctx_free(&sealer);
-		rte_ring_free(w->punt);
-		rte_ring_free(w->inject);
-		rte_ring_free(w->resolve);
-		rte_free(ctx.workers);
-	}
-	dp_ports_close(&ctx);
-	dp_routes_free(&ctx);
-	dp_neigh_free(ctx.neigh);
-	rte_mempool_free(ctx.pool);
-	eg_shm_detach(&ctx.shm);
-	eg_config_free(&ctx.cfg);
-	rte_eal_cleanup();
-}
-
-static void start_eal(void)
-{
-	static char prefix[64];
-	char *argv[] = {"fuzz_esp_inbound", "--no-huge", "-m", "256", "--no-pci", "--no-telemetry",
-			"--log-level=1", prefix, "--vdev=net_null0", "--vdev=net_null1", NULL};
-
-	snprintf(prefix, sizeof(prefix), "--file-prefix=fuzzesp%d", (int)getpid());
-	if (rte_eal_init((int)RTE_DIM(argv) - 1, argv) < 0)
-		DIE("EAL init failed: %s", rte_strerror(rte_errno));
-	/* The runtime directory (config, fbarrays, mp socket) is for secondary processes, and
-	 * there are none: removed now, a crash (an abort) leaves no directory per pid behind. */
-	nftw(rte_eal_get_runtime_dir(), remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-	atexit(cleanup);
-}
-
-static void load_config(void)
-{
-	char instance[EG_NAME_LEN], text[sizeof(config_fmt) + EG_NAME_LEN];
-	struct eg_error err;
-	json_error_t jerr;
-	json_t *doc;
-
-	snprintf(instance, sizeof(instance), "fuzzesp%d", (int)getpid());
-	snprintf(text, sizeof(text), config_fmt, instance);
-	doc = json_loads(text, 0, &jerr);
-	if (!doc)
-		DIE("config JSON: %s at line %d", jerr.text, jerr.line);
-	if (eg_config_from_json(doc, &ctx.cfg, &err) != 0)
-		DIE("config: %s: %s", err.path, err.msg);
-	json_decref(doc);
-	ctx.n_workers = ctx.cfg.dataplane.workers;
-}
-
-/* dataplane/main.c's create_rings, for the one worker, and its crypto manager. */
-static void create_worker(void)
-{
-	ctx.workers = rte_zmalloc("workers", sizeof(*ctx.workers), RTE_CACHE_LINE_SIZE);
-	if (!ctx.workers)
-		DIE("no memory for the worker");
-	w = &ctx.workers[0];
-	w->id = 0;
-	w->lcore = rte_lcore_id();
-	w->ctx = &ctx;
-	w->shm = eg_shm_worker(ctx.shm.hdr, 0);
-	w->punt = rte_ring_create("punt0", DP_PUNT_RING, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-	w->inject = rte_ring_create("inject0", DP_INJECT_RING, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-	w->resolve = rte_ring_create_elem("resolve0", sizeof(struct dp_resolve_req), DP_PUNT_RING,
-					  SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-	if (!w->punt || !w->inject || !w->resolve)
-		DIE("cannot create the worker's rings");
-	if (eg_aead_ctx_init(&w->aead, ctx.imb_arch) != 0 || eg_aead_ctx_init(&sealer, ctx.imb_arch) != 0)
-		DIE("no crypto manager");
-	w->shm->lcore = w->lcore;
-	eg_shm_quiescent(ctx.shm.hdr, w->shm);
-}
-
-/* The slot as control fills it (eg_sa_slot_fill), made active; no fingerprint or resumed
- * numbers: there is no control process here. */
-static struct eg_sa_slot *install(const struct eg_sa_cfg *cfg, uint32_t slot)
-{
-	struct eg_sa_slot *s = eg_shm_sa(ctx.shm.hdr, slot);
-
-	if (eg_sa_slot_fill(s, cfg, (uint16_t)eg_sa_cfg_port(&ctx.cfg.dataplane, cfg), &w->aead) != 0)
-		DIE("SA %u: cannot install", cfg->spi);
-	__atomic_store_n(&s->state, EG_SA_ACTIVE, __ATOMIC_RELEASE);
-	return s;
-}
-
-static void install_sas_and_publish(void)
-{
-	struct eg_table_spi in[RTE_DIM(sas)];
-	struct eg_table_input ti = {.dp = &ctx.cfg.dataplane, .inbound = in, .n_inbound = RTE_DIM(sas)};
-	struct eg_blob b;
-	struct eg_error err;
-	uint64_t gen;
-
-	if (ctx.cfg.n_sas != RTE_DIM(sas))
-		DIE("expected %zu SAs in the config", RTE_DIM(sas));
-	for (unsigned i = 0; i < RTE_DIM(sas); i++) {
-		sas[i].cfg = &ctx.cfg.sas[i];
-		sas[i].s = install(sas[i].cfg, i);
-		in[i] = (struct eg_table_spi){.spi = sas[i].cfg->spi, .slot = i};
-	}
-	eg_blob_init(&b, (size_t)ctx.cfg.dataplane.table_mb << 20);
-	if (eg_table_build(&ti, &b, &err) != 0)
-		DIE("table: %s", err.msg);
-	if (eg_shm_publish(ctx.shm.hdr, b.data, b.len, 0, &gen) != 0)
-		DIE("cannot publish the table");
-	eg_blob_free(&b);
-	table = eg_shm_table_acquire(ctx.shm.hdr, &gen);
-	if (!table || eg_table_spi_lookup(table, SPI_B6) != 3)
-		DIE("the published table has not the SAs");
+	eg_aead_ctx_free(&sealer);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct eg_shm_geometry g = {.n_workers = 1, .n_sa_slots = 16};
-	struct eg_aead_ctx probe;
-	char name[EG_SHM_NAME_LEN];
-
 	(void)argc, (void)argv;
-	start_eal();
-	load_config();
-	ctx.tsc_hz = rte_get_tsc_hz();
-	ctx.pool = rte_pktmbuf_pool_create("mbufs", N_MBUFS, 256, 0, RTE_PKTMBUF_HEADROOM + DATA_ROOM,
-					   (int)rte_socket_id());
-	ctx.neigh = dp_neigh_create((int)rte_socket_id());
-	if (!ctx.pool || !ctx.neigh)
-		DIE("out of memory for the mbufs and the neighbour table");
-	if (eg_aead_ctx_init(&probe, IMB_ARCH_NONE) != 0)
-		DIE("intel-ipsec-mb cannot start on this CPU");
-	ctx.imb_arch = probe.arch;
-	eg_aead_ctx_free(&probe);
-
-	g.n_ports = ctx.cfg.dataplane.n_ports;
-	g.slot_size = (size_t)ctx.cfg.dataplane.table_mb << 20;
-	g.imb_arch = ctx.imb_arch;
-	eg_shm_name(ctx.cfg.instance, name);
-	if (eg_shm_create(name, ctx.cfg.instance, &g, &ctx.shm) != 0)
-		DIE("cannot create shared memory %s", name);
-	/* Nothing attaches to it: gone from /dev/shm now, so a crash leaves nothing behind. */
-	shm_unlink(name);
-
-	create_worker();
-	if (dp_ports_init(&ctx) != 0 || dp_routes_init(&ctx) != 0)
-		DIE("ports or routes failed");
-	dp_service_init(&ctx);		/* the static neighbours */
-	uplink = (uint16_t)eg_config_port_index(&ctx.cfg.dataplane, "wan0");
-	install_sas_and_publish();
-	pool_free = rte_mempool_avail_count(ctx.pool);
+	dp_fixture_start(&fx, "fuzzesp", config_fmt, DATA_ROOM, N_MBUFS);
+	if (eg_aead_ctx_init(&sealer, fx.ctx.imb_arch) != 0)
+		DIE("no crypto manager");
+	atexit(cleanup);
+	uplink = dp_fixture_port(&fx, "wan0");
+	dp_fixture_publish(&fx);
+	if (fx.ctx.cfg.n_sas != RTE_DIM(sas))
+		DIE("expected %zu SAs in the config", RTE_DIM(sas));
+	for (unsigned i = 0; i < RTE_DIM(sas); i++) {
+		sas[i].cfg = &fx.ctx.cfg.sas[i];
+		sas[i].s = eg_shm_sa(fx.ctx.shm.hdr, i);
+	}
+	if (eg_table_spi_lookup(fx.table, SPI_B6) != 3)
+		DIE("the published table has not the SAs");
+	frames = rte_pktmbuf_pool_create("frames", N_MBUFS, 0, 0, RTE_PKTMBUF_HEADROOM + DATA_ROOM,
+					 (int)rte_socket_id());
+	if (!frames)
+		DIE("out of memory for the frames");
+	pool_free = rte_mempool_avail_count(fx.ctx.pool);
+	frames_free = rte_mempool_avail_count(frames);
 	trace = getenv("FUZZ_ESP_TRACE") && strcmp(getenv("FUZZ_ESP_TRACE"), "0") != 0;
 	return 0;
 }
@@ -518,7 +381,7 @@ static struct rte_mbuf *frame(uint8_t kind, struct in *body)
 	unsigned outer = kind & 7;
 	bool v6 = outer == 1 || outer == 3 || outer == 5, udp = outer == 2 || outer == 3;
 	const struct fuzz_sa *fs = choose_sa((kind >> 3) & 3, v6);
-	const struct dp_port *up = &ctx.ports[uplink];
+	const struct dp_port *up = &fx.ctx.ports[uplink];
 	size_t n = ETH_LEN, l3 = ETH_LEN, esp;
 	uint8_t proto = IPPROTO_ESP, o = 0;
 	struct rte_mbuf *m;
@@ -608,7 +471,7 @@ static struct rte_mbuf *frame(uint8_t kind, struct in *body)
 	memcpy(f + n, trailer, trailer_len);
 	n += trailer_len;
 
-	m = rte_pktmbuf_alloc(ctx.pool);
+	m = rte_pktmbuf_alloc(frames);
 	if (!m)
 		return NULL;
 	d = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)n);
@@ -638,19 +501,19 @@ static void unfence(uint8_t *buf, uint16_t len)
 /* To check that seeds reach what they are meant to: drops by reason, SA counters, sends. */
 static void report(const struct eg_worker_shm *before)
 {
-	const struct eg_worker_shm *now = w->shm;
+	const struct eg_worker_shm *now = fx.w->shm;
 
 	fprintf(stderr, "input:");
 	for (unsigned r = 0; r < EG_DROP_MAX; r++)
 		if (now->drop[r] != before->drop[r])
 			fprintf(stderr, " %s=%llu", eg_drop_names[r],
 				(unsigned long long)(now->drop[r] - before->drop[r]));
-	for (unsigned i = 0; i < ctx.n_ports; i++)
+	for (unsigned i = 0; i < fx.ctx.n_ports; i++)
 		if (now->port[i].tx_packets != before->port[i].tx_packets)
-			fprintf(stderr, " tx.%s=%llu", ctx.ports[i].cfg->name,
+			fprintf(stderr, " tx.%s=%llu", fx.ctx.ports[i].cfg->name,
 				(unsigned long long)(now->port[i].tx_packets - before->port[i].tx_packets));
 	for (unsigned i = 0; i < RTE_DIM(sas); i++) {
-		const struct eg_sa_counters *c = &eg_shm_sa_counters(w->shm)[i];
+		const struct eg_sa_counters *c = &eg_shm_sa_counters(fx.w->shm)[i];
 
 		if (c->packets || c->auth_failures || c->replays || c->padding_errors || c->other_drops)
 			fprintf(stderr, " sa%u{ok=%llu auth=%llu replay=%llu pad=%llu other=%llu}", sas[i].cfg->spi,
@@ -658,7 +521,7 @@ static void report(const struct eg_worker_shm *before)
 				(unsigned long long)c->replays, (unsigned long long)c->padding_errors,
 				(unsigned long long)c->other_drops);
 	}
-	fprintf(stderr, " punted=%u\n", rte_ring_count(w->punt));
+	fprintf(stderr, " punted=%u\n", rte_ring_count(fx.w->punt));
 }
 
 static void reset(bool stop_a)
@@ -671,22 +534,7 @@ static void reset(bool stop_a)
 				 __ATOMIC_RELEASE);
 	}
 	/* Resolve requests are rate limited by time: forget them, so every input asks alike. */
-	memset(w->asked, 0, sizeof(w->asked));
-}
-
-/* Everything the worker handed to the service goes back to the pool. */
-static void drain(void)
-{
-	struct rte_mbuf *pkts[DP_BURST];
-	struct dp_resolve_req req[DP_BURST];
-	unsigned n;
-
-	while ((n = rte_ring_dequeue_burst(w->punt, (void **)pkts, DP_BURST, NULL)) > 0)
-		rte_pktmbuf_free_bulk(pkts, n);
-	while ((n = rte_ring_dequeue_burst(w->inject, (void **)pkts, DP_BURST, NULL)) > 0)
-		rte_pktmbuf_free_bulk(pkts, n);
-	while (rte_ring_dequeue_burst_elem(w->resolve, req, sizeof(req[0]), DP_BURST, NULL) > 0)
-		;
+	memset(fx.w->asked, 0, sizeof(fx.w->asked));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -705,9 +553,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	reset(flags & IN_STOP_A);
 	if (trace) {
-		before = *w->shm;
+		before = *fx.w->shm;
 		for (unsigned i = 0; i < RTE_DIM(sas); i++)
-			memset(&eg_shm_sa_counters(w->shm)[i], 0, sizeof(struct eg_sa_counters));
+			memset(&eg_shm_sa_counters(fx.w->shm)[i], 0, sizeof(struct eg_sa_counters));
 	}
 	if (flags & IN_TOP) {
 		uint32_t top_a = u32(&r);
@@ -730,23 +578,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* One by one, each frame is built after the one before went through: ESN
 		 * inference in seal() sees the window the dataplane will see. */
 		if (!(flags & IN_BURST)) {
-			dp_worker_process(w, table, uplink, &m[built - 1], 1);
-			dp_worker_flush(w);
+			dp_worker_process(fx.w, fx.table, uplink, &m[built - 1], 1);
+			dp_worker_flush(fx.w);
 			/* Sent or freed, it may come back from the pool as the next frame. */
 			unfence(fenced[built - 1].buf, fenced[built - 1].len);
 		}
 	}
 	if (flags & IN_BURST) {
-		dp_worker_process(w, table, uplink, m, (uint16_t)built);
-		dp_worker_flush(w);
+		dp_worker_process(fx.w, fx.table, uplink, m, (uint16_t)built);
+		dp_worker_flush(fx.w);
 	}
 	if (trace)
 		report(&before);
-	drain();
+	dp_fixture_drain(&fx);
 	for (unsigned i = 0; i < built; i++)
 		unfence(fenced[i].buf, fenced[i].len);
-	free_now = rte_mempool_avail_count(ctx.pool);
-	if (free_now != pool_free)
-		DIE("mbuf leak: %u free after the input, %u before", free_now, pool_free);
+	free_now = rte_mempool_avail_count(fx.ctx.pool);
+	if (free_now != pool_free || rte_mempool_avail_count(frames) != frames_free)
+		DIE("mbuf leak: %u free after the input, %u before; frames %u, %u", free_now, pool_free,
+		    rte_mempool_avail_count(frames), frames_free);
 	return 0;
 }

@@ -130,6 +130,26 @@ check "... and the peer accepts the resumed sequence numbers (traffic flows)" \
 check "... with outbound numbers past the old ones" \
 	bash -c "$A --json call ipsec.sa.list | jq -e '.sas[] | select(.direction==\"out\") | .seq > $seq_before + 1000'"
 
+# Rekey once more to SAs that fragment the ESP packet instead of the inner one: a 1488-byte
+# echo without DF crosses in two outer fragments each way, which the other appliance
+# reassembles before it decrypts.
+FA=2122232425262728292a2b2c2d2e2f30e0e1e2e3
+FB=3132333435363738393a3b3c3d3e3f40f0f1f2f3
+fsa() { jq -c '. + {fragment: "outer"}' <<<"$(sa "$@")"; }
+frag_ok=1
+$A call ipsec.sa.add "$(fsa 16387 in 192.0.2.1 192.0.2.2 $FB 16386)" >/dev/null || frag_ok=0
+$B call ipsec.sa.add "$(fsa 12291 in 192.0.2.2 192.0.2.1 $FA 12290)" >/dev/null || frag_ok=0
+$A call ipsec.sa.add "$(fsa 12291 out 192.0.2.1 192.0.2.2 $FA 12290)" >/dev/null || frag_ok=0
+$B call ipsec.sa.add "$(fsa 16387 out 192.0.2.2 192.0.2.1 $FB 16386)" >/dev/null || frag_ok=0
+check "SAs with \"fragment\": \"outer\" replace the current ones" [ $frag_ok -eq 1 ]
+sa_pkts() { $A --json call ipsec.sa.list | jq '.sas[] | select(.spi==12291 and .direction=="out") | .packets'; }
+eg_pkts() { $A --json stats | jq '.egresses[] | select(.name=="tunnel") | .tx_packets'; }
+sa0=$(sa_pkts) eg0=$(eg_pkts)
+check "oversized echoes without DF cross both ways as outer fragments and arrive whole" \
+	ip netns exec "$P-sa" ping -c3 -i0.3 -W3 -M dont -s 1460 10.2.0.2
+check "... each of A's ESP packets left in two fragments (SA +$(( $(sa_pkts) - sa0 )), frames +$(( $(eg_pkts) - eg0 )))" \
+	[ $(( $(eg_pkts) - eg0 )) -eq $(( 2 * ($(sa_pkts) - sa0) )) -a $(( $(sa_pkts) - sa0 )) -ge 3 ]
+
 if [ $fails -ne 0 ]; then
 	for n in a b; do echo "--- control $n"; grep -v "rpc: client" "$WORK/ctl-$n.log" | tail -10; done
 	$A stats || true

@@ -34,10 +34,12 @@ sas=$(jq -s 'add' <(sa_pair 4097 8193 aes-gcm-128 $K128 192.0.2.1 192.0.2.254 '{
 	<(sa_pair 4099 8195 aes-gcm-128 $K128 192.0.2.1 192.0.2.254 '{"encap": "udp"}') \
 	<(sa_pair 4100 8196 aes-gcm-256 $K256 fd00:20::1 fd00:20::fe '{}') \
 	<(sa_pair 4101 8197 aes-gcm-128 $K128 192.0.2.1 192.0.2.254 '{"lifetime": {"packets": 20}, "soft_lifetime": {"packets": 10}}') \
-	<(sa_pair 4102 8198 chacha20-poly1305 $K256 192.0.2.1 192.0.2.254 '{"esn": true}'))
+	<(sa_pair 4102 8198 chacha20-poly1305 $K256 192.0.2.1 192.0.2.254 '{"esn": true}') \
+	<(sa_pair 4103 8199 aes-gcm-128 $K128 192.0.2.1 192.0.2.254 '{"fragment": "outer"}') \
+	<(sa_pair 4104 8200 aes-gcm-256 $K256 fd00:20::1 fd00:20::fe '{"fragment": "outer"}'))
 jq --argjson sas "$sas" '.ipsec = {sas: $sas}
-	| .egresses += [range(1;7) as $n | {name: "esp\($n)", type: "ipsec", sa_out: (4096 + $n), sa_in: (8192 + $n)}]
-	| .policies = [range(1;7) as $n | {name: "to-esp\($n)", priority: $n,
+	| .egresses += [range(1;9) as $n | {name: "esp\($n)", type: "ipsec", sa_out: (4096 + $n), sa_in: (8192 + $n)}]
+	| .policies = [range(1;9) as $n | {name: "to-esp\($n)", priority: $n,
 		match: {proto: "udp", dport: "\(6000 + $n)"}, egresses: ["esp\($n)"], strategy: "pinned"}] + .policies' \
 	"$WORK/base.json" >"$WORK/egress.json"
 
@@ -63,20 +65,35 @@ sa_json() { # spi key src dst [natt] [esn] [alg]
 # Out: the appliance encrypts, scapy decrypts (in the uplink namespace).
 out_case() { # label spi key dport natt esn inner-dst outer-src outer-dst
 	local label=$1 spi=$2 key=$3 dport=$4 natt=$5 esn=$6 dst=$7 osrc=$8 odst=$9
-	ip netns exec "$NS_UP0" $PEER decrypt --iface u0 --count 5 --timeout 15 --dport "$dport" \
+	ip netns exec "$NS_UP0" $PEER decrypt --iface u0 --count 5 --timeout 15 --dport "$dport" --frags "${FRAGS:-1}" \
 		--sa "$(sa_json "$spi" "$key" "$osrc" "$odst" "$natt" "$esn")" --pcap "$WORK/out-$spi.pcap" >"$WORK/out-$spi.json" &
 	local peer=$!
 	sleep 1.5
-	ip netns exec "$NS_SITE" $TRAFFIC udp --fire --dst "$dst" --port "$dport" --count 5 --gap 0.05 >/dev/null
+	ip netns exec "$NS_SITE" $TRAFFIC udp --fire --dst "$dst" --port "$dport" --count 5 --gap 0.05 \
+		${SIZE:+--size $SIZE --no-df} >/dev/null
 	local rc=0
 	wait $peer || rc=$?
-	check "$label: scapy decrypts the appliance's ESP ($(tail -n1 "$WORK/out-$spi.json" | jq -c '{seen, decrypted}'))" [ $rc -eq 0 ]
+	check "$label: scapy decrypts the appliance's ESP ($(tail -n1 "$WORK/out-$spi.json" | jq -c '{seen, fragments, decrypted}'))" \
+		[ $rc -eq 0 ]
 }
 out_case "AES-GCM-128, IPv4 outer" 4097 $K128 6001 false false 203.0.113.20 192.0.2.1 192.0.2.254
 out_case "AES-GCM-256 with ESN" 4098 $K256 6002 false true 203.0.113.20 192.0.2.1 192.0.2.254
 out_case "NAT-T (UDP 4500)" 4099 $K128 6003 true false 203.0.113.20 192.0.2.1 192.0.2.254
 out_case "AES-GCM-256, IPv6 outer, IPv6 inner" 4100 $K256 6004 false false 2001:db8:99::20 fd00:20::1 fd00:20::fe
 ALG=CHACHA20-POLY1305 out_case "ChaCha20-Poly1305 (RFC 7634) with ESN" 4102 $K256 6006 false true 203.0.113.20 192.0.2.1 192.0.2.254
+# 1460 bytes of UDP without DF do not fit the tunnel (MTU 1440 with IPv4 outer, 1420 with
+# IPv6): the SAs with "fragment": "outer" encrypt them whole and fragment the ESP packet.
+SIZE=1460 FRAGS=2 out_case "outer fragmentation, IPv4 outer" 4103 $K128 6007 false false 203.0.113.20 192.0.2.1 192.0.2.254
+check "... every ESP packet left in 2 fragments" [ "$(tail -n1 "$WORK/out-4103.json" | jq .fragments)" = 10 ]
+SIZE=1460 FRAGS=2 out_case "outer fragmentation, IPv6 outer" 4104 $K256 6008 false false 203.0.113.20 fd00:20::1 fd00:20::fe
+check "... every ESP packet left in 2 fragments" [ "$(tail -n1 "$WORK/out-4104.json" | jq .fragments)" = 10 ]
+# IPv6 is never fragmented on the way: 1440 bytes of UDP (1488 with headers) over the IPv6
+# outer SA (tunnel MTU 1420) get an ICMPv6 Packet Too Big, which the site's kernel records.
+ptb_before=$(drops mtu_exceeded)
+ip netns exec "$NS_SITE" $TRAFFIC udp --fire --dst 2001:db8:99::20 --port 6004 --count 2 --size 1440 >/dev/null
+check "an IPv6 packet too big for the tunnel gets Packet Too Big with the tunnel MTU (1420)" wait_for 5 \
+	bash -c "ip -n $NS_SITE -6 route get 2001:db8:99::20 | grep -q 'mtu 1420'"
+check "... and is dropped as mtu_exceeded" [ "$(drops mtu_exceeded)" -ge $((ptb_before + 1)) ]
 check "sequence numbers start at 1 and count up" \
 	[ "$(tail -n1 "$WORK/out-4097.json" | jq -c '.seqs[:3]')" = "[1,2,3]" ]
 
@@ -96,7 +113,7 @@ in_case() { # label spi key src dst natt esn start-seq inner-src inner-dst
 	local before
 	before=$(arrivals 7000)
 	ip netns exec "$NS_UP0" $PEER send --sa "$(sa_json "$2" "$3" "$4" "$5" "$6" "$7")" --src "$9" --dst "${10}" \
-		--count 5 --seq "$8" >/dev/null
+		--count 5 --seq "$8" ${FRAGMENT:+--size 1400 --fragment $FRAGMENT} >/dev/null
 	check "$1: the appliance accepts scapy's ESP and delivers it" wait_for 10 \
 		bash -c "[ \$(jq -c 'select(.port==7000)' $WORK/site.log | wc -l) -ge $((before + 5)) ]"
 }
@@ -105,6 +122,16 @@ in_case "AES-GCM-256 in, ESN across 2^32" 8194 $K256 192.0.2.254 192.0.2.1 false
 in_case "NAT-T in" 8195 $K128 192.0.2.254 192.0.2.1 true false 1 203.0.113.20 10.10.0.2
 ALG=CHACHA20-POLY1305 in_case "ChaCha20-Poly1305 in" 8198 $K256 192.0.2.254 192.0.2.1 false true 7 203.0.113.20 10.10.0.2
 in_case "IPv6 outer in" 8196 $K256 fd00:20::fe fd00:20::1 false false 1 2001:db8:99::20 fd00:10::2
+# ESP that the peer fragmented (scapy cuts, sends the last fragment first): reassembled
+# before it is authenticated and decrypted (RFC 4303 3.4.1).
+reasm() { $CTL --json stats | jq '[.workers[].reassembled] | add'; }
+reasm_before=$(reasm)
+FRAGMENT=600 in_case "fragmented ESP in, IPv4 outer, out of order" 8199 $K128 192.0.2.254 192.0.2.1 false false 1 203.0.113.20 10.10.0.2
+FRAGMENT=600 in_case "fragmented ESP in, IPv6 outer, out of order" 8200 $K256 fd00:20::fe fd00:20::1 false false 1 2001:db8:99::20 fd00:10::2
+# AF_PACKET's fanout (DPDK sets PACKET_FANOUT_FLAG_DEFRAG) reassembles IPv4 in the kernel
+# before the dataplane sees it; IPv6 fragments reach our reassembly (IPv4's is covered by
+# tests/dataplane/test_esp_path.c).
+check "... the appliance reassembled the IPv6 ones itself ($(( $(reasm) - reasm_before )) datagrams)" [ $(( $(reasm) - reasm_before )) -ge 5 ]
 
 # Tampering and replay: dropped and counted by reason.
 sa1=$(sa_json 8193 $K128 192.0.2.254 192.0.2.1)

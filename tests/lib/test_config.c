@@ -427,7 +427,7 @@ static const struct bad_case bad[] = {
 		  "\"key\": \"000102030405060708090a0b0c0d0e0fa0a1a2a3\"}", "$.ipsec.sas[1].spi", "configured twice"},
 	/*134 */ {"ipsec/sas", "{}", "$.ipsec.sas", "expected an array"},
 	/*135 */ {"ipsec/policies", "[]", "$.ipsec.policies", "unknown key"},
-	/*136 */ {"ipsec/sas/0/fragment", "\"outer\"", "$.ipsec.sas[0].fragment", "not supported yet"},
+	/*136 */ {"ipsec/sas/0/fragment", "\"middle\"", "$.ipsec.sas[0].fragment", "\"inner\" or \"outer\""},
 };
 
 Test(config, bad_table)

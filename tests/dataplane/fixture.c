@@ -1,0 +1,238 @@
+#include "fixture.h"
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_ring.h>
+
+#include "blob.h"
+#include "neigh.h"
+#include "ports.h"
+#include "reassembly.h"
+#include "routes.h"
+#include "service.h"
+#include "shm.h"
+#include "worker.h"
+
+#define DIE(fmt, ...) do { fprintf(stderr, "dp fixture: " fmt "\n", ##__VA_ARGS__); abort(); } while (0)
+
+enum { SA_SLOTS = 16 };
+
+static struct dp_fixture *current;	/* for the exit handler */
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+/* At a normal exit everything goes back, so LeakSanitizer reports only what the dataplane
+ * lost. */
+static void cleanup(void)
+{
+	struct dp_fixture *f = current;
+	struct dp_worker *w = f->w;
+
+	if (w) {
+		eg_aead_ctx_free(&w->aead);
+		rte_ring_free(w->punt);
+		rte_ring_free(w->inject);
+		rte_ring_free(w->resolve);
+		eg_reasm_free(w->reasm);
+		rte_free(f->ctx.workers);
+	}
+	dp_ports_close(&f->ctx);
+	dp_routes_free(&f->ctx);
+	dp_neigh_free(f->ctx.neigh);
+	rte_mempool_free(f->ctx.pool);
+	eg_shm_detach(&f->ctx.shm);
+	eg_config_free(&f->ctx.cfg);
+	rte_eal_cleanup();
+}
+
+static void start_eal(const char *name, unsigned n_ports)
+{
+	static char prefix[64], vdev[EG_MAX_PORTS][32];
+	char *argv[8 + EG_MAX_PORTS] = {(char *)name, "--no-huge", "-m", "256", "--no-pci", "--no-telemetry",
+					"--log-level=1", prefix};
+	int argc = 8;
+
+	snprintf(prefix, sizeof(prefix), "--file-prefix=%s%d", name, (int)getpid());
+	for (unsigned i = 0; i < n_ports; i++) {
+		snprintf(vdev[i], sizeof(vdev[i]), "--vdev=net_null%u", i);
+		argv[argc++] = vdev[i];
+	}
+	if (rte_eal_init(argc, argv) < 0)
+		DIE("EAL init failed: %s", rte_strerror(rte_errno));
+	/* The runtime directory (config, fbarrays, mp socket) is for secondary processes, and
+	 * there are none: removed now, a crash leaves no directory per pid behind. */
+	nftw(rte_eal_get_runtime_dir(), remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static void load_config(struct dp_fixture *f, const char *name, const char *config_fmt)
+{
+	char instance[EG_NAME_LEN];
+	size_t room = strlen(config_fmt) + EG_NAME_LEN;
+	char *text = malloc(room);
+	struct eg_error err;
+	json_error_t jerr;
+	json_t *doc;
+
+	if (!text)
+		DIE("out of memory");
+	snprintf(instance, sizeof(instance), "%s%d", name, (int)getpid());
+	snprintf(text, room, config_fmt, instance);
+	doc = json_loads(text, 0, &jerr);
+	if (!doc)
+		DIE("config JSON: %s at line %d", jerr.text, jerr.line);
+	if (eg_config_from_json(doc, &f->ctx.cfg, &err) != 0)
+		DIE("config: %s: %s", err.path, err.msg);
+	json_decref(doc);
+	free(text);
+	f->ctx.n_workers = 1;
+}
+
+void dp_fixture_start(struct dp_fixture *f, const char *name, const char *config_fmt, uint16_t data_room,
+		      unsigned n_mbufs)
+{
+	struct eg_shm_geometry g = {.n_workers = 1, .n_sa_slots = SA_SLOTS};
+	struct dp_ctx *ctx = &f->ctx;
+	struct eg_aead_ctx probe;
+	char shm_name[EG_SHM_NAME_LEN];
+
+	memset(f, 0, sizeof(*f));
+	current = f;
+	load_config(f, name, config_fmt);
+	start_eal(name, ctx->cfg.dataplane.n_ports);
+	atexit(cleanup);
+	ctx->tsc_hz = rte_get_tsc_hz();
+	ctx->pool = rte_pktmbuf_pool_create("mbufs", n_mbufs, 256, 0, (uint16_t)(RTE_PKTMBUF_HEADROOM + data_room),
+					    (int)rte_socket_id());
+	ctx->neigh = dp_neigh_create((int)rte_socket_id());
+	if (!ctx->pool || !ctx->neigh)
+		DIE("out of memory for the mbufs and the neighbour table");
+	if (eg_aead_ctx_init(&probe, IMB_ARCH_NONE) != 0)
+		DIE("intel-ipsec-mb cannot start on this CPU");
+	ctx->imb_arch = probe.arch;
+	eg_aead_ctx_free(&probe);
+
+	g.n_ports = ctx->cfg.dataplane.n_ports;
+	g.slot_size = (size_t)ctx->cfg.dataplane.table_mb << 20;
+	g.imb_arch = ctx->imb_arch;
+	eg_shm_name(ctx->cfg.instance, shm_name);
+	if (eg_shm_create(shm_name, ctx->cfg.instance, &g, &ctx->shm) != 0)
+		DIE("cannot create shared memory %s", shm_name);
+	shm_unlink(shm_name);	/* nothing else attaches */
+
+	ctx->workers = rte_zmalloc("workers", sizeof(*ctx->workers), RTE_CACHE_LINE_SIZE);
+	if (!ctx->workers)
+		DIE("no memory for the worker");
+	f->w = &ctx->workers[0];
+	if (dp_worker_init(ctx, f->w, 0) != 0)
+		DIE("cannot create the worker's rings");
+	f->w->lcore = rte_lcore_id();
+	if (eg_aead_ctx_init(&f->w->aead, ctx->imb_arch) != 0)
+		DIE("no crypto manager");
+	f->w->shm->lcore = f->w->lcore;
+	eg_shm_quiescent(ctx->shm.hdr, f->w->shm);
+	if (dp_ports_init(ctx) != 0 || dp_routes_init(ctx) != 0)
+		DIE("ports or routes failed");
+	dp_service_init(ctx);		/* the static neighbours */
+}
+
+void dp_fixture_publish(struct dp_fixture *f)
+{
+	struct dp_ctx *ctx = &f->ctx;
+	const struct eg_config *c = &ctx->cfg;
+	struct eg_table_spi in[SA_SLOTS];
+	uint32_t egress_slot[EG_MAX_EGRESSES], egress_ids[EG_MAX_EGRESSES], policy_ids[EG_MAX_POLICIES];
+	unsigned n_in = 0;
+	struct eg_blob b;
+	struct eg_error err;
+	uint64_t gen;
+
+	if (c->n_sas > SA_SLOTS)
+		DIE("more SAs than slots");
+	for (unsigned i = 0; i < c->n_sas; i++) {
+		struct eg_sa_slot *s = eg_shm_sa(ctx->shm.hdr, i);
+
+		if (eg_sa_slot_fill(s, &c->sas[i], (uint16_t)eg_sa_cfg_port(&c->dataplane, &c->sas[i]), &f->w->aead))
+			DIE("SA %u: cannot install", c->sas[i].spi);
+		__atomic_store_n(&s->state, EG_SA_ACTIVE, __ATOMIC_RELEASE);
+		if (c->sas[i].dir == EG_SA_DIR_IN)
+			in[n_in++] = (struct eg_table_spi){.spi = c->sas[i].spi, .slot = i};
+	}
+	for (unsigned e = 0; e < c->n_egresses; e++) {
+		egress_ids[e] = e;
+		egress_slot[e] = EG_TABLE_NO_SA;
+		for (unsigned i = 0; i < c->n_sas; i++)
+			if (c->egresses[e].type == EG_EGRESS_IPSEC && c->sas[i].dir == EG_SA_DIR_OUT &&
+			    c->sas[i].spi == c->egresses[e].sa_out)
+				egress_slot[e] = i;
+	}
+	for (unsigned p = 0; p < c->n_policies; p++)
+		policy_ids[p] = p;
+
+	struct eg_table_input ti = {
+		.dp = &c->dataplane, .egresses = c->egresses, .n_egresses = c->n_egresses, .egress_ids = egress_ids,
+		.policies = c->policies, .n_policies = c->n_policies, .policy_ids = policy_ids,
+		.egress_sa_slot = egress_slot, .inbound = in, .n_inbound = n_in,
+	};
+
+	eg_blob_init(&b, (size_t)c->dataplane.table_mb << 20);
+	if (eg_table_build(&ti, &b, &err) != 0)
+		DIE("table: %s: %s", err.path, err.msg);
+	if (eg_shm_publish(ctx->shm.hdr, b.data, b.len, 0, &gen) != 0)
+		DIE("cannot publish the table");
+	eg_blob_free(&b);
+	f->table = eg_shm_table_acquire(ctx->shm.hdr, &gen);
+	if (!f->table)
+		DIE("no table after publishing");
+}
+
+struct eg_sa_slot *dp_fixture_sa(struct dp_fixture *f, uint32_t spi, uint8_t dir, uint32_t *slot)
+{
+	for (unsigned i = 0; i < f->ctx.cfg.n_sas; i++)
+		if (f->ctx.cfg.sas[i].spi == spi && f->ctx.cfg.sas[i].dir == dir) {
+			if (slot)
+				*slot = i;
+			return eg_shm_sa(f->ctx.shm.hdr, i);
+		}
+	DIE("no SA %u", spi);
+}
+
+uint16_t dp_fixture_port(const struct dp_fixture *f, const char *name)
+{
+	int i = eg_config_port_index(&f->ctx.cfg.dataplane, name);
+
+	if (i < 0)
+		DIE("no port %s", name);
+	return (uint16_t)i;
+}
+
+void dp_fixture_drain(struct dp_fixture *f)
+{
+	struct dp_worker *w = f->w;
+	struct rte_mbuf *pkts[DP_BURST];
+	struct dp_resolve_req req[DP_BURST];
+	unsigned n;
+
+	while ((n = rte_ring_dequeue_burst(w->punt, (void **)pkts, DP_BURST, NULL)) > 0)
+		rte_pktmbuf_free_bulk(pkts, n);
+	while ((n = rte_ring_dequeue_burst(w->inject, (void **)pkts, DP_BURST, NULL)) > 0)
+		rte_pktmbuf_free_bulk(pkts, n);
+	while (rte_ring_dequeue_burst_elem(w->resolve, req, sizeof(req[0]), DP_BURST, NULL) > 0)
+		;
+}

@@ -1,0 +1,41 @@
+/* A real dataplane context for tests and fuzz harnesses, without lcores or a control
+ * process: EAL on net_null devices, the config, the mbuf pool, shared memory, one worker
+ * made as dataplane/main.c makes it, ports, routes and static neighbours; SA slots filled
+ * the way control/ipsec.c fills them and a table published from the config. Frames go
+ * through dp_worker_process on the test's own thread. Every failure aborts. */
+#ifndef DP_TEST_FIXTURE_H
+#define DP_TEST_FIXTURE_H
+
+#include <stdint.h>
+
+#include "context.h"
+#include "sa.h"
+#include "table.h"
+
+struct dp_fixture {
+	struct dp_ctx ctx;
+	struct dp_worker *w;
+	const struct eg_table_hdr *table;	/* after dp_fixture_publish */
+};
+
+/* config_fmt is the config JSON with one %s for the instance name (unique per process).
+ * The devices must be net_null0, net_null1, ... in port order. Everything is released at
+ * exit; the runtime directory and the segment's name are gone at once, so a crash leaves
+ * nothing behind. */
+void dp_fixture_start(struct dp_fixture *f, const char *name, const char *config_fmt, uint16_t data_room,
+		      unsigned n_mbufs);
+
+/* Every SA of the config installed and ACTIVE, the i-th in slot i; then a table with the
+ * config's egresses (an ipsec egress names its sa_out's slot), policies and inbound SAs. */
+void dp_fixture_publish(struct dp_fixture *f);
+
+/* The slot of the config's SA spi in direction dir (EG_SA_DIR_*). */
+struct eg_sa_slot *dp_fixture_sa(struct dp_fixture *f, uint32_t spi, uint8_t dir, uint32_t *slot);
+
+/* Port index of a port name in the config. */
+uint16_t dp_fixture_port(const struct dp_fixture *f, const char *name);
+
+/* Frames the worker handed to the service, and resolve requests, back to the pool. */
+void dp_fixture_drain(struct dp_fixture *f);
+
+#endif
