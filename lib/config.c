@@ -35,7 +35,7 @@
  *     metrics           "host:port" or "[v6]:port", default off
  *     state_file        string of 1..255 bytes, default "/var/lib/egress/<instance>.state.json"
  *     publish_timeout_ms integer 10..60000, default 1000
- *   wireguard           object, optional, kept as given for the WireGuard module
+ *   wireguard           object, optional: see wg_config.c
  *   ipsec               object, optional: {"sas": [SA objects]}, see sa_config.c
  *   egresses            array of at most 4096 egress objects, default none
  *     name              name, required, unique
@@ -1207,6 +1207,9 @@ static int from_json(const json_t *doc, struct eg_config *cfg, struct eg_error *
 	}
 	if ((ret = eg_sa_cfg_parse_section(cfg->ipsec, "$.ipsec", &cfg->sas, &cfg->n_sas, err)))
 		return ret;
+	if ((ret = eg_wg_cfg_parse_section(cfg->wireguard, "$.wireguard", &cfg->wg, err)) ||
+	    (ret = eg_wg_check_refs(&cfg->wg, "$.wireguard", cfg->egresses, cfg->n_egresses, "$.egresses", err)))
+		return ret;
 	if ((ret = eg_config_check_refs(&cfg->dataplane, cfg->egresses, cfg->n_egresses,
 					"$.egresses", cfg->policies, cfg->n_policies, "$.policies",
 					err)))
@@ -1273,6 +1276,7 @@ void eg_config_free(struct eg_config *cfg)
 	json_decref(cfg->wireguard);
 	json_decref(cfg->ipsec);
 	eg_sa_cfg_free_all(cfg->sas, cfg->n_sas);
+	eg_wg_cfg_free(&cfg->wg);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

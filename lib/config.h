@@ -14,6 +14,7 @@
 
 #include "net_addr.h"
 #include "sa_config.h"
+#include "wg_config.h"
 
 enum {
 	EG_NAME_LEN = 32,		/* names of ports, egresses, policies, instance (incl. NUL) */
@@ -158,6 +159,7 @@ struct eg_config {
 	json_t *ipsec;			/* the "ipsec" section as given */
 	unsigned n_sas;
 	struct eg_sa_cfg *sas;		/* owned, parsed from ipsec.sas; wiped when freed */
+	struct eg_wg_cfg wg;		/* parsed from wireguard; keys wiped when freed */
 };
 
 /* Loads and validates a config file. 0, or -errno with err filled (path "$..." and message;

@@ -140,7 +140,28 @@ Test(config, full_file)
 	cr_assert_eq(c.control.publish_timeout_ms, 2000);
 
 	cr_assert(json_is_object(c.wireguard));
-	cr_assert_eq(json_integer_value(json_object_get(c.wireguard, "listen_port")), 51820);
+	cr_assert(c.wg.present);
+	cr_assert_eq(c.wg.listen_port, 51820);
+	cr_assert_eq(c.wg.timers.rekey_after_time, 120, "the protocol's timers unless a test shortens them");
+	cr_assert_eq(c.wg.n_peers, 1);
+	{
+		const struct eg_wg_peer_cfg *wp = &c.wg.peers[0];
+		char b64[45], ep[64];
+
+		cr_assert_str_eq(wp->name, "fra");
+		eg_wg_key_base64(wp->public_key, b64);
+		cr_assert_str_eq(b64, "pM/Xw5701tUotAOoc6pB7OdWSB2yL6uvubX4WXthrAw=");
+		cr_assert(wp->has_endpoint && !wp->has_psk);
+		cr_assert_eq(wp->endpoint_port, 51820);
+		cr_assert_eq(wp->n_allowed, 1);
+		cr_assert_eq(wp->persistent_keepalive, 25);
+		json_t *j = eg_wg_peer_to_json(wp, false);
+
+		cr_assert_str_eq(json_string_value(json_object_get(j, "endpoint")), "192.0.2.10:51820");
+		snprintf(ep, sizeof(ep), "%s", json_string_value(json_array_get(json_object_get(j, "allowed_ips"), 0)));
+		cr_assert_str_eq(ep, "10.20.0.0/16");
+		json_decref(j);
+	}
 	cr_assert(json_is_array(json_object_get(c.ipsec, "sas")));
 
 	cr_assert_eq(c.n_egresses, 4);
@@ -428,6 +449,27 @@ static const struct bad_case bad[] = {
 	/*134 */ {"ipsec/sas", "{}", "$.ipsec.sas", "expected an array"},
 	/*135 */ {"ipsec/policies", "[]", "$.ipsec.policies", "unknown key"},
 	/*136 */ {"ipsec/sas/0/fragment", "\"middle\"", "$.ipsec.sas[0].fragment", "\"inner\" or \"outer\""},
+	/* wireguard */
+	/*137 */ {"wireguard/private_key", NULL, "$.wireguard.private_key", "missing required key"},
+	/*138 */ {"wireguard/private_key", "\"abc\"", "$.wireguard.private_key", "expected a key"},
+	/*139 */ {"wireguard/listen_port", "0", "$.wireguard.listen_port", "out of range"},
+	/*140 */ {"wireguard/peers/0/public_key", "\"AAAA\"", "$.wireguard.peers[0].public_key", "base64 of 32 bytes"},
+	/*141 */ {"wireguard/peers/0/name", NULL, "$.wireguard.peers[0].name", "missing required key"},
+	/*142 */ {"wireguard/peers/0/endpoint", "\"192.0.2.10\"", "$.wireguard.peers[0].endpoint", "expected \"address:port\""},
+	/*143 */ {"wireguard/peers/0/endpoint", "\"2001:db8::1:51820\"", "$.wireguard.peers[0].endpoint", "IPv6 goes in brackets"},
+	/*144 */ {"wireguard/peers/0/endpoint", "\"192.0.2.10:0\"", "$.wireguard.peers[0].endpoint", "port must be 1..65535"},
+	/*145 */ {"wireguard/peers/0/allowed_ips/0", "\"10.20.0.1/16\"", "$.wireguard.peers[0].allowed_ips[0]", "did you mean \"10.20.0.0/16\""},
+	/*146 */ {"wireguard/peers/0/persistent_keepalive", "65536", "$.wireguard.peers[0].persistent_keepalive", "out of range"},
+	/*147 */ {"wireguard/peers/1", "{\"name\": \"fra\", \"public_key\": \"W0i2TqtyMmtQ3DFyJgG9iEKDfWWRX11fH7D3x5ZEd1k=\"}", "$.wireguard.peers[1].name", "configured twice"},
+	/*148 */ {"wireguard/peers/1", "{\"name\": \"ams\", \"public_key\": \"pM/Xw5701tUotAOoc6pB7OdWSB2yL6uvubX4WXthrAw=\"}", "$.wireguard.peers[1].public_key", "same public key as peer \"fra\""},
+	/*149 */ {"wireguard/peers/1", "{\"name\": \"ams\", \"public_key\": \"W0i2TqtyMmtQ3DFyJgG9iEKDfWWRX11fH7D3x5ZEd1k=\", \"allowed_ips\": [\"10.20.0.0/16\"]}",
+		  "$.wireguard.peers[1].allowed_ips[0]", "10.20.0.0/16 is already peer \"fra\"'s"},
+	/*150 */ {"wireguard/peers/0/public_key", "\"W9QdjUrXB5NBVTZNPXLs4GJSJR94Jk3fA/zdPz3XVHc=\"", "$.wireguard.peers[0].public_key", "our own public key"},
+	/*151 */ {"egresses/2/peer", "\"nyc\"", "$.egresses[2].peer", "no WireGuard peer \"nyc\""},
+	/*152 */ {"wireguard/test_timers", "{\"rekey_after_time\": 200}", "$.wireguard.test_timers.rekey_after_time", "less than reject_after_time"},
+	/*153 */ {"wireguard/peers/0/preshared_key", "\"c2VjcmV0\"", "$.wireguard.peers[0].preshared_key", "expected a key"},
+	/*154 */ {"wireguard/peers/0/colour", "1", "$.wireguard.peers[0].colour", "unknown key"},
+	/*155 */ {"wireguard", NULL, "$.egresses[2].peer", "needs the \"wireguard\" section"},
 };
 
 Test(config, bad_table)
