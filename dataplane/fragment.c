@@ -7,10 +7,21 @@
 
 enum { IPV6_HDR = 40, FRAG_HDR = 8 };
 
-static void free_all(struct rte_mbuf **out, unsigned n)
+/* out[n]: a new mbuf with len bytes for the next piece, returned; on failure NULL, and the
+ * pieces already made are freed, so the caller has nothing to undo. */
+static uint8_t *new_piece(struct rte_mempool *pool, uint16_t len, struct rte_mbuf **out, unsigned n)
 {
-	for (unsigned i = 0; i < n; i++)
-		rte_pktmbuf_free(out[i]);
+	struct rte_mbuf *f = rte_pktmbuf_alloc(pool);
+	uint8_t *p = f ? (uint8_t *)rte_pktmbuf_append(f, len) : NULL;
+
+	if (!p) {
+		rte_pktmbuf_free(f);
+		for (unsigned i = 0; i < n; i++)
+			rte_pktmbuf_free(out[i]);
+		return NULL;
+	}
+	out[n] = f;
+	return p;
 }
 
 unsigned dp_fragment_ipv4(struct rte_mempool *pool, const uint8_t *ip, uint32_t len, uint16_t mtu,
@@ -27,15 +38,11 @@ unsigned dp_fragment_ipv4(struct rte_mempool *pool, const uint8_t *ip, uint32_t 
 		return 0;
 	for (uint32_t off = 0; off < data_len; off += chunk) {
 		uint32_t piece = data_len - off < chunk ? data_len - off : chunk;
-		struct rte_mbuf *f = rte_pktmbuf_alloc(pool);
-		struct rte_ipv4_hdr *fh = f ? (struct rte_ipv4_hdr *)rte_pktmbuf_append(f, (uint16_t)(ihl + piece)) : NULL;
+		struct rte_ipv4_hdr *fh = (struct rte_ipv4_hdr *)new_piece(pool, (uint16_t)(ihl + piece), out, n);
 		uint16_t fo;
 
-		if (!fh) {
-			rte_pktmbuf_free(f);
-			free_all(out, n);
+		if (!fh)
 			return 0;
-		}
 		memcpy(fh, ip, ihl);
 		memcpy((uint8_t *)fh + ihl, ip + ihl + off, piece);
 		/* Offsets count from the original's; MF on all but the last, and on the last
@@ -47,7 +54,7 @@ unsigned dp_fragment_ipv4(struct rte_mempool *pool, const uint8_t *ip, uint32_t 
 		fh->total_length = rte_cpu_to_be_16((uint16_t)(ihl + piece));
 		fh->hdr_checksum = 0;
 		fh->hdr_checksum = rte_ipv4_cksum(fh);
-		out[n++] = f;
+		n++;
 	}
 	return n;
 }
@@ -64,16 +71,12 @@ unsigned dp_fragment_ipv6(struct rte_mempool *pool, const uint8_t *ip, uint32_t 
 		return 0;
 	for (uint32_t off = 0; off < data_len; off += chunk) {
 		uint32_t piece = data_len - off < chunk ? data_len - off : chunk;
-		struct rte_mbuf *f = rte_pktmbuf_alloc(pool);
-		uint8_t *p = f ? (uint8_t *)rte_pktmbuf_append(f, (uint16_t)(IPV6_HDR + FRAG_HDR + piece)) : NULL;
+		uint8_t *p = new_piece(pool, (uint16_t)(IPV6_HDR + FRAG_HDR + piece), out, n);
 		struct rte_ipv6_hdr *fh = (struct rte_ipv6_hdr *)p;
 		uint16_t offlg = (uint16_t)(off | (off + piece < data_len));	/* offset in bytes is 8-aligned; M is bit 0 */
 
-		if (!p) {
-			rte_pktmbuf_free(f);
-			free_all(out, n);
+		if (!p)
 			return 0;
-		}
 		memcpy(p, ip, IPV6_HDR);
 		fh->proto = IPPROTO_FRAGMENT;
 		fh->payload_len = rte_cpu_to_be_16((uint16_t)(FRAG_HDR + piece));
@@ -83,7 +86,7 @@ unsigned dp_fragment_ipv6(struct rte_mempool *pool, const uint8_t *ip, uint32_t 
 		p[IPV6_HDR + 3] = (uint8_t)offlg;
 		memcpy(p + IPV6_HDR + 4, &id_be, 4);
 		memcpy(p + IPV6_HDR + FRAG_HDR, ip + IPV6_HDR + off, piece);
-		out[n++] = f;
+		n++;
 	}
 	return n;
 }

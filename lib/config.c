@@ -1208,7 +1208,7 @@ static int from_json(const json_t *doc, struct eg_config *cfg, struct eg_error *
 	if ((ret = eg_sa_cfg_parse_section(cfg->ipsec, "$.ipsec", &cfg->sas, &cfg->n_sas, err)))
 		return ret;
 	if ((ret = eg_wg_cfg_parse_section(cfg->wireguard, "$.wireguard", &cfg->wg, err)) ||
-	    (ret = eg_wg_check_refs(&cfg->wg, "$.wireguard", cfg->egresses, cfg->n_egresses, "$.egresses", err)))
+	    (ret = eg_wg_check_refs(&cfg->wg, cfg->egresses, cfg->n_egresses, "$.egresses", err)))
 		return ret;
 	if ((ret = eg_config_check_refs(&cfg->dataplane, cfg->egresses, cfg->n_egresses,
 					"$.egresses", cfg->policies, cfg->n_policies, "$.policies",

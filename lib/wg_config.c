@@ -312,12 +312,11 @@ fail:
 	return ret;
 }
 
-int eg_wg_check_refs(const struct eg_wg_cfg *wg, const char *wg_path, const struct eg_egress_cfg *egresses,
-		     unsigned n_egresses, const char *egress_path, struct eg_error *err)
+int eg_wg_check_refs(const struct eg_wg_cfg *wg, const struct eg_egress_cfg *egresses, unsigned n_egresses,
+		     const char *egress_path, struct eg_error *err)
 {
 	char ep[EG_PATH_LEN], kp[EG_PATH_LEN];
 
-	(void)wg_path;
 	for (unsigned i = 0; i < n_egresses; i++) {
 		if (egresses[i].type != EG_EGRESS_WIREGUARD)
 			continue;

@@ -58,8 +58,8 @@ int eg_wg_cfg_parse_section(const json_t *wg, const char *path, struct eg_wg_cfg
 /* One peer object at path. On error *out is wiped. */
 int eg_wg_peer_parse(const json_t *obj, const char *path, struct eg_wg_peer_cfg *out, struct eg_error *err);
 /* wireguard egresses name a configured peer (and need the section). */
-int eg_wg_check_refs(const struct eg_wg_cfg *wg, const char *wg_path, const struct eg_egress_cfg *egresses,
-		     unsigned n_egresses, const char *egress_path, struct eg_error *err);
+int eg_wg_check_refs(const struct eg_wg_cfg *wg, const struct eg_egress_cfg *egresses, unsigned n_egresses,
+		     const char *egress_path, struct eg_error *err);
 /* Index of the peer called name, or -1. */
 int eg_wg_peer_find(const struct eg_wg_cfg *wg, const char *name);
 /* JSON in the form the parser takes; the preshared key only when with_secrets (the state

@@ -242,8 +242,8 @@ static void derive_keypair(struct wg_handshake *hs, struct wg_keypair *kp, bool 
 }
 
 /* Message 2's key schedule after the ephemeral: both DHs, then the preshared key. */
-static int response_keys(struct wg_handshake *hs, const uint8_t dh_ee[WG_KEY_LEN], const uint8_t dh_es[WG_KEY_LEN],
-			 const uint8_t psk[WG_KEY_LEN], uint8_t k[WG_KEY_LEN])
+static void response_keys(struct wg_handshake *hs, const uint8_t dh_ee[WG_KEY_LEN], const uint8_t dh_es[WG_KEY_LEN],
+			  const uint8_t psk[WG_KEY_LEN], uint8_t k[WG_KEY_LEN])
 {
 	uint8_t t[WG_KEY_LEN];
 
@@ -252,7 +252,6 @@ static int response_keys(struct wg_handshake *hs, const uint8_t dh_ee[WG_KEY_LEN
 	eg_hkdf_blake2s(hs->ck, t, k, 3, hs->ck, psk, WG_KEY_LEN);
 	mix_hash(hs->h, t, WG_KEY_LEN);
 	sodium_memzero(t, sizeof(t));
-	return 0;
 }
 
 int wg_create_response(const struct wg_peer_keys *peer, struct wg_handshake *hs, uint32_t sender_index,

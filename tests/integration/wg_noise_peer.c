@@ -78,12 +78,26 @@ static uint16_t csum(const uint8_t *p, size_t len)
 	return (uint16_t)~s;
 }
 
+/* The IPv4 header and ICMP checksums of the len-byte packet p, written in place. */
+static void set_checksums(uint8_t *p, size_t len)
+{
+	uint16_t c;
+
+	p[10] = p[11] = 0;
+	c = csum(p, 20);
+	p[10] = (uint8_t)(c >> 8);
+	p[11] = (uint8_t)c;
+	p[22] = p[23] = 0;
+	c = csum(p + 20, len - 20);
+	p[22] = (uint8_t)(c >> 8);
+	p[23] = (uint8_t)c;
+}
+
 /* An IPv4 ICMP echo (type 8 request, 0 reply) of 32 bytes of data; returns its length. */
 static size_t icmp_echo(uint8_t *out, uint8_t type, struct in_addr src, struct in_addr dst, uint16_t id,
 			uint16_t seq)
 {
 	size_t len = 20 + 8 + 32;
-	uint16_t c;
 
 	memset(out, 0, len);
 	out[0] = 0x45;
@@ -93,9 +107,6 @@ static size_t icmp_echo(uint8_t *out, uint8_t type, struct in_addr src, struct i
 	out[9] = 1;
 	memcpy(out + 12, &src, 4);
 	memcpy(out + 16, &dst, 4);
-	c = csum(out, 20);
-	out[10] = (uint8_t)(c >> 8);
-	out[11] = (uint8_t)c;
 	out[20] = type;
 	out[24] = (uint8_t)(id >> 8);
 	out[25] = (uint8_t)id;
@@ -103,9 +114,7 @@ static size_t icmp_echo(uint8_t *out, uint8_t type, struct in_addr src, struct i
 	out[27] = (uint8_t)seq;
 	for (unsigned i = 0; i < 32; i++)
 		out[28 + i] = (uint8_t)('a' + i % 26);
-	c = csum(out + 20, len - 20);
-	out[22] = (uint8_t)(c >> 8);
-	out[23] = (uint8_t)c;
+	set_checksums(out, len);
 	return len;
 }
 
@@ -314,23 +323,15 @@ int main(int argc, char **argv)
 			if (!is_echo(plain, m, 8, from, tsrc, &seq))
 				continue;
 			/* Answer with the same identifier, sequence and data. */
-			memcpy(pkt, plain, (size_t)m < sizeof(pkt) ? (size_t)m : sizeof(pkt));
 			size_t len = (size_t)((plain[2] << 8) | plain[3]);
 
-			if (len > sizeof(pkt) || len < 28)
+			if (len > sizeof(pkt) || len < 28 || (long)len > m)
 				continue;
+			memcpy(pkt, plain, len);
 			memcpy(pkt + 12, &tsrc, 4);
 			memcpy(pkt + 16, &from, 4);
-			pkt[10] = pkt[11] = 0;
-			uint16_t c = csum(pkt, 20);
-
-			pkt[10] = (uint8_t)(c >> 8);
-			pkt[11] = (uint8_t)c;
 			pkt[20] = 0;
-			pkt[22] = pkt[23] = 0;
-			c = csum(pkt + 20, len - 20);
-			pkt[22] = (uint8_t)(c >> 8);
-			pkt[23] = (uint8_t)c;
+			set_checksums(pkt, len);
 			send_packet(&s, pkt, len);
 			echoes++;
 		}
