@@ -156,8 +156,10 @@ static bool op_valid(const struct eg_aead_ctx *c, const struct eg_aead_op *op)
 {
 	const struct eg_aead_key *k = op->key;
 
-	if (!k || !op->nonce || !op->tag)
+	if (!op->nonce || !op->tag)
 		return false;
+	if (!k)
+		return op->chacha_key != NULL;
 	if (k->alg != EG_AEAD_AES_GCM_128 && k->alg != EG_AEAD_AES_GCM_256 &&
 	    k->alg != EG_AEAD_CHACHA20_POLY1305)
 		return false;
@@ -203,11 +205,13 @@ static void fill_job(IMB_JOB *job, struct eg_aead_op *op, bool enc, uint8_t *scr
 	job->chain_order = enc ? IMB_ORDER_CIPHER_HASH : IMB_ORDER_HASH_CIPHER;
 	job->user_data = op;
 	job->user_data2 = NULL;
-	if (k->alg == EG_AEAD_CHACHA20_POLY1305) {
+	if (!k || k->alg == EG_AEAD_CHACHA20_POLY1305) {
+		const uint8_t *raw = k ? k->raw : op->chacha_key;
+
 		job->cipher_mode = IMB_CIPHER_CHACHA20_POLY1305;
 		job->hash_alg = IMB_AUTH_CHACHA20_POLY1305;
-		job->enc_keys = k->raw;
-		job->dec_keys = k->raw;
+		job->enc_keys = raw;
+		job->dec_keys = raw;
 		job->key_len_in_bytes = CHACHA_KEY_LEN;
 		job->u.CHACHA20_POLY1305.aad = op->aad;
 		job->u.CHACHA20_POLY1305.aad_len_in_bytes = op->aad_len;

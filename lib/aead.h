@@ -53,7 +53,7 @@ int eg_aead_key_set(const struct eg_aead_ctx *c, struct eg_aead_key *k, enum eg_
 void eg_aead_key_wipe(struct eg_aead_key *k);
 
 struct eg_aead_op {
-	const struct eg_aead_key *key;
+	const struct eg_aead_key *key;	/* NULL: ChaCha20-Poly1305 with chacha_key */
 	const uint8_t *nonce;		/* EG_AEAD_NONCE_LEN bytes */
 	const uint8_t *aad;
 	uint32_t aad_len;
@@ -62,6 +62,8 @@ struct eg_aead_op {
 	uint32_t len;
 	uint8_t *tag;			/* encrypt: the tag is written here; decrypt: the expected tag */
 	int status;			/* out: 0, or -EBADMSG (decrypt: tag mismatch), -EINVAL */
+	const uint8_t *chacha_key;	/* 32 raw bytes, when key is NULL: small key stores
+					 * (WireGuard keypairs) skip the room of an AES-GCM schedule */
 };
 
 /* Encrypts (or decrypts and verifies) n ops as bursts through the library; ops may mix

@@ -47,7 +47,17 @@
 	X(REASM_OVERLAP,      "reasm_overlap")      /* overlapping fragments (RFC 5722) */  \
 	X(REASM_TOO_BIG,      "reasm_too_big")      /* reassembled it would not fit */      \
 	X(REASM_TOO_MANY,     "reasm_too_many")     /* more fragments than we hold */       \
-	X(REASM_EXPIRED,      "reasm_expired")      /* incomplete in time, or evicted */
+	X(REASM_EXPIRED,      "reasm_expired")      /* incomplete in time, or evicted */   \
+	X(WG_BAD_MESSAGE,     "wg_bad_message")     /* unknown type or wrong length */      \
+	X(WG_NO_SESSION,      "wg_no_session")      /* no keypair to send with (yet) */     \
+	X(WG_NO_ENDPOINT,     "wg_no_endpoint")     /* peer's address not known yet */      \
+	X(WG_UNKNOWN_INDEX,   "wg_unknown_index")   /* receiver index names no keypair */   \
+	X(WG_REPLAY,          "wg_replay")          /* counter seen or older than window */ \
+	X(WG_AUTH_FAILED,     "wg_auth_failed")     /* Poly1305 tag did not verify */       \
+	X(WG_KEY_EXHAUSTED,   "wg_key_exhausted")   /* REJECT_AFTER_MESSAGES reached */     \
+	X(WG_BAD_INNER,       "wg_bad_inner")       /* decrypted bytes are not an IP packet */\
+	X(WG_ALLOWED_IPS,     "wg_allowed_ips")     /* inner source not in peer's allowed IPs */\
+	X(WG_HANDSHAKE_FULL,  "wg_handshake_full")  /* handshake ring to control full */
 
 enum eg_drop_reason {
 #define EG_DROP_ENUM(id, name) EG_DROP_##id,

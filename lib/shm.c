@@ -28,30 +28,62 @@ static size_t align_up(size_t v, size_t a)
 	return (v + a - 1) & ~(a - 1);
 }
 
-static size_t worker_stride(unsigned n_sa)
+static size_t worker_stride(unsigned n_sa, unsigned n_wg)
 {
 	return align_up(sizeof(struct eg_worker_shm) +
 			sizeof(struct eg_egress_counters) * EG_MAX_EGRESSES +
 			sizeof(uint64_t) * EG_MAX_POLICIES +
-			sizeof(struct eg_sa_counters) * n_sa, 4096);
+			sizeof(struct eg_sa_counters) * n_sa +
+			sizeof(struct eg_wg_counters) * n_wg, 4096);
+}
+
+void eg_shm_loops_snapshot(const struct eg_shm_hdr *h, uint64_t *snap)
+{
+	/* The caller's stores (a keypair made FREE) come before the loads of the counts. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	for (unsigned w = 0; w < h->n_workers; w++) {
+		const struct eg_worker_shm *ws = eg_shm_worker(h, w);
+
+		snap[w] = __atomic_load_n(&ws->busy_loops, __ATOMIC_ACQUIRE) +
+			  __atomic_load_n(&ws->idle_loops, __ATOMIC_ACQUIRE);
+	}
+}
+
+bool eg_shm_loops_passed(const struct eg_shm_hdr *h, const uint64_t *snap)
+{
+	for (unsigned w = 0; w < h->n_workers; w++) {
+		const struct eg_worker_shm *ws = eg_shm_worker(h, w);
+		uint64_t now = __atomic_load_n(&ws->busy_loops, __ATOMIC_ACQUIRE) +
+			       __atomic_load_n(&ws->idle_loops, __ATOMIC_ACQUIRE);
+
+		/* A worker bumps its count at the end of an iteration: one more than the
+		 * snapshot ends the iteration that may have been running then. */
+		if (now == snap[w] && __atomic_load_n(&ws->quiescent, __ATOMIC_ACQUIRE) != UINT64_MAX)
+			return false;
+	}
+	return true;
 }
 
 int eg_shm_create(const char *name, const char *instance, const struct eg_shm_geometry *g,
 		  struct eg_shm_map *out)
 {
 	unsigned n_sa = g->n_sa_slots ? g->n_sa_slots : EG_MAX_SAS;
-	size_t stride = worker_stride(n_sa);
+	size_t stride = worker_stride(n_sa, g->n_wg_slots);
 	size_t slot = align_up(g->slot_size, 4096);
 	size_t workers_off = align_up(sizeof(struct eg_shm_hdr), 4096);
 	size_t sa_off = workers_off + stride * g->n_workers;
-	size_t slots_off = sa_off + eg_sa_slot_stride() * n_sa;
+	size_t wg_off = align_up(sa_off + eg_sa_slot_stride() * n_sa, 4096);
+	size_t punt_off = align_up(wg_off + eg_wg_slot_stride() * g->n_wg_slots, 4096);
+	size_t inject_off = align_up(punt_off + sizeof(struct eg_msg_ring), 4096);
+	size_t slots_off = align_up(inject_off + sizeof(struct eg_msg_ring), 4096);
 	size_t total = slots_off + slot * EG_TABLE_SLOTS;
 	struct eg_shm_hdr *h;
 	struct stat st;
 	uint64_t epoch;
 	int fd, rc;
 
-	if (g->n_workers == 0 || g->n_workers > EG_MAX_WORKERS || g->n_ports > EG_MAX_PORTS)
+	if (g->n_workers == 0 || g->n_workers > EG_MAX_WORKERS || g->n_ports > EG_MAX_PORTS ||
+	    g->n_wg_slots > EG_WG_MAX_SLOTS)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
 	/* A fresh segment every start, so an attached control process sees the new epoch (and
@@ -95,6 +127,11 @@ int eg_shm_create(const char *name, const char *instance, const struct eg_shm_ge
 	h->n_sa_slots = n_sa;
 	h->sa_off = sa_off;
 	h->sa_stride = eg_sa_slot_stride();
+	h->n_wg_slots = g->n_wg_slots;
+	h->wg_off = wg_off;
+	h->wg_stride = eg_wg_slot_stride();
+	h->punt_off = punt_off;
+	h->inject_off = inject_off;
 	for (unsigned w = 0; w < g->n_workers; w++)
 		eg_shm_offline(eg_shm_worker(h, w));
 	__atomic_store_n(&h->heartbeat_ns, eg_now_ns(), __ATOMIC_RELEASE);
@@ -140,7 +177,8 @@ int eg_shm_attach(const char *name, struct eg_shm_map *out)
 	    h->layout_version != EG_SHM_LAYOUT_VERSION || h->hdr_size != sizeof(*h) ||
 	    h->total_size != (uint64_t)st.st_size || h->n_workers == 0 ||
 	    h->n_workers > EG_MAX_WORKERS || h->n_sa_slots > EG_MAX_SAS ||
-	    h->sa_stride != eg_sa_slot_stride()) {
+	    h->sa_stride != eg_sa_slot_stride() || h->n_wg_slots > EG_WG_MAX_SLOTS ||
+	    h->wg_stride != eg_wg_slot_stride()) {
 		munmap(h, (size_t)st.st_size);
 		rc = -EPROTO;
 		goto fail;

@@ -16,10 +16,12 @@
 
 #include "config.h"
 #include "drop_reasons.h"
+#include "msg_ring.h"
 #include "sa.h"
+#include "wg_slot.h"
 
 #define EG_SHM_MAGIC 0x31304d4853474745ULL	/* "EGSHM01" */
-#define EG_SHM_LAYOUT_VERSION 2u
+#define EG_SHM_LAYOUT_VERSION 3u
 #define EG_SHM_NAME_LEN 64
 #define EG_CACHE_LINE 64
 
@@ -61,8 +63,8 @@ struct eg_worker_shm {
 	uint64_t reassembled;		/* datagrams to us put back together from fragments */
 	uint64_t drop[EG_DROP_SLOTS];
 	struct eg_port_counters port[EG_MAX_PORTS];
-	/* followed by struct eg_egress_counters[EG_MAX_EGRESSES], uint64_t hits[EG_MAX_POLICIES]
-	 * and struct eg_sa_counters[n_sa_slots] */
+	/* followed by struct eg_egress_counters[EG_MAX_EGRESSES], uint64_t hits[EG_MAX_POLICIES],
+	 * struct eg_sa_counters[n_sa_slots] and struct eg_wg_counters[n_wg_slots] */
 } __attribute__((aligned(EG_CACHE_LINE)));
 
 struct eg_shm_hdr {
@@ -85,6 +87,12 @@ struct eg_shm_hdr {
 	uint32_t n_sa_slots;
 	uint64_t sa_off;		/* struct eg_sa_slot, every sa_stride bytes */
 	uint64_t sa_stride;
+	uint32_t n_wg_slots;		/* WireGuard peers (0: no wireguard section) */
+	uint32_t wg_high;		/* control: no slot at or above this was ever used */
+	uint64_t wg_off;		/* struct eg_wg_peer_slot, every wg_stride bytes */
+	uint64_t wg_stride;
+	uint64_t punt_off;		/* struct eg_msg_ring: service lcore -> control */
+	uint64_t inject_off;		/* struct eg_msg_ring: control -> service lcore */
 
 	uint64_t heartbeat_ns __attribute__((aligned(EG_CACHE_LINE))); /* CLOCK_MONOTONIC; atomic */
 	uint64_t current __attribute__((aligned(EG_CACHE_LINE)));	/* atomic; 0: none yet */
@@ -97,6 +105,7 @@ struct eg_shm_geometry {
 	size_t slot_size;
 	unsigned n_sa_slots;		/* 0: EG_MAX_SAS */
 	unsigned imb_arch;
+	unsigned n_wg_slots;		/* 0: none */
 };
 
 struct eg_shm_map {
@@ -139,6 +148,26 @@ static inline uint64_t *eg_shm_policy_hits(struct eg_worker_shm *w)
 static inline struct eg_sa_counters *eg_shm_sa_counters(struct eg_worker_shm *w)
 {
 	return (struct eg_sa_counters *)(eg_shm_policy_hits(w) + EG_MAX_POLICIES);
+}
+
+static inline struct eg_wg_counters *eg_shm_wg_counters(const struct eg_shm_hdr *h, struct eg_worker_shm *w)
+{
+	return (struct eg_wg_counters *)(eg_shm_sa_counters(w) + h->n_sa_slots);
+}
+
+static inline struct eg_wg_peer_slot *eg_shm_wg(const struct eg_shm_hdr *h, unsigned slot)
+{
+	return (struct eg_wg_peer_slot *)((uint8_t *)h + h->wg_off + (size_t)slot * h->wg_stride);
+}
+
+static inline struct eg_msg_ring *eg_shm_punt(const struct eg_shm_hdr *h)
+{
+	return (struct eg_msg_ring *)((uint8_t *)h + h->punt_off);
+}
+
+static inline struct eg_msg_ring *eg_shm_inject(const struct eg_shm_hdr *h)
+{
+	return (struct eg_msg_ring *)((uint8_t *)h + h->inject_off);
 }
 
 static inline struct eg_sa_slot *eg_shm_sa(const struct eg_shm_hdr *h, unsigned slot)
@@ -192,6 +221,13 @@ int eg_shm_publish(struct eg_shm_hdr *h, const void *table, size_t len, unsigned
  * state stays live. Its contents were not touched by that publish.
  * Precondition: a generation was current before the last publish (not the first one). */
 void eg_shm_revert(struct eg_shm_hdr *h, uint64_t *gen);
+
+/* A grace period outside table publishes, for memory workers reach through something
+ * other than the table (WireGuard keypairs): snapshot every worker's loop count after
+ * unpublishing; once each has moved on (or is offline), no worker still uses what it saw
+ * before. snap has h->n_workers entries. */
+void eg_shm_loops_snapshot(const struct eg_shm_hdr *h, uint64_t *snap);
+bool eg_shm_loops_passed(const struct eg_shm_hdr *h, const uint64_t *snap);
 
 uint64_t eg_now_ns(void);	/* CLOCK_MONOTONIC */
 

@@ -218,6 +218,30 @@ int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg
 			memcpy(e->next_hop, c->next_hop.addr, sizeof(e->next_hop));
 		}
 		e->sa_slot = in->egress_sa_slot ? in->egress_sa_slot[i] : EG_TABLE_NO_SA;
+		e->wg_slot = in->egress_wg_slot ? in->egress_wg_slot[i] : EG_TABLE_NO_SA;
+	}
+
+	/* WireGuard allowed IPs, found by peer slot in O(1); slots up to the highest in use. */
+	uint32_t n_wg = 0, wg_off;
+
+	for (unsigned i = 0; i < in->n_wg_peers; i++)
+		if (in->wg_peers[i].slot + 1 > n_wg)
+			n_wg = in->wg_peers[i].slot + 1;
+	wg_off = eg_blob_alloc(b, sizeof(struct eg_table_wg) * (n_wg ? n_wg : 1), 64);
+	if (wg_off == EG_BLOB_NONE)
+		goto nomem;
+	for (unsigned i = 0; i < in->n_wg_peers; i++) {
+		const struct eg_table_wg_peer *wp = &in->wg_peers[i];
+		uint32_t off = eg_blob_alloc(b, sizeof(struct eg_prefix) * (wp->n_allowed ? wp->n_allowed : 1), 8);
+		struct eg_table_wg *w;
+
+		if (off == EG_BLOB_NONE)
+			goto nomem;
+		if (wp->n_allowed)
+			memcpy(eg_blob_at(b, off), wp->allowed, sizeof(struct eg_prefix) * wp->n_allowed);
+		w = (struct eg_table_wg *)eg_blob_at(b, wg_off) + wp->slot;
+		w->allowed_off = off;
+		w->n_allowed = wp->n_allowed;
 	}
 
 	/* Inbound SPIs at most half full, so probe chains stay short and always end. */
@@ -286,6 +310,8 @@ int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg
 	h->n_rules = (uint32_t)n_rules;
 	h->spi_off = spi_off;
 	h->spi_mask = spi_size - 1;
+	h->wg_off = wg_off;
+	h->n_wg = n_wg;
 	h->size = (uint32_t)b->len;
 	free(rules);
 	free(cache.e);
@@ -306,7 +332,14 @@ int eg_table_validate(const void *table, size_t max_size)
 	    (uint64_t)t->policies_off + (uint64_t)t->n_policies * sizeof(struct eg_table_policy) > t->size ||
 	    t->classifier_off >= t->size ||
 	    (uint64_t)t->spi_off + ((uint64_t)t->spi_mask + 1) * sizeof(struct eg_table_spi) > t->size ||
-	    (t->spi_mask & (t->spi_mask + 1)) != 0)
+	    (t->spi_mask & (t->spi_mask + 1)) != 0 ||
+	    (uint64_t)t->wg_off + (uint64_t)t->n_wg * sizeof(struct eg_table_wg) > t->size)
 		return -EPROTO;
+	for (uint32_t i = 0; i < t->n_wg; i++) {
+		const struct eg_table_wg *w = &EG_AT(t, t->wg_off, struct eg_table_wg)[i];
+
+		if ((uint64_t)w->allowed_off + (uint64_t)w->n_allowed * sizeof(struct eg_prefix) > t->size)
+			return -EPROTO;
+	}
 	return 0;
 }

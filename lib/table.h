@@ -5,6 +5,7 @@
 #ifndef EG_TABLE_H
 #define EG_TABLE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "blob.h"
@@ -27,6 +28,21 @@ struct eg_table_hdr {
 	uint32_t n_rules;
 	uint32_t spi_off;		/* struct eg_table_spi[spi_mask + 1]: inbound ESP demux */
 	uint32_t spi_mask;
+	uint32_t wg_off;		/* struct eg_table_wg[n_wg], by WireGuard peer slot */
+	uint32_t n_wg;
+};
+
+/* A WireGuard peer slot's allowed IPs: what its decrypted packets may come from. */
+struct eg_table_wg {
+	uint32_t allowed_off;		/* struct eg_prefix[n_allowed] */
+	uint32_t n_allowed;
+};
+
+/* What the build needs to know of one installed WireGuard peer. */
+struct eg_table_wg_peer {
+	uint32_t slot;
+	const struct eg_prefix *allowed;
+	unsigned n_allowed;
 };
 
 /* Inbound SPI -> SA slot, open addressing; slot EG_TABLE_NO_SA marks an empty entry. */
@@ -47,6 +63,7 @@ struct eg_table_egress {
 	uint8_t pad;
 	uint8_t next_hop[EG_ADDR_MAX_LEN];
 	uint32_t sa_slot;		/* ipsec: the outbound SA's slot, or EG_TABLE_NO_SA */
+	uint32_t wg_slot;		/* wireguard: the peer's slot, or EG_TABLE_NO_SA */
 };
 
 struct eg_table_policy {
@@ -72,6 +89,9 @@ struct eg_table_input {
 	const uint32_t *egress_sa_slot;	/* per egress: its outbound SA slot; NULL: none */
 	const struct eg_table_spi *inbound;	/* inbound SAs (spi, slot) */
 	unsigned n_inbound;
+	const uint32_t *egress_wg_slot;	/* per egress: its WireGuard peer's slot; NULL: none */
+	const struct eg_table_wg_peer *wg_peers;	/* installed peers */
+	unsigned n_wg_peers;
 };
 
 /* Builds a table into b (which should be empty). 0, or -errno with err filled. */
@@ -143,6 +163,23 @@ static inline uint32_t eg_table_spi_lookup(const struct eg_table_hdr *t, uint32_
 		if (x->slot == EG_TABLE_NO_SA || x->spi == spi)
 			return x->slot;
 	}
+}
+
+/* Whether a WireGuard peer slot may send from src (its allowed IPs, cryptokey routing). */
+static inline bool eg_table_wg_allowed(const struct eg_table_hdr *t, uint32_t slot, uint8_t family,
+				       const uint8_t *src)
+{
+	const struct eg_table_wg *w;
+	const struct eg_prefix *a;
+
+	if (slot >= t->n_wg)
+		return false;
+	w = &EG_AT(t, t->wg_off, struct eg_table_wg)[slot];
+	a = EG_AT(t, w->allowed_off, struct eg_prefix);
+	for (uint32_t i = 0; i < w->n_allowed; i++)
+		if (eg_prefix_contains(&a[i], family, src))
+			return true;
+	return false;
 }
 
 /* Structural check of a table (magic, sizes, offsets in range), for a reader that did not
