@@ -57,6 +57,8 @@ struct dp_tx_buffer {
 enum {
 	DP_PUNT_PLAIN = 0,
 	DP_PUNT_TOO_BIG = 1,
+	DP_PUNT_WG_HANDSHAKE = 2,	/* a WireGuard handshake message: for the control process */
+	DP_PUNT_MSG = 3,		/* the frame is a struct eg_msg for the control process */
 };
 
 /* A worker asking the service to resolve a next hop (element of dp_worker.resolve). */
@@ -87,6 +89,25 @@ struct dp_esp_batch {
 	struct dp_esp_pkt p[DP_BURST];
 };
 
+/* A packet staged for WireGuard in this burst. */
+struct dp_wg_pkt {
+	struct rte_mbuf *m;
+	struct eg_wg_peer_slot *peer;
+	struct eg_wg_keypair *kp;
+	uint32_t slot;
+	uint16_t port;			/* inbound: where it came in */
+	uint16_t off;			/* outbound: the inner packet; inbound: the message */
+	uint16_t l3_off;		/* inbound: the outer IP header */
+	uint16_t egress_id;		/* outbound */
+	uint64_t counter;
+	uint8_t nonce[12];
+};
+
+struct dp_wg_batch {
+	uint16_t n;
+	struct dp_wg_pkt p[DP_BURST];
+};
+
 struct dp_ctx;
 
 struct dp_worker {
@@ -108,6 +129,7 @@ struct dp_worker {
 	uint64_t idle_polls;
 	struct eg_aead_ctx aead;		/* this worker's crypto manager */
 	struct dp_esp_batch esp_out, esp_in;
+	struct dp_wg_batch wg_out, wg_in;
 	/* Identification of the IPv4 and IPv6 fragments we send: workers count in steps of
 	 * n_workers from their own id, so that no two of them use one value at once. */
 	uint32_t frag_id;

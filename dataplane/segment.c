@@ -12,6 +12,9 @@ int dp_segment_create(struct dp_ctx *ctx)
 		.n_ports = ctx->cfg.dataplane.n_ports,
 		.slot_size = (size_t)ctx->cfg.dataplane.table_mb << 20,
 		.imb_arch = ctx->imb_arch,
+		/* Room for every peer the appliance may have, added live or not: untouched
+		 * slots cost address space, not memory. */
+		.n_wg_slots = ctx->cfg.wg.present ? EG_WG_MAX_SLOTS : 0,
 	};
 	char name[EG_SHM_NAME_LEN];
 	int rc;

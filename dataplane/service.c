@@ -10,6 +10,7 @@
 #include <rte_icmp.h>
 #include <rte_ip.h>
 
+#include "control_link.h"
 #include "neigh.h"
 #include "ports.h"
 #include "tx.h"
@@ -35,7 +36,7 @@ struct nd_msg {
 	uint8_t opt_mac[RTE_ETHER_ADDR_LEN];
 } __attribute__((packed));
 
-static bool send_frame(struct dp_ctx *ctx, struct rte_mbuf *m, uint16_t port)
+bool dp_service_send(struct dp_ctx *ctx, struct rte_mbuf *m, uint16_t port)
 {
 	m->port = port;
 	if (rte_ring_enqueue(ctx->workers[0].inject, m) == 0)
@@ -76,7 +77,7 @@ static bool send_arp(struct dp_ctx *ctx, const struct dp_port *p, uint16_t op,
 		rte_pktmbuf_free(m);
 		return false;
 	}
-	return send_frame(ctx, m, p->index);
+	return dp_service_send(ctx, m, p->index);
 }
 
 static bool send_nd(struct dp_ctx *ctx, const struct dp_port *p, uint8_t type, const uint8_t *dst_ip,
@@ -114,7 +115,7 @@ static bool send_nd(struct dp_ctx *ctx, const struct dp_port *p, uint8_t type, c
 		rte_pktmbuf_free(m);
 		return false;
 	}
-	return send_frame(ctx, m, p->index);
+	return dp_service_send(ctx, m, p->index);
 }
 
 /* A request that could not be queued (the inject ring was full) does not count as a try. */
@@ -217,7 +218,7 @@ static void handle_icmp4(struct dp_ctx *ctx, const struct dp_port *p, struct rte
 	rte_pktmbuf_adj(m, l2);
 	if (!push_l2(m, p, &dst, RTE_ETHER_TYPE_IPV4))
 		goto drop;
-	send_frame(ctx, m, p->index);
+	dp_service_send(ctx, m, p->index);
 	return;
 drop:
 	rte_pktmbuf_free(m);
@@ -291,7 +292,7 @@ static void handle_icmp6(struct dp_ctx *ctx, const struct dp_port *p, struct rte
 		rte_pktmbuf_adj(m, l2);
 		if (!push_l2(m, p, &src_mac, RTE_ETHER_TYPE_IPV6))
 			goto drop;
-		send_frame(ctx, m, p->index);
+		dp_service_send(ctx, m, p->index);
 		return;
 	}
 drop:
@@ -377,7 +378,7 @@ static void send_too_big(struct dp_ctx *ctx, const struct dp_port *p, struct rte
 	}
 	if (!push_l2(m, p, &eth->src_addr, rte_be_to_cpu_16(type)))
 		goto fail;
-	send_frame(ctx, m, p->index);
+	dp_service_send(ctx, m, p->index);
 	return;
 fail:
 	rte_pktmbuf_free(m);
@@ -392,6 +393,10 @@ static void handle_punt(struct dp_ctx *ctx, struct rte_mbuf *m)
 	if (type == rte_cpu_to_be_16(RTE_ETHER_TYPE_VLAN)) {
 		type = ((const struct rte_vlan_hdr *)(eth + 1))->eth_proto;
 		l2 += sizeof(struct rte_vlan_hdr);
+	}
+	if ((m->hash.usr & 0xffff) == DP_PUNT_WG_HANDSHAKE || (m->hash.usr & 0xffff) == DP_PUNT_MSG) {
+		dp_control_punt(ctx, m);
+		return;
 	}
 	if ((m->hash.usr & 0xffff) == DP_PUNT_TOO_BIG) {
 		send_too_big(ctx, p, m, l2, type, (uint16_t)(m->hash.usr >> 16));
@@ -429,6 +434,14 @@ static void handle_resolve(struct dp_ctx *ctx, const struct dp_resolve_req *r, u
 }
 
 /* Once a second: retry incomplete entries, re-confirm old ones, give up on silent ones. */
+void dp_service_resolve(struct dp_ctx *ctx, uint16_t port, uint8_t family, const uint8_t *ip)
+{
+	struct dp_resolve_req r = {.port = port, .family = family};
+
+	memcpy(r.ip, ip, eg_addr_len(family));
+	handle_resolve(ctx, &r, rte_rdtsc());
+}
+
 static void age_neighbours(struct dp_ctx *ctx, uint64_t now)
 {
 	uint64_t retry = ctx->tsc_hz * RESOLVE_RETRY_MS / 1000;
@@ -521,6 +534,7 @@ void dp_service_run(struct dp_ctx *ctx)
 				handle_resolve(ctx, &req[i], now);
 			work += n;
 		}
+		work += dp_control_inject(ctx, DP_BURST);
 		if (now >= next_link) {
 			dp_ports_update_link(ctx);
 			next_link = now + ctx->tsc_hz / 2;

@@ -20,16 +20,18 @@
 #include "fragment.h"
 #include "reassembly.h"
 #include "tx.h"
+#include "wg.h"
 
 /* Where a parsed packet goes next. */
-enum outcome { FORWARD, PUNT, DROP, ESP_IN, REASSEMBLE };
+enum outcome { FORWARD, PUNT, DROP, ESP_IN, WG_IN, REASSEMBLE };
 
 struct parsed {
 	bool l2_multicast;		/* sent to a group or broadcast MAC: never forwarded */
 	uint16_t l2_len;
 	uint16_t l3_len;		/* bytes of the IP packet */
 	uint16_t ethertype;		/* network order, of the L3 header */
-	uint16_t esp_off;		/* ESP_IN: where the ESP header starts in the frame */
+	uint16_t esp_off;		/* ESP_IN: where the ESP header starts in the frame;
+					 * WG_IN: the WireGuard message */
 	bool fragment;			/* an IPv4 fragment, or IPv6 with a Fragment header */
 	uint16_t frag_hdr;		/* IPv6: the Fragment header's offset from l3 */
 	void *l3;
@@ -44,7 +46,8 @@ static inline bool is_l4_with_ports(uint8_t proto)
 /* Traffic for one of our addresses: ESP (plain or in UDP 4500, RFC 3948) goes to the
  * ESP stage, the rest (ARP/ND answers, echo, IKE) to the service. l4 is the transport
  * header's offset from the L3 header, avail the bytes from there. */
-static enum eg_drop_reason for_us(struct parsed *p, uint16_t l4, uint32_t avail, enum outcome *o)
+static enum eg_drop_reason for_us(const struct dp_ctx *ctx, struct parsed *p, uint16_t l4, uint32_t avail,
+				  enum outcome *o)
 {
 	const uint8_t *t = (const uint8_t *)p->l3 + l4;
 
@@ -53,7 +56,11 @@ static enum eg_drop_reason for_us(struct parsed *p, uint16_t l4, uint32_t avail,
 		*o = REASSEMBLE;
 		return EG_DROP_MAX;
 	}
-	if (p->key.proto == IPPROTO_ESP) {
+	if (p->key.proto == IPPROTO_UDP && ctx->cfg.wg.present && p->key.dport == ctx->cfg.wg.listen_port &&
+	    avail >= 8) {
+		*o = WG_IN;
+		p->esp_off = (uint16_t)(p->l2_len + l4 + 8);
+	} else if (p->key.proto == IPPROTO_ESP) {
 		*o = ESP_IN;
 		p->esp_off = (uint16_t)(p->l2_len + l4);
 	} else if (p->key.proto == IPPROTO_UDP && p->key.dport == DP_NATT_PORT && avail >= 8) {
@@ -116,7 +123,7 @@ static enum eg_drop_reason parse_ipv4(const struct dp_ctx *ctx, const struct dp_
 		k->dport = rte_be_to_cpu_16(ports[1]);
 	}
 	if (dp_own_address_port(ctx, EG_AF_INET, k->dst) >= 0)
-		return for_us(p, ihl, (uint32_t)tot - ihl, o);
+		return for_us(ctx, p, ihl, (uint32_t)tot - ihl, o);
 	/* Multicast, limited broadcast, 0/8, frames sent to a group MAC and the ingress
 	 * subnet's broadcast address are never routed (RFC 1812 4.2.2.11, 5.3.4). */
 	if (unlikely(k->dst[0] >= 224 || k->dst[0] == 0 || p->l2_multicast))
@@ -209,7 +216,7 @@ static enum eg_drop_reason parse_ipv6(const struct dp_ctx *ctx, struct rte_mbuf 
 	/* Neighbour discovery, link-local and multicast control traffic and anything for
 	 * our own addresses is the service's. */
 	if (dp_own_address_port(ctx, EG_AF_INET6, k->dst) >= 0)
-		return for_us(p, off, (uint32_t)p->l3_len - off, o);
+		return for_us(ctx, p, off, (uint32_t)p->l3_len - off, o);
 	if (nh == IPPROTO_ICMPV6 && (k->dst[0] == 0xff || (k->dst[0] == 0xfe && (k->dst[1] & 0xc0) == 0x80))) {
 		*o = PUNT;
 		return EG_DROP_MAX;
@@ -374,6 +381,37 @@ static enum eg_drop_reason too_big(struct dp_worker *w, const struct dp_port *in
 	return EG_DROP_MAX;
 }
 
+/* A packet too big for a WireGuard tunnel: IPv4 without DF is cut into fragments that
+ * fit; otherwise the sender hears the tunnel MTU, as for ESP. An unknown endpoint (MTU 0)
+ * is no session yet. */
+static enum eg_drop_reason wg_too_big(struct dp_worker *w, const struct dp_port *in, struct rte_mbuf *m,
+				      struct parsed *p, const struct eg_table_egress *e)
+{
+	uint16_t mtu = dp_wg_tunnel_mtu(w->ctx, eg_shm_wg(w->ctx->shm.hdr, e->wg_slot));
+
+	if (mtu < 68)
+		return EG_DROP_WG_NO_ENDPOINT;
+	if (p->key.family == EG_AF_INET &&
+	    !(((const struct rte_ipv4_hdr *)p->l3)->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG))) {
+		struct rte_mbuf *frags[DP_MAX_FRAGMENTS];
+		unsigned n = dp_fragment_ipv4(w->ctx->pool, p->l3, p->l3_len, (uint16_t)(mtu & ~7u), frags,
+					      DP_MAX_FRAGMENTS);
+
+		if (n == 0)
+			return EG_DROP_NO_ROOM;
+		for (unsigned i = 0; i < n; i++)
+			dp_wg_stage_out(w, frags[i], 0, e->wg_slot, e->id);
+		rte_pktmbuf_free(m);
+		return EG_DROP_MAX;
+	}
+	dp_count_drop(w, in->index, EG_DROP_MTU_EXCEEDED);
+	m->port = in->index;
+	m->hash.usr = DP_PUNT_TOO_BIG | (uint32_t)mtu << 16;
+	if (unlikely(rte_ring_enqueue(w->punt, m) != 0))
+		rte_pktmbuf_free(m);
+	return EG_DROP_MAX;
+}
+
 /* Decides where one parsed, forwardable packet goes; EG_DROP_MAX when it was queued. */
 static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hdr *t,
 				   const struct dp_port *in, struct rte_mbuf *m, struct parsed *p)
@@ -413,6 +451,15 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 			if (unlikely(p->l3_len + dp_esp_overhead(sa, p->l3_len) > ctx->ports[sa->port].mtu))
 				return too_big(w, in, m, p, sa, e);
 			dp_esp_stage_out(w, m, p->l2_len, e->sa_slot, e->id);
+			return EG_DROP_MAX;
+		}
+		if (e->type == EG_EGRESS_WIREGUARD) {
+			if (unlikely(e->wg_slot == EG_TABLE_NO_SA || e->wg_slot >= ctx->shm.hdr->n_wg_slots))
+				return EG_DROP_WG_NO_SESSION;
+			decrement_ttl(p);
+			if (unlikely(p->l3_len > dp_wg_tunnel_mtu(ctx, eg_shm_wg(ctx->shm.hdr, e->wg_slot))))
+				return wg_too_big(w, in, m, p, e);
+			dp_wg_stage_out(w, m, p->l2_len, e->wg_slot, e->id);
 			return EG_DROP_MAX;
 		}
 		if (unlikely(e->type != EG_EGRESS_DIRECT || e->port >= ctx->n_ports))
@@ -547,6 +594,13 @@ static bool dispatch(struct dp_worker *w, const struct eg_table_hdr *t, const st
 			}
 			dp_esp_stage_in(w, m, in->index, p->l2_len, p->esp_off);
 			return false;
+		case WG_IN:
+			if (inner) {
+				r = EG_DROP_SERVICE_DROP;
+				break;
+			}
+			dp_wg_receive(w, t, m, in->index, p->l2_len, p->esp_off);
+			return false;
 		case PUNT:
 			/* The service answers on the link; what came out of a tunnel for us has
 			 * no link to answer on. */
@@ -599,8 +653,9 @@ uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, ui
 		r = parse(w->ctx, in, pkts[i], &p, &o);
 		queued += dispatch(w, t, in, pkts[i], &p, r, o, false);
 	}
-	/* Staged ESP packets go through the crypto library together. */
+	/* Staged ESP and WireGuard packets go through the crypto library together. */
 	dp_esp_run(w, t);
+	dp_wg_run(w, t);
 	return queued;
 }
 
