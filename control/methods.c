@@ -6,6 +6,7 @@
 
 #include "drop_reasons.h"
 #include "ipsec_methods.h"
+#include "wg_methods.h"
 #include "state.h"
 
 static const char *const state_names[] = {"up", "degraded", "down"};
@@ -482,5 +483,8 @@ const struct cp_rpc_method cp_methods[] = {
 	{"ipsec.sa.add", cp_m_ipsec_sa_add, "add an ESP SA; \"replaces\": SPI rekeys make-before-break"},
 	{"ipsec.sa.remove", cp_m_ipsec_sa_remove, "remove an SA {\"spi\",\"direction\"}"},
 	{"ipsec.sa.list", cp_m_ipsec_sa_list, "SAs with state and counters (never keys)"},
+	{"wg.show", cp_m_wg_show, "WireGuard interface and peers, as wg show tells them"},
+	{"wg.peer.add", cp_m_wg_peer_add, "add a WireGuard peer live"},
+	{"wg.peer.remove", cp_m_wg_peer_remove, "remove a WireGuard peer {\"public_key\"} or {\"name\"}"},
 	{NULL, NULL, NULL},
 };

@@ -237,15 +237,16 @@ uint64_t cp_state_policy_hits(const struct cp_state *st, unsigned i)
 }
 
 /* A direct egress is up while its port has link, an IPsec egress while its SAs are
- * installed and active. WireGuard egresses are accepted in the config but this dataplane
- * cannot send through them yet: they stay down, so that policies listing them fall over
- * to egresses that work. */
+ * installed and active, a WireGuard egress while its peer is installed (its session comes
+ * on demand: the first packet starts the handshake). */
 static uint8_t egress_state_now(const struct cp_state *st, const struct eg_egress_cfg *e)
 {
 	int port;
 
 	if (e->type == EG_EGRESS_IPSEC)
 		return cp_ipsec_egress_up(st, e) ? EG_PATH_UP : EG_PATH_DOWN;
+	if (e->type == EG_EGRESS_WIREGUARD)
+		return cp_wg_egress_up(st, e) ? EG_PATH_UP : EG_PATH_DOWN;
 	if (e->type != EG_EGRESS_DIRECT)
 		return EG_PATH_DOWN;
 	if (!st->mapped)
@@ -266,8 +267,9 @@ static int build(const struct cp_state *st, const struct eg_egress_cfg *egs, uns
 		.egresses = egs, .n_egresses = n_egs, .egress_ids = eids, .egress_state = estate,
 		.policies = pols, .n_policies = n_pols, .policy_ids = pids,
 	};
-	uint32_t *sa_slot;
+	uint32_t *sa_slot, *wg_slot;
 	struct eg_table_spi *inbound;
+	struct eg_table_wg_peer *wg_peers;
 	int rc;
 
 	eg_blob_init(b, (size_t)st->cfg.dataplane.table_mb << 20);
@@ -275,11 +277,21 @@ static int build(const struct cp_state *st, const struct eg_egress_cfg *egs, uns
 		snprintf(err->msg, sizeof(err->msg), "out of memory");
 		return -ENOMEM;
 	}
+	if (cp_wg_table_inputs(st, egs, n_egs, &wg_slot, &wg_peers, &in.n_wg_peers)) {
+		free(sa_slot);
+		free(inbound);
+		snprintf(err->msg, sizeof(err->msg), "out of memory");
+		return -ENOMEM;
+	}
 	in.egress_sa_slot = sa_slot;
 	in.inbound = inbound;
+	in.egress_wg_slot = wg_slot;
+	in.wg_peers = wg_peers;
 	rc = eg_table_build(&in, b, err);
 	free(sa_slot);
 	free(inbound);
+	free(wg_slot);
+	free(wg_peers);
 	return rc;
 }
 
@@ -532,6 +544,12 @@ int cp_state_init(struct cp_state *st, const char *config_path, struct eg_error 
 	st->policies = st->cfg.policies;
 	st->n_policies = st->cfg.n_policies;
 	cp_ipsec_init(&st->ipsec, st->cfg.sas, st->cfg.n_sas);
+	rc = cp_wg_init(&st->wg, &st->cfg.wg);
+	if (rc) {
+		snprintf(err->path, sizeof(err->path), "$.wireguard");
+		snprintf(err->msg, sizeof(err->msg), "cannot set up WireGuard: %s", strerror(-rc));
+		return rc;
+	}
 	st->cfg.egresses = NULL;
 	st->cfg.policies = NULL;
 	st->cfg.sas = NULL;
@@ -602,6 +620,7 @@ void cp_state_free(struct cp_state *st)
 	free(policy_base);
 	policy_base = NULL;
 	cp_ipsec_free(&st->ipsec);
+	cp_wg_free(&st->wg);
 	eg_blob_free(&st->table);
 	eg_config_free(&st->cfg);
 }
@@ -665,6 +684,7 @@ static void detach(struct cp_state *st, const char *why)
 	LOG("dataplane detached (%s)", why);
 	notify(st, "dataplane.detached", json_pack("{s:s}", "reason", why));
 	cp_ipsec_detach(st);
+	cp_wg_detach(st);
 	eg_shm_detach(&st->shm);
 	st->mapped = false;
 }
@@ -706,6 +726,7 @@ static void try_attach(struct cp_state *st)
 		LOG("out of memory adopting counter ids; keeping the ones assigned");
 	if (cp_ipsec_attach(st))
 		LOG("not every SA could be installed; their egresses stay down");
+	cp_wg_attach(st);
 	for (unsigned i = 0; i < st->n_egresses; i++)
 		st->egress_state[i] = egress_state_now(st, &st->egresses[i]);
 	notify(st, "dataplane.attached",

@@ -12,6 +12,7 @@
 #include "ipsec.h"
 #include "shm.h"
 #include "table.h"
+#include "wg.h"
 
 struct cp_rpc_server;
 
@@ -43,6 +44,7 @@ struct cp_state {
 	uint64_t next_attach_ns;
 
 	struct cp_ipsec ipsec;		/* ESP SAs and their slots */
+	struct cp_wg wg;		/* WireGuard identity, peers, sessions */
 
 	struct cp_rpc_server *rpc;	/* for events; may be NULL in tests */
 };
