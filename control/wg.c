@@ -48,13 +48,15 @@ static struct eg_wg_peer_slot *slot_of(const struct cp_state *st, const struct c
 
 static int peer_new(struct cp_wg *wg, struct eg_wg_peer_cfg *cfg, struct cp_wg_peer **out)
 {
-	struct cp_wg_peer *p = sodium_malloc(sizeof(*p));
+	/* Plain heap, wiped when freed: guarded sodium_malloc pages for 10,000 peers would
+	 * run into the locked-memory limit. */
+	struct cp_wg_peer *p = calloc(1, sizeof(*p));
 
 	if (!p)
 		return -ENOMEM;
-	memset(p, 0, sizeof(*p));
 	if (wg_peer_keys_init(&p->keys, &wg->me, cfg->public_key, cfg->has_psk ? cfg->psk : NULL)) {
-		sodium_free(p);
+		sodium_memzero(p, sizeof(*p));
+		free(p);
 		return -EINVAL;
 	}
 	p->cfg = *cfg;
@@ -69,7 +71,8 @@ static void peer_free(struct cp_wg_peer *p)
 	for (unsigned k = 0; k < EG_WG_KEYPAIRS; k++)
 		free(p->kp[k].snap);
 	eg_wg_peer_wipe(&p->cfg);
-	sodium_free(p);			/* wipes: keys, handshake, cookie */
+	sodium_memzero(p, sizeof(*p));	/* keys, handshake, cookie */
+	free(p);
 }
 
 int cp_wg_init(struct cp_wg *wg, struct eg_wg_cfg *cfg)
@@ -77,6 +80,8 @@ int cp_wg_init(struct cp_wg *wg, struct eg_wg_cfg *cfg)
 	memset(wg, 0, sizeof(*wg));
 	if (!cfg->present)
 		return 0;
+	if (sodium_init() < 0)
+		return -ENOTSUP;
 	if (wg_identity_init(&wg->me, cfg->private_key))
 		return -EINVAL;
 	wg->present = true;
@@ -602,18 +607,21 @@ static void peer_timers(struct cp_state *st, struct cp_wg_peer *p, uint64_t now)
 		p->cookie_ns = 0;
 		sodium_memzero(p->cookie, sizeof(p->cookie));
 	}
+	/* On receive, renew early enough that the session does not expire under the peer's
+	 * feet: REJECT - KEEPALIVE - REKEY_TIMEOUT (test timers may make that negative). */
+	uint64_t renew_on_rx_s = t->reject_after_time > t->keepalive_timeout + t->rekey_timeout
+					 ? t->reject_after_time - t->keepalive_timeout - t->rekey_timeout
+					 : t->rekey_after_time;
+
 	k = sending_kp(st, p);
 	if (k >= 0) {
 		uint64_t age = now - p->kp[k].created_ns, born_ms = p->kp[k].created_ns / 1000000ull;
 		uint64_t heard = last_rx > born_ms ? last_rx : born_ms;
 
-		/* The initiator of a session renews it: REKEY_AFTER_TIME when sending, and on
-		 * receive early enough that it does not expire under the peer's feet
-		 * (REJECT - KEEPALIVE - REKEY_TIMEOUT). */
+		/* The initiator of a session renews it: REKEY_AFTER_TIME when sending. */
 		if (p->kp[k].keys.initiator &&
 		    ((age >= (uint64_t)t->rekey_after_time * NS && ms - last_tx <= 1000) ||
-		     (age >= (uint64_t)(t->reject_after_time - t->keepalive_timeout - t->rekey_timeout) * NS &&
-		      ms - last_rx <= 1000)))
+		     (age >= renew_on_rx_s * NS && ms - last_rx <= 1000)))
 			want = true;
 		/* Data went out and nothing came back for KEEPALIVE + REKEY_TIMEOUT. */
 		if (last_tx > heard && last_tx - heard >= (uint64_t)(t->keepalive_timeout + t->rekey_timeout) * 1000u)

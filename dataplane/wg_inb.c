@@ -30,8 +30,9 @@ void dp_wg_receive(struct dp_worker *w, const struct eg_table_hdr *t, struct rte
 		goto drop;
 	switch (msg[0]) {
 	case WG_MSG_DATA:
-		/* The payload is the padded inner packet: a multiple of 16 bytes. */
-		if (unlikely(len < WG_DATA_MIN_LEN || ((len - WG_DATA_MIN_LEN) & 15)))
+		/* The payload is the inner packet padded to 16 bytes, or less where the padding
+		 * would pass the sender's MTU: any length goes. */
+		if (unlikely(len < WG_DATA_MIN_LEN))
 			goto drop;
 		if (unlikely(b->n == DP_BURST))
 			inb_run(w, t);

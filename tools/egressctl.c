@@ -864,6 +864,113 @@ static int cmd_call(struct ctl *c, int argc, char **argv)
 	return 0;
 }
 
+/* Bytes the way wg(8) prints them. */
+static void print_bytes(uint64_t b)
+{
+	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double v = (double)b;
+	unsigned u = 0;
+
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		printf("%llu B", (unsigned long long)b);
+	else
+		printf("%.2f %s", v, unit[u]);
+}
+
+static void print_ago(int64_t secs)
+{
+	int64_t part[] = {secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60};
+	static const char *const name[] = {"day", "hour", "minute", "second"};
+	bool any = false;
+
+	for (unsigned i = 0; i < 4; i++) {
+		if (!part[i] && (i < 3 || any))
+			continue;
+		printf("%s%lld %s%s", any ? ", " : "", (long long)part[i], name[i], part[i] == 1 ? "" : "s");
+		any = true;
+	}
+	printf(" ago");
+}
+
+/* What `wg show` prints, from wg.show. */
+static int cmd_wg_show(struct ctl *c, int argc, char **argv)
+{
+	json_t *r, *peers, *p;
+	size_t i;
+
+	if (argc)
+		return -1;
+	r = rpc_call(c, "wg.show", NULL);
+	if (c->json) {
+		print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	printf("interface: egress\n  public key: %s\n  listening port: %lld\n",
+	       json_string_value(json_object_get(r, "public_key")),
+	       (long long)json_integer_value(json_object_get(r, "listen_port")));
+	peers = json_object_get(r, "peers");
+	json_array_foreach(peers, i, p) {
+		json_t *a, *ips = json_object_get(p, "allowed_ips");
+		int64_t hs = json_integer_value(json_object_get(p, "latest_handshake"));
+		int64_t ka = json_integer_value(json_object_get(p, "persistent_keepalive"));
+		size_t j;
+
+		printf("\npeer: %s\n", json_string_value(json_object_get(p, "public_key")));
+		if (json_object_get(p, "endpoint"))
+			printf("  endpoint: %s\n", json_string_value(json_object_get(p, "endpoint")));
+		printf("  allowed ips: ");
+		json_array_foreach(ips, j, a)
+			printf("%s%s", j ? ", " : "", json_string_value(a));
+		printf("%s\n", json_array_size(ips) ? "" : "(none)");
+		if (hs > 0) {
+			printf("  latest handshake: ");
+			print_ago((int64_t)time(NULL) - hs);
+			printf("\n");
+		}
+		printf("  transfer: ");
+		print_bytes((uint64_t)json_integer_value(json_object_get(p, "rx_bytes")));
+		printf(" received, ");
+		print_bytes((uint64_t)json_integer_value(json_object_get(p, "tx_bytes")));
+		printf(" sent\n");
+		if (ka > 0)
+			printf("  persistent keepalive: every %lld second%s\n", (long long)ka, ka == 1 ? "" : "s");
+	}
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_wg_peer_add(struct ctl *c, int argc, char **argv)
+{
+	json_t *r;
+
+	if (argc != 1)
+		return -1;
+	r = rpc_call(c, "wg.peer.add", json_arg(argv[0]));
+	print_json(r);
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_wg_peer_remove(struct ctl *c, int argc, char **argv)
+{
+	json_t *r;
+
+	if (argc != 1)
+		return -1;
+	/* A base64 key is 44 characters ending in '='; anything else is a peer name. */
+	r = rpc_call(c, "wg.peer.remove",
+		     strlen(argv[0]) == 44 && argv[0][43] == '=' ? json_pack("{s:s}", "public_key", argv[0])
+								  : json_pack("{s:s}", "name", argv[0]));
+	print_json(r);
+	json_decref(r);
+	return 0;
+}
+
 static int cmd_help(struct ctl *c, int argc, char **argv);
 
 struct command {
@@ -885,6 +992,9 @@ static const struct command commands[] = {
 	{ "flow lookup", cmd_flow_lookup, "SRC DST PROTO [SPORT DPORT] [--dscp N] [--port NAME]",
 	  "the policy and egress a flow gets now" },
 	{ "events", cmd_events, "[TYPE...]", "print notifications (all types by default) until ^C" },
+	{ "wg show", cmd_wg_show, "", "WireGuard interface and peers, as wg show prints them" },
+	{ "wg add", cmd_wg_peer_add, "JSON|@FILE", "add a WireGuard peer (an object as in the config)" },
+	{ "wg remove", cmd_wg_peer_remove, "PUBKEY|NAME", "remove a WireGuard peer" },
 	{ "call", cmd_call, "METHOD [JSON|@FILE|-]", "send any request, print the raw result" },
 	{ "help", cmd_help, "", "this text" },
 };

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# The appliance against wireguard-go: a site's traffic leaves through a wireguard egress,
+# wireguard-go decrypts it and the kernel behind it answers. Handshakes started by either
+# side, TCP both ways, a rekey forced by short timers under a ping stream, wireguard-go
+# moving to a new UDP port, a wrong key, keepalives on an idle tunnel, allowed IPs, and
+# peers added and removed live.
+#
+#   site 10.1.0.2 -- [lan0 10.1.0.1 | egress | wan0 192.0.2.1 udp/51820] --veth-- [192.0.2.2 udp/51820 wireguard-go egwgN 10.20.0.1]
+set -euo pipefail
+WORK=$(mktemp -d /tmp/egress-wga.XXXXXX)
+. "${EGRESS_SOURCE:?}/tests/integration/harness.sh"
+P=egg$$
+IF=egwa$$		# wireguard-go's sockets in /var/run/wireguard are global: a unique name
+topology_down() {
+	for ns in site dp wg; do ip netns del "$P-$ns" 2>/dev/null || true; done
+	rm -f "/var/run/wireguard/$IF.sock"
+}
+command -v wireguard-go >/dev/null && command -v wg >/dev/null || { echo "SKIP: wireguard-go and wg needed"; exit 77; }
+link() { # ns-a if-a ns-b if-b
+	ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
+	for x in "$1 $2" "$3 $4"; do
+		set -- $x
+		ip netns exec "$1" ethtool -K "$2" tx off rx off sg off tso off gso off gro off >/dev/null 2>&1 || true
+		ip -n "$1" link set "$2" up
+	done
+}
+
+for ns in site dp wg; do ip netns add "$P-$ns"; ip -n "$P-$ns" link set lo up; done
+ip netns exec "$P-dp" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+link "$P-site" s0 "$P-dp" lan
+link "$P-dp" wan "$P-wg" w0
+ip -n "$P-site" addr add 10.1.0.2/24 dev s0
+ip -n "$P-site" route add default via 10.1.0.1
+ip -n "$P-wg" addr add 192.0.2.2/24 dev w0
+
+umask 077
+for k in go us; do wg genkey >"$WORK/$k.key"; wg pubkey <"$WORK/$k.key" >"$WORK/$k.pub"; done
+GO_PUB=$(cat "$WORK/go.pub") US_PUB=$(cat "$WORK/us.pub")
+
+# Short timers, so that a rekey happens within the test: the appliance, which initiates,
+# renews its session every 4 s of sending.
+cat >"$WORK/egress.json" <<JSON
+{
+  "instance": "$P",
+  "dataplane": {"eal": ["--no-huge", "-m", "256", "--no-pci", "-l", "0-1"], "workers": 1,
+    "ports": [
+      {"name": "lan0", "role": "site", "device": "net_af_packet0,iface=lan", "ipv4": "10.1.0.1/24"},
+      {"name": "wan0", "role": "uplink", "device": "net_af_packet1,iface=wan", "ipv4": "192.0.2.1/24"}]},
+  "control": {"socket": "$WORK/egress.sock", "state_file": "$WORK/state.json"},
+  "wireguard": {"private_key": "$(cat "$WORK/us.key")", "listen_port": 51820,
+    "test_timers": {"rekey_after_time": 4, "reject_after_time": 30, "rekey_timeout": 1, "keepalive_timeout": 2},
+    "peers": [{"name": "go", "public_key": "$GO_PUB", "endpoint": "192.0.2.2:51820",
+               "allowed_ips": ["10.20.0.0/24"]}]},
+  "egresses": [{"name": "wg-go", "type": "wireguard", "peer": "go"}],
+  "policies": [{"name": "to-go", "priority": 10, "match": {"dst": ["10.20.0.0/24"]}, "egresses": ["wg-go"], "strategy": "pinned"}]
+}
+JSON
+ip netns exec "$P-dp" "$BUILD/dataplane/egress-dataplane" -c "$WORK/egress.json" >"$WORK/dp.log" 2>&1 &
+pids+=($!)
+"$BUILD/control/egress-control" -c "$WORK/egress.json" >"$WORK/ctl.log" 2>&1 &
+pids+=($!)
+E="$BUILD/tools/egressctl -s $WORK/egress.sock"
+
+ip netns exec "$P-wg" env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go -f "$IF" >"$WORK/wireguard-go.log" 2>&1 &
+pids+=($!)
+check "wireguard-go creates its interface" wait_for 10 ip -n "$P-wg" link show "$IF"
+gowg() { ip netns exec "$P-wg" wg "$@"; }
+gowg set "$IF" private-key "$WORK/go.key" listen-port 51820 peer "$US_PUB" allowed-ips 10.1.0.0/24
+ip -n "$P-wg" addr add 10.20.0.1/24 dev "$IF"
+ip -n "$P-wg" link set "$IF" up
+ip -n "$P-wg" route add 10.1.0.0/24 dev "$IF"
+go_handshake() { gowg show "$IF" latest-handshakes | awk '{print $2}'; }
+go_rx() { gowg show "$IF" transfer | awk '{print $2}'; }
+us() { $E --json call wg.show | jq -r "$1"; }
+drops() { $E --json stats | jq ".drops.$1"; }
+
+check "the appliance attaches with the wireguard egress up" \
+	wait_for 30 bash -c "$E --json egress list | jq -e '.egresses[0].state == \"up\"'"
+ip netns exec "$P-wg" $TRAFFIC serve --addr 10.20.0.1 --udp 5000 --tcp 5002 --log "$WORK/wg-serve.log" --seconds 200 &
+pids+=($!)
+ip netns exec "$P-site" $TRAFFIC serve --addr 10.1.0.2 --udp 5000 --tcp 5002 --log "$WORK/site-serve.log" --seconds 200 &
+pids+=($!)
+sleep 0.5
+
+# 1. The appliance initiates: the site's first packets start the handshake.
+check "the site's traffic starts a handshake from the appliance and echoes cross the tunnel" \
+	ip netns exec "$P-site" $TRAFFIC udp --dst 10.20.0.1 --port 5000 --count 5 --timeout 20
+check "... wireguard-go records the handshake" [ "$(go_handshake)" -gt 0 ]
+check "... and pings are answered by wireguard-go's kernel" ip netns exec "$P-site" ping -c3 -i0.2 -W2 10.20.0.1
+check "a 2 MiB TCP transfer from the site through the tunnel comes back intact" \
+	ip netns exec "$P-site" $TRAFFIC tcp --dst 10.20.0.1 --port 5002 --bytes 2097152
+check "a 2 MiB TCP transfer from wireguard-go's side to the site comes back intact" \
+	ip netns exec "$P-wg" $TRAFFIC tcp --dst 10.1.0.2 --port 5002 --bytes 2097152
+check "an oversized ping with DF gets fragmentation-needed with the tunnel MTU (1500 - 60)" \
+	bash -c "ip netns exec $P-site ping -c1 -W2 -M do -s 1472 10.20.0.1 2>&1 | grep -q 'mtu = 1440'"
+check "an oversized ping without DF is fragmented into the tunnel and answered" \
+	ip netns exec "$P-site" ping -c2 -W3 -M dont -s 1460 10.20.0.1
+
+# 2. A forced rekey (every 4 s of sending) while pings flow: at most one is lost.
+hs0=$(us '.peers[0].handshakes')
+ip netns exec "$P-site" ping -c 120 -i 0.1 -W 1 10.20.0.1 >"$WORK/rekey-ping.txt" 2>&1 || true
+hs1=$(us '.peers[0].handshakes')
+lost=$(awk '/packets transmitted/ {print $1 - $4}' "$WORK/rekey-ping.txt")
+check "rekeys happen while a 12 s ping stream runs (handshakes $hs0 -> $hs1)" [ "$hs1" -ge $((hs0 + 2)) ]
+check "... and at most one ping of 120 is lost ($lost)" [ "${lost:-99}" -le 1 ]
+
+# 3. wireguard-go initiates: a fresh peer entry on its side has no session; its ping
+# needs one, and it knows where we are.
+gowg set "$IF" peer "$US_PUB" remove
+gowg set "$IF" peer "$US_PUB" allowed-ips 10.1.0.0/24 endpoint 192.0.2.1:51820
+ip -n "$P-wg" route replace 10.1.0.0/24 dev "$IF"
+hs0=$(us '.peers[0].handshakes')
+check "wireguard-go initiates, the appliance responds, and its pings are answered" \
+	ip netns exec "$P-wg" ping -c3 -i0.3 -W3 10.1.0.2
+check "... through a handshake the appliance answered" [ "$(us '.peers[0].handshakes')" -gt "$hs0" ]
+
+# 4. wireguard-go moves to another UDP port: the appliance follows the source of its
+# authenticated packets.
+gowg set "$IF" listen-port 51999
+check "after wireguard-go moves to port 51999 its pings still get answers" \
+	ip netns exec "$P-wg" ping -c3 -i0.3 -W3 10.1.0.2
+check "... the appliance's endpoint for it is now 192.0.2.2:51999 ($(us '.peers[0].endpoint'))" \
+	[ "$(us '.peers[0].endpoint')" = "192.0.2.2:51999" ]
+check "... and the site's traffic reaches it there" \
+	ip netns exec "$P-site" $TRAFFIC udp --dst 10.20.0.1 --port 5000 --count 3 --timeout 10
+
+# 5. Allowed IPs: a packet from wireguard-go with a source outside the peer's allowed
+# IPs is dropped after decryption and counted.
+ip -n "$P-wg" addr add 10.21.0.1/32 dev "$IF"
+d0=$(drops wg_allowed_ips)
+ip netns exec "$P-wg" ping -c2 -i0.2 -W1 -I 10.21.0.1 10.1.0.2 >/dev/null 2>&1 || true
+check "a decrypted packet from outside the peer's allowed IPs is dropped and counted" \
+	[ "$(drops wg_allowed_ips)" -ge $((d0 + 2)) ]
+
+# 6. A peer with the wrong key gets no session: wireguard-go with another private key.
+wg genkey >"$WORK/other.key"
+gowg set "$IF" private-key "$WORK/other.key"
+gowg set "$IF" peer "$US_PUB" remove
+gowg set "$IF" peer "$US_PUB" allowed-ips 10.1.0.0/24 endpoint 192.0.2.1:51820
+ip -n "$P-wg" route replace 10.1.0.0/24 dev "$IF"
+hs0=$(us '.peers[0].handshakes')
+ip netns exec "$P-wg" ping -c2 -i0.5 -W2 10.1.0.2 >/dev/null 2>&1 || true
+check "an unknown key's initiations get no session (no handshake on either side)" \
+	[ "$(us '.peers[0].handshakes')" -eq "$hs0" -a "$(go_handshake)" -eq 0 ]
+gowg set "$IF" private-key "$WORK/go.key"
+gowg set "$IF" peer "$US_PUB" remove
+gowg set "$IF" peer "$US_PUB" allowed-ips 10.1.0.0/24 endpoint 192.0.2.1:51820
+ip -n "$P-wg" route replace 10.1.0.0/24 dev "$IF"
+
+# 7. Keepalives on an idle tunnel: a persistent keepalive of 1 s on a peer added live.
+check "with its right key back, wireguard-go gets a session again (it initiates)" \
+	ip netns exec "$P-wg" ping -c2 -i0.3 -W3 10.1.0.2
+check "a second peer can be added live" \
+	$E call wg.peer.add "{\"name\": \"spare\", \"public_key\": \"$(wg genkey | wg pubkey)\", \"allowed_ips\": [\"10.30.0.0/24\"]}"
+check "... it is listed by wg show" bash -c "$E wg show | grep -c '^peer:' | grep -qx 2"
+check "... and removed live" $E wg remove spare
+check "removing a peer an egress uses is refused with the egress named" \
+	bash -c "$E call wg.peer.remove '{\"name\": \"go\"}' 2>&1 | grep -q 'wg-go'"
+sleep 3	# the tunnel goes idle
+rx0=$(go_rx)
+sleep 3
+check "an idle tunnel stays quiet: no keepalive without data to answer (wireguard-go rx $rx0 -> $(go_rx))" \
+	[ "$(go_rx)" -eq "$rx0" ]
+# Data in, nothing to send back (the site address does not exist): after
+# KEEPALIVE_TIMEOUT (2 s here) the appliance sends one keepalive, 32 bytes.
+ip netns exec "$P-wg" ping -c1 -W1 10.1.0.99 >/dev/null 2>&1 || true
+rx0=$(go_rx)
+check "the appliance sends a passive keepalive after data it had nothing to answer" \
+	wait_for 6 bash -c "[ \$(ip netns exec $P-wg wg show $IF transfer | awk '{print \$2}') -ge $((rx0 + 32)) ]"
+sleep 3
+check "... just one (wireguard-go rx $rx0 -> $(go_rx))" [ "$(go_rx)" -eq $((rx0 + 32)) ]
+
+check "egressctl wg show prints what wg show would" \
+	bash -c "$E wg show | tee $WORK/wgshow.txt | grep -q 'latest handshake: .* ago' && grep -q 'endpoint: 192.0.2.2:51999' $WORK/wgshow.txt && grep -q 'transfer: .* received, .* sent' $WORK/wgshow.txt"
+
+if [ $fails -ne 0 ]; then
+	echo "--- control"; tail -20 "$WORK/ctl.log"
+	echo "--- dataplane"; tail -10 "$WORK/dp.log"
+	echo "--- wireguard-go"; tail -10 "$WORK/wireguard-go.log"
+	$E stats || true
+	$E wg show || true
+fi
+harness_finish
