@@ -28,7 +28,7 @@
 
 #define DIE(fmt, ...) do { fprintf(stderr, "dp fixture: " fmt "\n", ##__VA_ARGS__); abort(); } while (0)
 
-enum { SA_SLOTS = 16 };
+enum { SA_SLOTS = 16, WG_SLOTS = 8 };
 
 static struct dp_fixture *current;	/* for the exit handler */
 
@@ -129,6 +129,7 @@ void dp_fixture_start(struct dp_fixture *f, const char *name, const char *config
 	eg_aead_ctx_free(&probe);
 
 	g.n_ports = ctx->cfg.dataplane.n_ports;
+	g.n_wg_slots = ctx->cfg.wg.present ? WG_SLOTS : 0;
 	g.slot_size = (size_t)ctx->cfg.dataplane.table_mb << 20;
 	g.imb_arch = ctx->imb_arch;
 	eg_shm_name(ctx->cfg.instance, shm_name);
@@ -174,6 +175,33 @@ void dp_fixture_publish(struct dp_fixture *f)
 		if (c->sas[i].dir == EG_SA_DIR_IN)
 			in[n_in++] = (struct eg_table_spi){.spi = c->sas[i].spi, .slot = i};
 	}
+	struct eg_table_wg_peer wg_peers[WG_SLOTS];
+	uint32_t wg_slot[EG_MAX_EGRESSES];
+
+	if (c->wg.n_peers > WG_SLOTS)
+		DIE("more WireGuard peers than slots");
+	for (unsigned i = 0; i < c->wg.n_peers; i++) {
+		const struct eg_wg_peer_cfg *pc = &c->wg.peers[i];
+		struct eg_wg_peer_slot *ps = eg_shm_wg(ctx->shm.hdr, i);
+		struct eg_wg_endpoint ep = {0};
+
+		ps->listen_port = c->wg.listen_port;
+		ps->send_kp = EG_WG_NO_KEYPAIR;
+		if (pc->has_endpoint) {
+			ep.family = pc->endpoint.family;
+			ep.port = (uint16_t)dp_fixture_port(f, "wan0");
+			ep.udp_port = pc->endpoint_port;
+			memcpy(ep.addr, pc->endpoint.addr, 16);
+		}
+		eg_wg_endpoint_write(ps, &ep);
+		__atomic_store_n(&ps->state, EG_WG_ACTIVE, __ATOMIC_RELEASE);
+		wg_peers[i] = (struct eg_table_wg_peer){.slot = i, .allowed = pc->allowed, .n_allowed = pc->n_allowed};
+	}
+	for (unsigned e = 0; e < c->n_egresses; e++) {
+		int pi = c->egresses[e].type == EG_EGRESS_WIREGUARD ? eg_wg_peer_find(&c->wg, c->egresses[e].peer) : -1;
+
+		wg_slot[e] = pi >= 0 ? (uint32_t)pi : EG_TABLE_NO_SA;
+	}
 	for (unsigned e = 0; e < c->n_egresses; e++) {
 		egress_ids[e] = e;
 		egress_slot[e] = EG_TABLE_NO_SA;
@@ -189,6 +217,7 @@ void dp_fixture_publish(struct dp_fixture *f)
 		.dp = &c->dataplane, .egresses = c->egresses, .n_egresses = c->n_egresses, .egress_ids = egress_ids,
 		.policies = c->policies, .n_policies = c->n_policies, .policy_ids = policy_ids,
 		.egress_sa_slot = egress_slot, .inbound = in, .n_inbound = n_in,
+		.egress_wg_slot = wg_slot, .wg_peers = wg_peers, .n_wg_peers = c->wg.n_peers,
 	};
 
 	eg_blob_init(&b, (size_t)c->dataplane.table_mb << 20);
@@ -211,6 +240,29 @@ struct eg_sa_slot *dp_fixture_sa(struct dp_fixture *f, uint32_t spi, uint8_t dir
 			return eg_shm_sa(f->ctx.shm.hdr, i);
 		}
 	DIE("no SA %u", spi);
+}
+
+struct eg_wg_keypair *dp_fixture_wg_keypair(struct dp_fixture *f, uint32_t peer, unsigned k, const uint8_t send[32],
+					     const uint8_t recv[32], uint32_t local_index, uint32_t remote_index,
+					     bool initiator, uint64_t serial)
+{
+	struct eg_wg_peer_slot *ps = eg_shm_wg(f->ctx.shm.hdr, peer);
+	struct eg_wg_keypair *kp = eg_wg_kp(ps, k);
+
+	memset(kp, 0, eg_wg_kp_stride());
+	kp->local_index = local_index;
+	kp->remote_index = remote_index;
+	kp->initiator = initiator;
+	kp->confirmed = initiator;
+	kp->serial = serial;
+	memcpy(kp->send_key, send, 32);
+	memcpy(kp->recv_key, recv, 32);
+	if (eg_replay_init(eg_wg_kp_replay(kp), EG_WG_REPLAY_WINDOW) != 0)
+		DIE("replay window");
+	__atomic_store_n(&kp->state, EG_WG_ACTIVE, __ATOMIC_RELEASE);
+	if (initiator)
+		__atomic_store_n(&ps->send_kp, k, __ATOMIC_RELEASE);
+	return kp;
 }
 
 uint16_t dp_fixture_port(const struct dp_fixture *f, const char *name)

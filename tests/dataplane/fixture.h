@@ -1,7 +1,8 @@
 /* A real dataplane context for tests and fuzz harnesses, without lcores or a control
  * process: EAL on net_null devices, the config, the mbuf pool, shared memory, one worker
  * made as dataplane/main.c makes it, ports, routes and static neighbours; SA slots filled
- * the way control/ipsec.c fills them and a table published from the config. Frames go
+ * the way control/ipsec.c fills them, WireGuard peers installed (peer i in slot i, no
+ * keypairs) and a table published from the config. Frames go
  * through dp_worker_process on the test's own thread. Every failure aborts. */
 #ifndef DP_TEST_FIXTURE_H
 #define DP_TEST_FIXTURE_H
@@ -31,6 +32,12 @@ void dp_fixture_publish(struct dp_fixture *f);
 
 /* The slot of the config's SA spi in direction dir (EG_SA_DIR_*). */
 struct eg_sa_slot *dp_fixture_sa(struct dp_fixture *f, uint32_t spi, uint8_t dir, uint32_t *slot);
+
+/* A keypair installed in position k of WireGuard peer slot peer (the config's peer
+ * index), as control/wg.c installs one: an initiator's is confirmed and sent with. */
+struct eg_wg_keypair *dp_fixture_wg_keypair(struct dp_fixture *f, uint32_t peer, unsigned k, const uint8_t send[32],
+					     const uint8_t recv[32], uint32_t local_index, uint32_t remote_index,
+					     bool initiator, uint64_t serial);
 
 /* Port index of a port name in the config. */
 uint16_t dp_fixture_port(const struct dp_fixture *f, const char *name);
