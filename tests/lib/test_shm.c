@@ -252,3 +252,77 @@ Test(shm, torture_writer_process_vs_reader_threads, .timeout = 60)
 	cr_assert_eq(res[2], 0, "a reader saw generations go backwards");
 	eg_shm_detach(&m);
 }
+
+/* The rings between control and the service lcore: order kept, a full ring refuses and
+ * counts, a wrapped ring still reads in order, and a damaged length is skipped. */
+Test(shm, message_rings_keep_order_and_count_what_they_refuse)
+{
+	struct eg_shm_map m = create(1);
+	struct eg_msg_ring *r = eg_shm_punt(m.hdr);
+	struct eg_msg in, out;
+
+	cr_assert_neq((void *)r, (void *)eg_shm_inject(m.hdr), "two rings");
+	memset(&in, 0, sizeof(in));
+	in.kind = EG_MSG_WG_HANDSHAKE;
+	for (unsigned round = 0; round < 3; round++) {
+		for (unsigned i = 0; i < EG_MSG_RING_SLOTS + 5; i++) {
+			in.peer_slot = round * 100000 + i;
+			in.len = (uint16_t)(i % EG_MSG_DATA_MAX);
+			memset(in.data, (int)i, in.len);
+			cr_assert_eq(eg_msg_put(r, &in), i < EG_MSG_RING_SLOTS, "message %u of round %u", i, round);
+		}
+		cr_assert_eq(r->dropped, 5 * (round + 1));
+		for (unsigned i = 0; i < EG_MSG_RING_SLOTS; i++) {
+			cr_assert(eg_msg_get(r, &out));
+			cr_assert_eq(out.peer_slot, round * 100000 + i, "in order across the wrap");
+			cr_assert_eq(out.len, i % EG_MSG_DATA_MAX);
+			for (unsigned k = 0; k < out.len; k++)
+				cr_assert_eq(out.data[k], (uint8_t)i);
+		}
+		cr_assert_not(eg_msg_get(r, &out), "empty again");
+	}
+	in.len = EG_MSG_DATA_MAX + 1;
+	cr_assert_not(eg_msg_put(r, &in), "an oversized message is refused");
+	in.len = 1;
+	cr_assert(eg_msg_put(r, &in));
+	r->slots[(r->head - 1) & (EG_MSG_RING_SLOTS - 1)].len = 9999;
+	cr_assert_not(eg_msg_get(r, &out), "a slot with a damaged length is skipped, not read");
+	eg_shm_detach(&m);
+}
+
+/* Keypairs are wiped only once every worker finished the loop it was in. */
+Test(shm, loop_grace_waits_for_every_online_worker)
+{
+	struct eg_shm_map m = create(3);
+	uint64_t snap[3];
+
+	for (unsigned w = 0; w < 3; w++)
+		eg_shm_quiescent(m.hdr, eg_shm_worker(m.hdr, w));	/* online */
+	eg_shm_loops_snapshot(m.hdr, snap);
+	cr_assert_not(eg_shm_loops_passed(m.hdr, snap));
+	eg_shm_worker(m.hdr, 0)->busy_loops++;
+	eg_shm_worker(m.hdr, 1)->idle_loops++;
+	cr_assert_not(eg_shm_loops_passed(m.hdr, snap), "worker 2 has not moved");
+	eg_shm_offline(eg_shm_worker(m.hdr, 2));
+	cr_assert(eg_shm_loops_passed(m.hdr, snap), "an offline worker holds nothing");
+	eg_shm_detach(&m);
+}
+
+Test(shm, wireguard_slots_are_laid_out_inside_the_segment)
+{
+	struct eg_shm_geometry g = {.n_workers = 2, .n_ports = 2, .slot_size = 1 << 20, .n_wg_slots = EG_WG_MAX_SLOTS};
+	struct eg_shm_map m;
+	struct eg_wg_peer_slot *last;
+
+	cr_assert_eq(eg_shm_create(name, "test", &g, &m), 0);
+	last = eg_shm_wg(m.hdr, EG_WG_MAX_SLOTS - 1);
+	cr_assert_leq((uint8_t *)eg_wg_kp(last, EG_WG_KEYPAIRS - 1) + eg_wg_kp_stride(),
+		      (uint8_t *)eg_shm_punt(m.hdr), "the last keypair ends before the rings");
+	cr_assert_leq((uint8_t *)(eg_shm_inject(m.hdr) + 1), (uint8_t *)m.hdr + m.hdr->slot_off[0]);
+	cr_assert_eq(eg_wg_index_slot(eg_wg_index(EG_WG_MAX_SLOTS - 1, 3, 0xbeef)), EG_WG_MAX_SLOTS - 1);
+	cr_assert_eq(eg_wg_index_kp(eg_wg_index(EG_WG_MAX_SLOTS - 1, 3, 0xbeef)), 3);
+	/* Counters of the last peer slot end inside the worker's block. */
+	cr_assert_leq((uint8_t *)&eg_shm_wg_counters(m.hdr, eg_shm_worker(m.hdr, 0))[EG_WG_MAX_SLOTS],
+		      (uint8_t *)eg_shm_worker(m.hdr, 1));
+	eg_shm_detach(&m);
+}
