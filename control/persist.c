@@ -28,12 +28,14 @@ static int mkdir_parent(const char *path)
 
 int cp_persist_load(const char *path, struct eg_egress_cfg **egresses, unsigned *n_egresses,
 		    struct eg_policy_cfg **policies, unsigned *n_policies, struct eg_sa_cfg **sas,
-		    unsigned *n_sas, struct eg_error *err)
+		    unsigned *n_sas, struct eg_wg_peer_cfg **wg_peers, int *n_wg_peers, struct eg_error *err)
 {
 	json_error_t jerr;
 	json_t *doc, *arr;
 	int rc = 0;
 
+	*wg_peers = NULL;
+	*n_wg_peers = -1;
 	*egresses = NULL;
 	*policies = NULL;
 	*sas = NULL;
@@ -94,9 +96,38 @@ int cp_persist_load(const char *path, struct eg_egress_cfg **egresses, unsigned 
 		}
 	}
 	rc = eg_sa_cfg_parse_section(json_object_get(doc, "ipsec"), "$.ipsec", sas, n_sas, err);
+	arr = json_object_get(doc, "wireguard_peers");
+	if (!rc && arr) {
+		if (!json_is_array(arr) || json_array_size(arr) > EG_MAX_WG_PEERS) {
+			snprintf(err->path, sizeof(err->path), "$.wireguard_peers");
+			snprintf(err->msg, sizeof(err->msg), "expected an array of at most %d peers", EG_MAX_WG_PEERS);
+			rc = -EINVAL;
+			goto out;
+		}
+		*wg_peers = calloc(json_array_size(arr) + 1, sizeof(**wg_peers));
+		if (!*wg_peers) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		*n_wg_peers = 0;
+		for (size_t i = 0; i < json_array_size(arr); i++) {
+			char p[64];
+
+			snprintf(p, sizeof(p), "$.wireguard_peers[%zu]", i);
+			rc = eg_wg_peer_parse(json_array_get(arr, i), p, &(*wg_peers)[i], err);
+			if (rc)
+				goto out;
+			(*n_wg_peers)++;
+		}
+	}
 out:
 	json_decref(doc);
 	if (rc) {
+		for (int i = 0; i < *n_wg_peers; i++)
+			eg_wg_peer_wipe(&(*wg_peers)[i]);
+		free(*wg_peers);
+		*wg_peers = NULL;
+		*n_wg_peers = -1;
 		eg_sa_cfg_free_all(*sas, *n_sas);
 		*sas = NULL;
 		*n_sas = 0;
@@ -113,7 +144,7 @@ out:
 
 int cp_persist_prepare(const char *path, const struct eg_egress_cfg *egresses, unsigned n_egresses,
 		       const struct eg_policy_cfg *policies, unsigned n_policies,
-		       const struct cp_sa *sas, unsigned n_sas)
+		       const struct cp_sa *sas, unsigned n_sas, const struct cp_wg *wg)
 {
 	char tmp[EG_PATH_LEN + 8];
 	json_t *doc = json_object(), *e = json_array(), *p = json_array(), *sa = json_array();
@@ -133,6 +164,13 @@ int cp_persist_prepare(const char *path, const struct eg_egress_cfg *egresses, u
 	for (unsigned i = 0; i < n_sas; i++)
 		json_array_append_new(sa, eg_sa_cfg_to_json(&sas[i].cfg, true));
 	json_object_set_new(doc, "ipsec", json_pack("{s:O}", "sas", sa));
+	if (wg && wg->present) {
+		json_t *peers = json_array();
+
+		for (unsigned i = 0; i < wg->n; i++)
+			json_array_append_new(peers, eg_wg_peer_to_json(&wg->peers[i]->cfg, true));
+		json_object_set_new(doc, "wireguard_peers", peers);
+	}
 
 	rc = mkdir_parent(path);
 	if (rc)

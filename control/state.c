@@ -456,7 +456,7 @@ int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned
 	/* Saved before publishing, put in place after: a failure anywhere leaves the old
 	 * state both live and on disk. */
 	rc = cp_persist_prepare(st->cfg.control.state_file, egs, n_egs, pols, n_pols, st->ipsec.sas,
-				st->ipsec.n);
+				st->ipsec.n, &st->wg);
 	if (rc) {
 		*code = CP_RPC_PERSIST_FAILED;
 		snprintf(err->msg, sizeof(err->msg), "cannot write %.160s.tmp: %s; nothing changed",
@@ -530,8 +530,9 @@ int cp_state_init(struct cp_state *st, const char *config_path, struct eg_error 
 	struct eg_egress_cfg *egs;
 	struct eg_policy_cfg *pols;
 	struct eg_sa_cfg *sas;
+	struct eg_wg_peer_cfg *wg_peers;
 	unsigned n_egs, n_pols, n_sas;
-	int rc;
+	int rc, n_wg_peers;
 
 	memset(st, 0, sizeof(*st));
 	st->config_path = config_path;
@@ -544,22 +545,29 @@ int cp_state_init(struct cp_state *st, const char *config_path, struct eg_error 
 	st->policies = st->cfg.policies;
 	st->n_policies = st->cfg.n_policies;
 	cp_ipsec_init(&st->ipsec, st->cfg.sas, st->cfg.n_sas);
-	rc = cp_wg_init(&st->wg, &st->cfg.wg);
-	if (rc) {
-		snprintf(err->path, sizeof(err->path), "$.wireguard");
-		snprintf(err->msg, sizeof(err->msg), "cannot set up WireGuard: %s", strerror(-rc));
-		return rc;
-	}
 	st->cfg.egresses = NULL;
 	st->cfg.policies = NULL;
 	st->cfg.sas = NULL;
 	st->cfg.n_egresses = st->cfg.n_policies = st->cfg.n_sas = 0;
 
 	/* What operators changed through the socket wins over the config file. */
-	rc = cp_persist_load(st->cfg.control.state_file, &egs, &n_egs, &pols, &n_pols, &sas, &n_sas, err);
+	rc = cp_persist_load(st->cfg.control.state_file, &egs, &n_egs, &pols, &n_pols, &sas, &n_sas, &wg_peers,
+			     &n_wg_peers, err);
 	if (rc < 0) {
 		prefix_state_file(st, err);
 		return rc;
+	}
+	if (rc == 0 && n_wg_peers >= 0 && st->cfg.wg.present) {
+		/* Peers added and removed through the socket replace the config's. */
+		for (unsigned i = 0; i < st->cfg.wg.n_peers; i++)
+			eg_wg_peer_wipe(&st->cfg.wg.peers[i]);
+		free(st->cfg.wg.peers);
+		st->cfg.wg.peers = wg_peers;
+		st->cfg.wg.n_peers = (unsigned)n_wg_peers;
+	} else {
+		for (int i = 0; i < n_wg_peers; i++)
+			eg_wg_peer_wipe(&wg_peers[i]);
+		free(wg_peers);
 	}
 	if (rc == 0) {
 		rc = eg_config_check_refs(&st->cfg.dataplane, egs, n_egs, "$.egresses", pols, n_pols,
@@ -567,6 +575,8 @@ int cp_state_init(struct cp_state *st, const char *config_path, struct eg_error 
 		if (!rc)
 			rc = eg_sa_check_refs(&st->cfg.dataplane, sas, n_sas, "$.ipsec.sas", egs, n_egs,
 					      "$.egresses", err);
+		if (!rc)
+			rc = eg_wg_check_refs(&st->cfg.wg, egs, n_egs, "$.egresses", err);
 		if (rc) {
 			prefix_state_file(st, err);
 			free(egs);
@@ -584,6 +594,12 @@ int cp_state_init(struct cp_state *st, const char *config_path, struct eg_error 
 		st->policies = pols;
 		st->n_policies = n_pols;
 		cp_ipsec_init(&st->ipsec, sas, n_sas);
+	}
+	rc = cp_wg_init(&st->wg, &st->cfg.wg);
+	if (rc) {
+		snprintf(err->path, sizeof(err->path), "$.wireguard");
+		snprintf(err->msg, sizeof(err->msg), "cannot set up WireGuard: %s", strerror(-rc));
+		return rc;
 	}
 
 	policy_base = calloc(EG_MAX_POLICIES, sizeof(*policy_base));

@@ -130,19 +130,11 @@ int cp_m_wg_peer_remove(void *ctx, json_t *params, json_t **result, struct cp_rp
 		    strcmp(st->egresses[e].peer, st->wg.peers[i]->cfg.name) == 0)
 			return cp_rpc_fail(err, CP_RPC_CONFLICT, "$.params", "egress %s uses this peer: remove it first",
 					   st->egresses[e].name);
-	/* Unpublish first (the table names its slot for allowed IPs), then free the slot. */
-	{
-		struct cp_wg_peer *p = st->wg.peers[i];
-		uint32_t slot = p->slot;
-
-		p->slot = EG_TABLE_NO_SA;
-		if (republish(st, &gen, err)) {
-			p->slot = slot;
-			return -1;
-		}
-		p->slot = slot;
-	}
+	/* Out of the dataplane first (no worker finds its keypairs once this returns), then a
+	 * table and a state file without it. */
 	cp_wg_peer_remove(st, (unsigned)i);
+	if (republish(st, &gen, err))
+		return -1;
 	*result = json_pack("{s:I}", "generation", (json_int_t)gen);
 	return 0;
 }

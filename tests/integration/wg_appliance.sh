@@ -57,8 +57,12 @@ cat >"$WORK/egress.json" <<JSON
 JSON
 ip netns exec "$P-dp" "$BUILD/dataplane/egress-dataplane" -c "$WORK/egress.json" >"$WORK/dp.log" 2>&1 &
 pids+=($!)
-"$BUILD/control/egress-control" -c "$WORK/egress.json" >"$WORK/ctl.log" 2>&1 &
-pids+=($!)
+start_ctl() {
+	"$BUILD/control/egress-control" -c "$WORK/egress.json" >>"$WORK/ctl.log" 2>&1 &
+	ctl=$!
+	pids+=($!)
+}
+start_ctl
 E="$BUILD/tools/egressctl -s $WORK/egress.sock"
 
 ip netns exec "$P-wg" env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go -f "$IF" >"$WORK/wireguard-go.log" 2>&1 &
@@ -172,6 +176,21 @@ check "... just one (wireguard-go rx $rx0 -> $(go_rx))" [ "$(go_rx)" -eq $((rx0 
 
 check "egressctl wg show prints what wg show would" \
 	bash -c "$E wg show | tee $WORK/wgshow.txt | grep -q 'latest handshake: .* ago' && grep -q 'endpoint: 192.0.2.2:51999' $WORK/wgshow.txt && grep -q 'transfer: .* received, .* sent' $WORK/wgshow.txt"
+
+# 8. A live-added peer survives a control restart (state file); the restarted control
+# starts sessions afresh and traffic flows again.
+gowg set "$IF" listen-port 51820	# where the config says it is: a new control starts there
+SPARE=$(wg genkey | wg pubkey)
+$E call wg.peer.add "{\"name\": \"kept\", \"public_key\": \"$SPARE\", \"allowed_ips\": [\"10.31.0.0/24\"]}" >/dev/null
+kill -KILL "$ctl"
+wait "$ctl" 2>/dev/null || true
+start_ctl
+check "after a control restart the live-added peer is still there" \
+	wait_for 20 bash -c "$E --json call wg.show | jq -e '[.peers[].name] == [\"go\", \"kept\"]'"
+check "... and the site reaches wireguard-go again through a fresh handshake" \
+	ip netns exec "$P-site" $TRAFFIC udp --dst 10.20.0.1 --port 5000 --count 5 --timeout 20
+check "... the state file has the peer's key, and is not world-readable" \
+	bash -c "jq -e '.wireguard_peers | length == 2' $WORK/state.json && [ \$(stat -c %a $WORK/state.json) = 600 ]"
 
 if [ $fails -ne 0 ]; then
 	echo "--- control"; tail -20 "$WORK/ctl.log"
