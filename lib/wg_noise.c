@@ -383,7 +383,8 @@ size_t wg_seal_data(const struct wg_keypair *kp, uint64_t counter, const uint8_t
 	out[0] = WG_MSG_DATA;
 	put_le32(out + DATA_RECEIVER, kp->remote_index);
 	put_le64(out + DATA_COUNTER, counter);
-	memmove(out + WG_DATA_HDR_LEN, payload, len);
+	if (len)		/* a keepalive may come with no buffer at all */
+		memmove(out + WG_DATA_HDR_LEN, payload, len);
 	memset(out + WG_DATA_HDR_LEN + len, 0, padded - len);
 	data_nonce(nonce, counter);
 	crypto_aead_chacha20poly1305_ietf_encrypt(out + WG_DATA_HDR_LEN, NULL, out + WG_DATA_HDR_LEN, padded, NULL, 0,
