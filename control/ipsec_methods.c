@@ -195,9 +195,8 @@ int cp_m_ipsec_sa_list(void *ctx, json_t *params, json_t **result, struct cp_rpc
 	struct cp_state *st = ctx;
 	json_t *list;
 
-	if (params && !((json_is_object(params) && json_object_size(params) == 0) ||
-			(json_is_array(params) && json_array_size(params) == 0)))
-		return cp_rpc_invalid(err, "$.params", "this method takes no parameters");
+	if (cp_rpc_no_params(params, err))
+		return -1;
 	list = json_array();
 	for (unsigned i = 0; i < st->ipsec.n; i++)
 		json_array_append_new(list, cp_ipsec_sa_json(st, &st->ipsec.sas[i]));

@@ -11,15 +11,6 @@
 
 static const char *const state_names[] = {"up", "degraded", "down"};
 
-/* Methods that take nothing accept an absent, empty-object or empty-array params. */
-static int no_params(json_t *params, struct cp_rpc_error *err)
-{
-	if (!params || (json_is_object(params) && json_object_size(params) == 0) ||
-	    (json_is_array(params) && json_array_size(params) == 0))
-		return 0;
-	return cp_rpc_invalid(err, "$.params", "this method takes no parameters");
-}
-
 /* params must be an object whose keys are all in allowed (NULL-terminated). */
 static int object_params(json_t *params, const char *const *allowed, struct cp_rpc_error *err)
 {
@@ -57,7 +48,7 @@ static int m_status(void *ctx, json_t *params, json_t **result, struct cp_rpc_er
 	struct cp_state *st = ctx;
 	json_t *dp;
 
-	if (no_params(params, err))
+	if (cp_rpc_no_params(params, err))
 		return -1;
 	if (st->mapped) {
 		const struct eg_shm_hdr *h = st->shm.hdr;
@@ -180,7 +171,7 @@ static int m_egress_list(void *ctx, json_t *params, json_t **result, struct cp_r
 	struct cp_state *st = ctx;
 	json_t *list;
 
-	if (no_params(params, err))
+	if (cp_rpc_no_params(params, err))
 		return -1;
 	list = json_array();
 	for (unsigned i = 0; i < st->n_egresses; i++)
@@ -307,7 +298,7 @@ static int m_policy_list(void *ctx, json_t *params, json_t **result, struct cp_r
 	const struct eg_policy_cfg **order;
 	json_t *list;
 
-	if (no_params(params, err))
+	if (cp_rpc_no_params(params, err))
 		return -1;
 	order = malloc((st->n_policies + 1) * sizeof(*order));
 	if (!order)

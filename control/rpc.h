@@ -45,6 +45,9 @@ struct cp_rpc_error {
 /* Fills err with -32602 naming path; returns -1 so handlers can `return cp_rpc_invalid(...)`. */
 int cp_rpc_invalid(struct cp_rpc_error *err, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Methods that take nothing accept an absent, empty-object or empty-array params: 0, or
+ * -1 with err filled. */
+int cp_rpc_no_params(const json_t *params, struct cp_rpc_error *err);
 /* Fills err with any code; returns -1. data may be NULL. */
 int cp_rpc_fail(struct cp_rpc_error *err, int code, const char *data, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -87,6 +87,14 @@ int cp_rpc_invalid(struct cp_rpc_error *err, const char *path, const char *fmt, 
 	return -1;
 }
 
+int cp_rpc_no_params(const json_t *params, struct cp_rpc_error *err)
+{
+	if (!params || (json_is_object(params) && json_object_size(params) == 0) ||
+	    (json_is_array(params) && json_array_size(params) == 0))
+		return 0;
+	return cp_rpc_invalid(err, "$.params", "this method takes no parameters");
+}
+
 int cp_rpc_fail(struct cp_rpc_error *err, int code, const char *data, const char *fmt, ...)
 {
 	va_list ap;

@@ -389,7 +389,6 @@ static void initiate(struct cp_state *st, struct cp_wg_peer *p)
 		return;
 	}
 	memcpy(p->hs_mac1, msg + WG_INITIATION_LEN - 2 * WG_MAC_LEN, WG_MAC_LEN);
-	p->hs_sent_ns = now;
 	/* REKEY_TIMEOUT plus jitter, so that both sides do not retry in lockstep. */
 	p->hs_retry_after_ns = now + (uint64_t)wg->timers.rekey_timeout * NS +
 			       (uint64_t)randombytes_uniform(JITTER_MAX_MS) * 1000000ull;
@@ -528,16 +527,15 @@ static void on_cookie_reply(struct cp_state *st, const struct eg_msg *m)
 		p->cookie_ns = eg_now_ns();
 }
 
-static bool on_roam(struct cp_state *st, const struct eg_msg *m)
+static void on_roam(struct cp_state *st, const struct eg_msg *m)
 {
 	struct cp_wg *wg = &st->wg;
 	struct eg_wg_endpoint ep;
 
 	if (m->peer_slot >= wg->n_slots || wg->by_slot[m->peer_slot] < 0 || m->port >= st->cfg.dataplane.n_ports)
-		return false;
+		return;
 	endpoint_from(m, &ep);
 	set_endpoint(st, wg->peers[wg->by_slot[m->peer_slot]], &ep);
-	return false;
 }
 
 static void count_load(struct cp_wg *wg, uint64_t now)
@@ -649,19 +647,19 @@ static void peer_timers(struct cp_state *st, struct cp_wg_peer *p, uint64_t now)
 		send_keepalive(st, p);
 }
 
-bool cp_wg_poll(struct cp_state *st)
+void cp_wg_poll(struct cp_state *st)
 {
 	struct cp_wg *wg = &st->wg;
 	struct eg_msg m;
 	uint64_t now;
 
 	if (!wg->present || !st->mapped || st->shm.hdr->n_wg_slots == 0)
-		return false;
+		return;
 	for (unsigned i = 0; i < PUNT_PER_POLL && eg_msg_get(eg_shm_punt(st->shm.hdr), &m); i++)
 		handle(st, &m);
 	now = eg_now_ns();
 	if (now < wg->next_tick_ns)
-		return false;
+		return;
 	wg->next_tick_ns = now + 50 * 1000000ull;
 	if (now - wg->cookie_secret_ns >= (uint64_t)COOKIE_SECRET_S * NS) {
 		randombytes_buf(wg->cookie_secret, sizeof(wg->cookie_secret));
@@ -672,10 +670,29 @@ bool cp_wg_poll(struct cp_state *st)
 	for (unsigned i = 0; i < wg->n; i++)
 		if (wg->peers[i]->slot != EG_TABLE_NO_SA)
 			peer_timers(st, wg->peers[i], now);
-	return false;
 }
 
 /* ---- install / uninstall ---- */
+
+/* Waits (up to 2 s, in this thread) until every worker finished the loop iteration it was
+ * in: after that none holds anything it found before the call. */
+static bool workers_moved_on(const struct eg_shm_hdr *h)
+{
+	uint64_t *snap = malloc(sizeof(uint64_t) * (h->n_workers + 1));
+	uint64_t deadline = eg_now_ns() + 2 * NS;
+	bool passed;
+
+	if (!snap)
+		return false;
+	eg_shm_loops_snapshot(h, snap);
+	while (!(passed = eg_shm_loops_passed(h, snap)) && eg_now_ns() < deadline) {
+		struct timespec ts = {0, 100000};
+
+		nanosleep(&ts, NULL);
+	}
+	free(snap);
+	return passed;
+}
 
 static int install_peer(struct cp_state *st, unsigned i)
 {
@@ -727,20 +744,9 @@ void cp_wg_attach(struct cp_state *st)
 	/* A previous control process's peers: their sessions start over, and their keys go
 	 * once the workers moved on. */
 	if (h->wg_high) {
-		uint64_t *snap = malloc(sizeof(uint64_t) * (h->n_workers + 1));
-		uint64_t deadline = eg_now_ns() + 2 * NS;
-
 		for (uint32_t s = 0; s < h->wg_high && s < wg->n_slots; s++)
 			__atomic_store_n(&eg_shm_wg(h, s)->state, EG_WG_FREE, __ATOMIC_RELEASE);
-		if (snap) {
-			eg_shm_loops_snapshot(h, snap);
-			while (!eg_shm_loops_passed(h, snap) && eg_now_ns() < deadline) {
-				struct timespec ts = {0, 100000};
-
-				nanosleep(&ts, NULL);
-			}
-			free(snap);
-		}
+		workers_moved_on(h);
 		for (uint32_t s = 0; s < h->wg_high && s < wg->n_slots; s++)
 			sodium_memzero(eg_shm_wg(h, s), h->wg_stride);
 		h->wg_high = 0;
@@ -843,29 +849,16 @@ int cp_wg_peer_remove(struct cp_state *st, unsigned i)
 
 	if (st->mapped && p->slot != EG_TABLE_NO_SA) {
 		struct eg_wg_peer_slot *s = slot_of(st, p);
-		uint64_t *snap = malloc(sizeof(uint64_t) * (st->shm.hdr->n_workers + 1));
 
 		/* No worker finds it from now on; once they all moved on, its keys go. */
 		__atomic_store_n(&s->state, EG_WG_FREE, __ATOMIC_RELEASE);
 		for (unsigned k = 0; k < EG_WG_KEYPAIRS; k++)
 			__atomic_store_n(&eg_wg_kp(s, k)->state, EG_WG_FREE, __ATOMIC_RELEASE);
-		if (snap) {
-			uint64_t deadline = eg_now_ns() + 2 * NS;
-
-			eg_shm_loops_snapshot(st->shm.hdr, snap);
-			while (!eg_shm_loops_passed(st->shm.hdr, snap) && eg_now_ns() < deadline) {
-				struct timespec ts = {0, 100000};
-
-				nanosleep(&ts, NULL);
-			}
-			if (eg_shm_loops_passed(st->shm.hdr, snap)) {
-				sodium_memzero(s, st->shm.hdr->wg_stride);
-				wg->by_slot[p->slot] = -1;
-			} else {
-				LOG("wireguard peer %s: workers did not move on; its slot stays out of use",
-				    p->cfg.name);
-			}
-			free(snap);
+		if (workers_moved_on(st->shm.hdr)) {
+			sodium_memzero(s, st->shm.hdr->wg_stride);
+			wg->by_slot[p->slot] = -1;
+		} else {
+			LOG("wireguard peer %s: workers did not move on; its slot stays out of use", p->cfg.name);
 		}
 	}
 	peer_free(p);

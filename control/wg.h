@@ -40,7 +40,7 @@ struct cp_wg_peer {
 	bool hs_active;
 	struct wg_handshake hs;
 	unsigned hs_kp;			/* the keypair position it reserved */
-	uint64_t hs_first_ns, hs_sent_ns, hs_retry_after_ns;
+	uint64_t hs_first_ns, hs_retry_after_ns;
 	uint8_t hs_mac1[WG_MAC_LEN];	/* of the last initiation, for a cookie reply */
 	uint8_t cookie[WG_COOKIE_LEN];	/* from the peer's cookie reply */
 	uint64_t cookie_ns;		/* 0: none */
@@ -87,9 +87,9 @@ void cp_wg_free(struct cp_wg *wg);
 /* The dataplane's segment: install every peer (a fresh start for each session). */
 void cp_wg_attach(struct cp_state *st);
 void cp_wg_detach(struct cp_state *st);
-/* Handshake messages and roaming notices from the punt ring, then timers. Returns true
- * when something the table depends on changed. Called every loop of the daemon. */
-bool cp_wg_poll(struct cp_state *st);
+/* Handshake messages and roaming notices from the punt ring, then timers (every 50 ms).
+ * Called every loop of the daemon. */
+void cp_wg_poll(struct cp_state *st);
 
 /* Table inputs: per egress its peer's slot (EG_TABLE_NO_SA for the rest), and the
  * installed peers' allowed IPs. Arrays are the caller's to free. -ENOMEM. */

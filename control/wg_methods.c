@@ -7,19 +7,11 @@
 
 #include "state.h"
 
-static int no_params(json_t *params, struct cp_rpc_error *err)
-{
-	if (params && !((json_is_object(params) && json_object_size(params) == 0) ||
-			(json_is_array(params) && json_array_size(params) == 0)))
-		return cp_rpc_invalid(err, "$.params", "this method takes no parameters");
-	return 0;
-}
-
 int cp_m_wg_show(void *ctx, json_t *params, json_t **result, struct cp_rpc_error *err)
 {
 	struct cp_state *st = ctx;
 
-	if (no_params(params, err))
+	if (cp_rpc_no_params(params, err))
 		return -1;
 	if (!st->wg.present)
 		return cp_rpc_fail(err, CP_RPC_UNSUPPORTED, NULL, "no wireguard section in the config");
@@ -68,17 +60,15 @@ int cp_m_wg_peer_add(void *ctx, json_t *params, json_t **result, struct cp_rpc_e
 	}
 	for (unsigned i = 0; i < st->wg.n; i++) {
 		const struct eg_wg_peer_cfg *q = &st->wg.peers[i]->cfg;
+		int a = eg_wg_allowed_conflict(&cfg, q);
 
-		for (unsigned a = 0; a < cfg.n_allowed; a++)
-			for (unsigned b = 0; b < q->n_allowed; b++)
-				if (cfg.allowed[a].family == q->allowed[b].family && cfg.allowed[a].len == q->allowed[b].len &&
-				    memcmp(cfg.allowed[a].addr, q->allowed[b].addr, 16) == 0) {
-					char path[64];
+		if (a >= 0) {
+			char path[64];
 
-					snprintf(path, sizeof(path), "$.params.allowed_ips[%u]", a);
-					eg_wg_peer_wipe(&cfg);
-					return cp_rpc_fail(err, CP_RPC_CONFLICT, path, "already peer %s's", q->name);
-				}
+			snprintf(path, sizeof(path), "$.params.allowed_ips[%d]", a);
+			eg_wg_peer_wipe(&cfg);
+			return cp_rpc_fail(err, CP_RPC_CONFLICT, path, "already peer %s's", q->name);
+		}
 	}
 	rc = cp_wg_peer_add(st, &cfg);
 	if (rc) {

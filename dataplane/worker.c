@@ -341,8 +341,15 @@ static uint16_t tunnel_mtu(const struct dp_ctx *ctx, const struct eg_sa_slot *sa
 	return mtu > over ? (uint16_t)((mtu - over) & ~3u) : 0;
 }
 
+/* An IPv4 packet without DF: it may be fragmented. */
+static inline bool may_fragment(const struct parsed *p)
+{
+	return p->key.family == EG_AF_INET &&
+	       !(((const struct rte_ipv4_hdr *)p->l3)->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG));
+}
+
 /* An inner IPv4 packet without DF, cut into fragments that fit the tunnel (RFC 791), each
- * staged for ESP. */
+ * staged for the egress's encapsulation. */
 static enum eg_drop_reason fragment_inner(struct dp_worker *w, struct rte_mbuf *m, struct parsed *p,
 					  const struct eg_table_egress *e, uint16_t mtu)
 {
@@ -351,33 +358,42 @@ static enum eg_drop_reason fragment_inner(struct dp_worker *w, struct rte_mbuf *
 
 	if (n == 0)
 		return EG_DROP_NO_ROOM;
-	for (unsigned i = 0; i < n; i++)
-		dp_esp_stage_out(w, frags[i], 0, e->sa_slot, e->id);
+	for (unsigned i = 0; i < n; i++) {
+		if (e->type == EG_EGRESS_WIREGUARD)
+			dp_wg_stage_out(w, frags[i], 0, e->wg_slot, e->id);
+		else
+			dp_esp_stage_out(w, frags[i], 0, e->sa_slot, e->id);
+	}
 	rte_pktmbuf_free(m);
 	return EG_DROP_MAX;
 }
 
-/* A packet too big for the tunnel. IPv4 without DF is fragmented: the inner packet before
- * ESP, or the ESP packet after it when the SA says so (esp_outb.c). Otherwise the sender
- * is told the tunnel's MTU (ICMP fragmentation needed, RFC 1191; ICMPv6 Packet Too Big,
- * RFC 8201) by the service, and the packet is dropped. */
-static enum eg_drop_reason too_big(struct dp_worker *w, const struct dp_port *in, struct rte_mbuf *m,
-				   struct parsed *p, const struct eg_sa_slot *sa, const struct eg_table_egress *e)
+/* The sender is told the tunnel's MTU (ICMP fragmentation needed, RFC 1191; ICMPv6 Packet
+ * Too Big, RFC 8201) by the service, and the packet is dropped. */
+static enum eg_drop_reason punt_too_big(struct dp_worker *w, const struct dp_port *in, struct rte_mbuf *m,
+					uint16_t mtu)
 {
-	uint16_t mtu = tunnel_mtu(w->ctx, sa);
-
-	if (p->key.family == EG_AF_INET &&
-	    !(((const struct rte_ipv4_hdr *)p->l3)->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG))) {
-		if (!sa->fragment_outer)
-			return fragment_inner(w, m, p, e, mtu);
-		dp_esp_stage_out(w, m, p->l2_len, e->sa_slot, e->id);
-		return EG_DROP_MAX;
-	}
 	dp_count_drop(w, in->index, EG_DROP_MTU_EXCEEDED);
 	m->port = in->index;
 	m->hash.usr = DP_PUNT_TOO_BIG | (uint32_t)mtu << 16;
 	if (unlikely(rte_ring_enqueue(w->punt, m) != 0))
 		rte_pktmbuf_free(m);
+	return EG_DROP_MAX;
+}
+
+/* A packet too big for an ESP tunnel. IPv4 without DF is fragmented: the inner packet
+ * before ESP, or the ESP packet after it when the SA says so (esp_outb.c). Otherwise the
+ * sender hears the tunnel MTU. */
+static enum eg_drop_reason too_big(struct dp_worker *w, const struct dp_port *in, struct rte_mbuf *m,
+				   struct parsed *p, const struct eg_sa_slot *sa, const struct eg_table_egress *e)
+{
+	uint16_t mtu = tunnel_mtu(w->ctx, sa);
+
+	if (!may_fragment(p))
+		return punt_too_big(w, in, m, mtu);
+	if (!sa->fragment_outer)
+		return fragment_inner(w, m, p, e, mtu);
+	dp_esp_stage_out(w, m, p->l2_len, e->sa_slot, e->id);
 	return EG_DROP_MAX;
 }
 
@@ -391,25 +407,9 @@ static enum eg_drop_reason wg_too_big(struct dp_worker *w, const struct dp_port 
 
 	if (mtu < 68)
 		return EG_DROP_WG_NO_ENDPOINT;
-	if (p->key.family == EG_AF_INET &&
-	    !(((const struct rte_ipv4_hdr *)p->l3)->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG))) {
-		struct rte_mbuf *frags[DP_MAX_FRAGMENTS];
-		unsigned n = dp_fragment_ipv4(w->ctx->pool, p->l3, p->l3_len, (uint16_t)(mtu & ~7u), frags,
-					      DP_MAX_FRAGMENTS);
-
-		if (n == 0)
-			return EG_DROP_NO_ROOM;
-		for (unsigned i = 0; i < n; i++)
-			dp_wg_stage_out(w, frags[i], 0, e->wg_slot, e->id);
-		rte_pktmbuf_free(m);
-		return EG_DROP_MAX;
-	}
-	dp_count_drop(w, in->index, EG_DROP_MTU_EXCEEDED);
-	m->port = in->index;
-	m->hash.usr = DP_PUNT_TOO_BIG | (uint32_t)mtu << 16;
-	if (unlikely(rte_ring_enqueue(w->punt, m) != 0))
-		rte_pktmbuf_free(m);
-	return EG_DROP_MAX;
+	if (!may_fragment(p))
+		return punt_too_big(w, in, m, mtu);
+	return fragment_inner(w, m, p, e, (uint16_t)(mtu & ~7u));
 }
 
 /* Decides where one parsed, forwardable packet goes; EG_DROP_MAX when it was queued. */

@@ -212,6 +212,16 @@ int eg_wg_peer_find(const struct eg_wg_cfg *wg, const char *name)
 	return -1;
 }
 
+int eg_wg_allowed_conflict(const struct eg_wg_peer_cfg *p, const struct eg_wg_peer_cfg *q)
+{
+	for (unsigned a = 0; a < p->n_allowed; a++)
+		for (unsigned b = 0; b < q->n_allowed; b++)
+			if (p->allowed[a].family == q->allowed[b].family && p->allowed[a].len == q->allowed[b].len &&
+			    memcmp(p->allowed[a].addr, q->allowed[b].addr, 16) == 0)
+				return (int)a;
+	return -1;
+}
+
 /* Names and keys unique, not our own key, and no allowed prefix in two peers (a packet
  * from the site must have one peer to go to, and a decrypted one one peer it may come
  * from). Quadratic in prefixes: checked at config time only. */
@@ -231,6 +241,7 @@ static int check_peers(const struct eg_wg_cfg *wg, const char *peers_path, struc
 			return fail(err, kp, "this is our own public key");
 		for (unsigned j = 0; j < i; j++) {
 			const struct eg_wg_peer_cfg *q = &wg->peers[j];
+			int a;
 
 			if (strcmp(p->name, q->name) == 0) {
 				key_path(kp, pp, "name");
@@ -238,18 +249,15 @@ static int check_peers(const struct eg_wg_cfg *wg, const char *peers_path, struc
 			}
 			if (sodium_memcmp(p->public_key, q->public_key, EG_WG_KEY_LEN) == 0)
 				return fail(err, kp, "the same public key as peer %s", Q(q->name));
-			for (unsigned a = 0; a < p->n_allowed; a++)
-				for (unsigned b = 0; b < q->n_allowed; b++)
-					if (p->allowed[a].family == q->allowed[b].family &&
-					    p->allowed[a].len == q->allowed[b].len &&
-					    memcmp(p->allowed[a].addr, q->allowed[b].addr, 16) == 0) {
-						char buf[EG_PREFIX_STR_LEN], ap[EG_PATH_LEN];
+			a = eg_wg_allowed_conflict(p, q);
+			if (a >= 0) {
+				char buf[EG_PREFIX_STR_LEN], ap[EG_PATH_LEN];
 
-						key_path(kp, pp, "allowed_ips");
-						idx_path(ap, kp, a);
-						return fail(err, ap, "%s is already peer %s's",
-							    eg_prefix_format(&p->allowed[a], buf, sizeof(buf)), Q(q->name));
-					}
+				key_path(kp, pp, "allowed_ips");
+				idx_path(ap, kp, (unsigned)a);
+				return fail(err, ap, "%s is already peer %s's",
+					    eg_prefix_format(&p->allowed[a], buf, sizeof(buf)), Q(q->name));
+			}
 		}
 	}
 	sodium_memzero(our_pub, sizeof(our_pub));

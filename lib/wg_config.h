@@ -60,6 +60,8 @@ int eg_wg_peer_parse(const json_t *obj, const char *path, struct eg_wg_peer_cfg 
 /* wireguard egresses name a configured peer (and need the section). */
 int eg_wg_check_refs(const struct eg_wg_cfg *wg, const struct eg_egress_cfg *egresses, unsigned n_egresses,
 		     const char *egress_path, struct eg_error *err);
+/* The first of p's allowed prefixes that q has too, or -1: no prefix may be two peers'. */
+int eg_wg_allowed_conflict(const struct eg_wg_peer_cfg *p, const struct eg_wg_peer_cfg *q);
 /* Index of the peer called name, or -1. */
 int eg_wg_peer_find(const struct eg_wg_cfg *wg, const char *name);
 /* JSON in the form the parser takes; the preshared key only when with_secrets (the state

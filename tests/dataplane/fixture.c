@@ -11,11 +11,14 @@
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
+#include <rte_udp.h>
 
 #include "blob.h"
 #include "neigh.h"
@@ -263,6 +266,60 @@ struct eg_wg_keypair *dp_fixture_wg_keypair(struct dp_fixture *f, uint32_t peer,
 	if (initiator)
 		__atomic_store_n(&ps->send_kp, k, __ATOMIC_RELEASE);
 	return kp;
+}
+
+size_t dp_fixture_ipv4_udp(uint8_t *buf, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
+			   const uint8_t *payload, uint16_t len, bool df, uint16_t id)
+{
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)buf;
+	struct rte_udp_hdr *u = (struct rte_udp_hdr *)(ip + 1);
+	uint16_t tot = (uint16_t)(sizeof(*ip) + sizeof(*u) + len);
+
+	memset(ip, 0, sizeof(*ip));
+	ip->version_ihl = 0x45;
+	ip->total_length = rte_cpu_to_be_16(tot);
+	ip->packet_id = rte_cpu_to_be_16(id);
+	ip->fragment_offset = df ? rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG) : 0;
+	ip->time_to_live = 64;
+	ip->next_proto_id = IPPROTO_UDP;
+	ip->src_addr = rte_cpu_to_be_32(src);
+	ip->dst_addr = rte_cpu_to_be_32(dst);
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	u->src_port = rte_cpu_to_be_16(sport);
+	u->dst_port = rte_cpu_to_be_16(dport);
+	u->dgram_len = rte_cpu_to_be_16((uint16_t)(sizeof(*u) + len));
+	u->dgram_cksum = 0;
+	memcpy(u + 1, payload, len);
+	return tot;
+}
+
+struct rte_mbuf *dp_fixture_udp_frame(struct dp_fixture *f, uint16_t port, const uint8_t src_mac[6], uint32_t src,
+				      uint32_t dst, uint16_t sport, uint16_t dport, const uint8_t *payload,
+				      uint16_t len, bool df, uint16_t id)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(f->ctx.pool);
+	size_t size = sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr) + len;
+	struct rte_ether_hdr *eth = m ? (struct rte_ether_hdr *)rte_pktmbuf_append(m, (uint16_t)size) : NULL;
+
+	if (!eth)
+		DIE("no room for a %zu-byte frame", size);
+	eth->dst_addr = f->ctx.ports[port].mac;
+	memcpy(eth->src_addr.addr_bytes, src_mac, 6);
+	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	dp_fixture_ipv4_udp((uint8_t *)(eth + 1), src, dst, sport, dport, payload, len, df, id);
+	return m;
+}
+
+unsigned dp_fixture_take_tx(struct dp_fixture *f, uint16_t port, struct rte_mbuf **out, unsigned max)
+{
+	struct dp_tx_buffer *b = &f->w->tx[port];
+	unsigned n = b->n;
+
+	if (n > max)
+		DIE("%u frames queued on port %u, room for %u", n, port, max);
+	memcpy(out, b->pkts, n * sizeof(*out));
+	b->n = 0;
+	return n;
 }
 
 uint16_t dp_fixture_port(const struct dp_fixture *f, const char *name)

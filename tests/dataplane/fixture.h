@@ -7,6 +7,8 @@
 #ifndef DP_TEST_FIXTURE_H
 #define DP_TEST_FIXTURE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "context.h"
@@ -38,6 +40,20 @@ struct eg_sa_slot *dp_fixture_sa(struct dp_fixture *f, uint32_t spi, uint8_t dir
 struct eg_wg_keypair *dp_fixture_wg_keypair(struct dp_fixture *f, uint32_t peer, unsigned k, const uint8_t send[32],
 					     const uint8_t recv[32], uint32_t local_index, uint32_t remote_index,
 					     bool initiator, uint64_t serial);
+
+/* An IPv4 header (TTL 64, checksum set) and a UDP header (no checksum) in front of len
+ * bytes of payload, written at buf (room for 28 + len). Addresses in host order; returns
+ * the packet's length. */
+size_t dp_fixture_ipv4_udp(uint8_t *buf, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
+			   const uint8_t *payload, uint16_t len, bool df, uint16_t id);
+/* That packet in an Ethernet frame from src_mac to port's MAC, in a new mbuf. */
+struct rte_mbuf *dp_fixture_udp_frame(struct dp_fixture *f, uint16_t port, const uint8_t src_mac[6], uint32_t src,
+				      uint32_t dst, uint16_t sport, uint16_t dport, const uint8_t *payload,
+				      uint16_t len, bool df, uint16_t id);
+
+/* Takes what the worker queued for transmission on port (before it is sent): at most max
+ * frames, or the test dies. */
+unsigned dp_fixture_take_tx(struct dp_fixture *f, uint16_t port, struct rte_mbuf **out, unsigned max);
 
 /* Port index of a port name in the config. */
 uint16_t dp_fixture_port(const struct dp_fixture *f, const char *name);

@@ -61,51 +61,19 @@ static void setup(void)
  * payload (byte i is i * 7 + seed). */
 static struct rte_mbuf *site_udp(uint16_t dport, uint16_t len, bool df, uint8_t seed)
 {
-	struct rte_mbuf *m = rte_pktmbuf_alloc(fx.ctx.pool);
-	uint16_t ip_len = (uint16_t)(sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr) + len);
-	struct rte_ether_hdr *eth;
-	struct rte_ipv4_hdr *ip;
-	struct rte_udp_hdr *u;
-	uint8_t *pl;
+	static const uint8_t mac[6] = {0x02, 0, 0, 0, 0, 0x02};
+	uint8_t pl[2048];
 
-	cr_assert_not_null(m);
-	eth = (struct rte_ether_hdr *)rte_pktmbuf_append(m, (uint16_t)(sizeof(*eth) + ip_len));
-	cr_assert_not_null(eth);
-	eth->dst_addr = fx.ctx.ports[lan].mac;
-	memcpy(eth->src_addr.addr_bytes, "\x02\x00\x00\x00\x00\x02", 6);
-	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
-	ip = (struct rte_ipv4_hdr *)(eth + 1);
-	memset(ip, 0, sizeof(*ip));
-	ip->version_ihl = 0x45;
-	ip->total_length = rte_cpu_to_be_16(ip_len);
-	ip->packet_id = rte_cpu_to_be_16(seed);
-	ip->fragment_offset = df ? rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG) : 0;
-	ip->time_to_live = 64;
-	ip->next_proto_id = IPPROTO_UDP;
-	ip->src_addr = rte_cpu_to_be_32(RTE_IPV4(10, 10, 0, 2));
-	ip->dst_addr = rte_cpu_to_be_32(RTE_IPV4(203, 0, 113, 20));
-	ip->hdr_checksum = rte_ipv4_cksum(ip);
-	u = (struct rte_udp_hdr *)(ip + 1);
-	u->src_port = rte_cpu_to_be_16(5555);
-	u->dst_port = rte_cpu_to_be_16(dport);
-	u->dgram_len = rte_cpu_to_be_16((uint16_t)(sizeof(*u) + len));
-	u->dgram_cksum = 0;
-	pl = (uint8_t *)(u + 1);
+	cr_assert_leq(len, sizeof(pl));
 	for (unsigned i = 0; i < len; i++)
 		pl[i] = (uint8_t)(i * 7 + seed);
-	return m;
+	return dp_fixture_udp_frame(&fx, lan, mac, RTE_IPV4(10, 10, 0, 2), RTE_IPV4(203, 0, 113, 20), 5555, dport, pl,
+				    len, df, seed);
 }
 
-/* Takes what the worker queued on a port (before it is sent). */
 static unsigned take_tx(uint16_t port, struct rte_mbuf **out, unsigned max)
 {
-	struct dp_tx_buffer *b = &fx.w->tx[port];
-	unsigned n = b->n;
-
-	cr_assert_leq(n, max);
-	memcpy(out, b->pkts, n * sizeof(*out));
-	b->n = 0;
-	return n;
+	return dp_fixture_take_tx(&fx, port, out, max);
 }
 
 static uint32_t be32_at(const struct rte_mbuf *m, unsigned off)

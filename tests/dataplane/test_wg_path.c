@@ -77,72 +77,27 @@ static uint64_t drops(enum eg_drop_reason r)
 
 static unsigned take_tx(uint16_t port, struct rte_mbuf **out, unsigned max)
 {
-	struct dp_tx_buffer *b = &fx.w->tx[port];
-	unsigned n = b->n;
-
-	cr_assert_leq(n, max);
-	memcpy(out, b->pkts, n * sizeof(*out));
-	b->n = 0;
-	return n;
+	return dp_fixture_take_tx(&fx, port, out, max);
 }
 
 /* An IPv4/UDP packet from src to dst with len payload bytes (i * 3 + seed), no L2. */
 static size_t inner_udp(uint8_t *buf, uint32_t src, uint32_t dst, uint16_t len, uint8_t seed)
 {
-	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)buf;
-	struct rte_udp_hdr *u = (struct rte_udp_hdr *)(ip + 1);
-	uint8_t *pl = (uint8_t *)(u + 1);
-	uint16_t tot = (uint16_t)(sizeof(*ip) + sizeof(*u) + len);
+	uint8_t pl[256];
 
-	memset(ip, 0, sizeof(*ip));
-	ip->version_ihl = 0x45;
-	ip->total_length = rte_cpu_to_be_16(tot);
-	ip->time_to_live = 64;
-	ip->next_proto_id = IPPROTO_UDP;
-	ip->src_addr = rte_cpu_to_be_32(src);
-	ip->dst_addr = rte_cpu_to_be_32(dst);
-	ip->hdr_checksum = rte_ipv4_cksum(ip);
-	u->src_port = rte_cpu_to_be_16(7000);
-	u->dst_port = rte_cpu_to_be_16(7001);
-	u->dgram_len = rte_cpu_to_be_16((uint16_t)(sizeof(*u) + len));
-	u->dgram_cksum = 0;
+	cr_assert_leq(len, sizeof(pl));
 	for (unsigned i = 0; i < len; i++)
 		pl[i] = (uint8_t)(i * 3 + seed);
-	return tot;
+	return dp_fixture_ipv4_udp(buf, src, dst, 7000, 7001, pl, len, false, 0);
 }
 
 /* A frame on port with dst MAC the port's, IPv4 src -> dst, UDP sport -> dport. */
 static struct rte_mbuf *frame(uint16_t port, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
 			      const uint8_t *payload, size_t len)
 {
-	struct rte_mbuf *m = rte_pktmbuf_alloc(fx.ctx.pool);
-	uint16_t ip_len = (uint16_t)(sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr) + len);
-	struct rte_ether_hdr *eth;
-	struct rte_ipv4_hdr *ip;
-	struct rte_udp_hdr *u;
+	static const uint8_t mac[6] = {0x02, 0, 0, 0, 0, 0x09};
 
-	cr_assert_not_null(m);
-	eth = (struct rte_ether_hdr *)rte_pktmbuf_append(m, (uint16_t)(sizeof(*eth) + ip_len));
-	cr_assert_not_null(eth);
-	eth->dst_addr = fx.ctx.ports[port].mac;
-	memcpy(eth->src_addr.addr_bytes, "\x02\x00\x00\x00\x00\x09", 6);
-	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
-	ip = (struct rte_ipv4_hdr *)(eth + 1);
-	memset(ip, 0, sizeof(*ip));
-	ip->version_ihl = 0x45;
-	ip->total_length = rte_cpu_to_be_16(ip_len);
-	ip->time_to_live = 64;
-	ip->next_proto_id = IPPROTO_UDP;
-	ip->src_addr = rte_cpu_to_be_32(src);
-	ip->dst_addr = rte_cpu_to_be_32(dst);
-	ip->hdr_checksum = rte_ipv4_cksum(ip);
-	u = (struct rte_udp_hdr *)(ip + 1);
-	u->src_port = rte_cpu_to_be_16(sport);
-	u->dst_port = rte_cpu_to_be_16(dport);
-	u->dgram_len = rte_cpu_to_be_16((uint16_t)(sizeof(*u) + len));
-	u->dgram_cksum = 0;
-	memcpy(u + 1, payload, len);
-	return m;
+	return dp_fixture_udp_frame(&fx, port, mac, src, dst, sport, dport, payload, (uint16_t)len, false, 0);
 }
 
 #define PEER_IP RTE_IPV4(192, 0, 2, 9)

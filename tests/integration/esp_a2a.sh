@@ -9,20 +9,12 @@ WORK=$(mktemp -d /tmp/egress-a2a.XXXXXX)
 . "${EGRESS_SOURCE:?}/tests/integration/harness.sh"
 P=ega$$
 topology_down() { for ns in sa dpa dpb sb; do ip netns del "$P-$ns" 2>/dev/null || true; done; }
-link() { # ns-a if-a ns-b if-b
-	ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
-	for x in "$1 $2" "$3 $4"; do
-		set -- $x
-		ip netns exec "$1" ethtool -K "$2" tx off rx off sg off tso off gso off gro off >/dev/null 2>&1 || true
-		ip -n "$1" link set "$2" up
-	done
-}
 
 for ns in sa dpa dpb sb; do ip netns add "$P-$ns"; ip -n "$P-$ns" link set lo up; done
 for ns in dpa dpb; do ip netns exec "$P-$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1; done
-link "$P-sa" s0 "$P-dpa" alan
-link "$P-dpa" awan "$P-dpb" bwan
-link "$P-dpb" blan "$P-sb" s0
+veth_link "$P-sa" s0 "$P-dpa" alan
+veth_link "$P-dpa" awan "$P-dpb" bwan
+veth_link "$P-dpb" blan "$P-sb" s0
 ip -n "$P-sa" addr add 10.1.0.2/24 dev s0
 ip -n "$P-sa" route add default via 10.1.0.1
 ip -n "$P-sb" addr add 10.2.0.2/24 dev s0

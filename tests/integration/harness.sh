@@ -32,6 +32,17 @@ check() { # description, command...
 	fi
 }
 
+# A veth pair between two namespaces, up, with offloads off (AF_PACKET on veth sees
+# unsegmented, checksummed frames only then).
+veth_link() { # ns-a if-a ns-b if-b
+	ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
+	for x in "$1 $2" "$3 $4"; do
+		set -- $x
+		ip netns exec "$1" ethtool -K "$2" tx off rx off sg off tso off gso off gro off >/dev/null 2>&1 || true
+		ip -n "$1" link set "$2" up
+	done
+}
+
 # Runs a command until it succeeds, for at most $1 seconds.
 wait_for() {
 	local t=$1

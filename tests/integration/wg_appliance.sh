@@ -16,19 +16,11 @@ topology_down() {
 	rm -f "/var/run/wireguard/$IF.sock"
 }
 command -v wireguard-go >/dev/null && command -v wg >/dev/null || { echo "SKIP: wireguard-go and wg needed"; exit 77; }
-link() { # ns-a if-a ns-b if-b
-	ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
-	for x in "$1 $2" "$3 $4"; do
-		set -- $x
-		ip netns exec "$1" ethtool -K "$2" tx off rx off sg off tso off gso off gro off >/dev/null 2>&1 || true
-		ip -n "$1" link set "$2" up
-	done
-}
 
 for ns in site dp wg; do ip netns add "$P-$ns"; ip -n "$P-$ns" link set lo up; done
 ip netns exec "$P-dp" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-link "$P-site" s0 "$P-dp" lan
-link "$P-dp" wan "$P-wg" w0
+veth_link "$P-site" s0 "$P-dp" lan
+veth_link "$P-dp" wan "$P-wg" w0
 ip -n "$P-site" addr add 10.1.0.2/24 dev s0
 ip -n "$P-site" route add default via 10.1.0.1
 ip -n "$P-wg" addr add 192.0.2.2/24 dev w0
