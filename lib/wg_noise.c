@@ -157,6 +157,20 @@ int wg_create_initiation(const struct wg_identity *me, const struct wg_peer_keys
 			 uint32_t sender_index, const uint8_t tai64n[WG_TAI64N_LEN], const uint8_t *cookie,
 			 uint8_t out[WG_INITIATION_LEN])
 {
+	uint8_t e_priv[WG_KEY_LEN];
+	int rc;
+
+	wg_generate_private(e_priv);
+	rc = wg_create_initiation_with_ephemeral(me, peer, hs, e_priv, sender_index, tai64n, cookie, out);
+	sodium_memzero(e_priv, sizeof(e_priv));
+	return rc;
+}
+
+int wg_create_initiation_with_ephemeral(const struct wg_identity *me, const struct wg_peer_keys *peer,
+					struct wg_handshake *hs, const uint8_t e_priv[WG_KEY_LEN],
+					uint32_t sender_index, const uint8_t tai64n[WG_TAI64N_LEN],
+					const uint8_t *cookie, uint8_t out[WG_INITIATION_LEN])
+{
 	uint8_t k[WG_KEY_LEN], shared[WG_KEY_LEN];
 	int rc = -EINVAL;
 
@@ -166,7 +180,7 @@ int wg_create_initiation(const struct wg_identity *me, const struct wg_peer_keys
 	put_le32(out + INIT_SENDER, sender_index);
 	hs->local_index = sender_index;
 	initial_state(hs->ck, hs->h, peer->pub);
-	wg_generate_private(hs->e_priv);
+	memcpy(hs->e_priv, e_priv, WG_KEY_LEN);
 	if (wg_public_from_private(hs->e_pub, hs->e_priv) != 0)
 		goto out;
 	eg_hkdf_blake2s(hs->ck, NULL, NULL, 1, hs->ck, hs->e_pub, WG_KEY_LEN);
@@ -257,6 +271,19 @@ static void response_keys(struct wg_handshake *hs, const uint8_t dh_ee[WG_KEY_LE
 int wg_create_response(const struct wg_peer_keys *peer, struct wg_handshake *hs, uint32_t sender_index,
 		       const uint8_t *cookie, uint8_t out[WG_RESPONSE_LEN], struct wg_keypair *kp)
 {
+	uint8_t e_priv[WG_KEY_LEN];
+	int rc;
+
+	wg_generate_private(e_priv);
+	rc = wg_create_response_with_ephemeral(peer, hs, e_priv, sender_index, cookie, out, kp);
+	sodium_memzero(e_priv, sizeof(e_priv));
+	return rc;
+}
+
+int wg_create_response_with_ephemeral(const struct wg_peer_keys *peer, struct wg_handshake *hs,
+				      const uint8_t e_priv[WG_KEY_LEN], uint32_t sender_index, const uint8_t *cookie,
+				      uint8_t out[WG_RESPONSE_LEN], struct wg_keypair *kp)
+{
 	uint8_t k[WG_KEY_LEN], ee[WG_KEY_LEN], es[WG_KEY_LEN];
 	int rc = -EINVAL;
 
@@ -265,7 +292,7 @@ int wg_create_response(const struct wg_peer_keys *peer, struct wg_handshake *hs,
 	put_le32(out + RESP_SENDER, sender_index);
 	put_le32(out + RESP_RECEIVER, hs->remote_index);
 	hs->local_index = sender_index;
-	wg_generate_private(hs->e_priv);
+	memcpy(hs->e_priv, e_priv, WG_KEY_LEN);
 	if (wg_public_from_private(hs->e_pub, hs->e_priv) != 0)
 		goto out;
 	eg_hkdf_blake2s(hs->ck, NULL, NULL, 1, hs->ck, hs->e_pub, WG_KEY_LEN);
@@ -347,10 +374,20 @@ void wg_cookie_for(const uint8_t secret[WG_KEY_LEN], const uint8_t *src, size_t 
 void wg_create_cookie_reply(const struct wg_identity *me, const uint8_t *msg, size_t len,
 			    const uint8_t cookie[WG_COOKIE_LEN], uint8_t out[WG_COOKIE_REPLY_LEN])
 {
+	uint8_t nonce[WG_COOKIE_NONCE_LEN];
+
+	randombytes_buf(nonce, sizeof(nonce));
+	wg_create_cookie_reply_with_nonce(me, msg, len, cookie, nonce, out);
+}
+
+void wg_create_cookie_reply_with_nonce(const struct wg_identity *me, const uint8_t *msg, size_t len,
+				       const uint8_t cookie[WG_COOKIE_LEN], const uint8_t nonce[WG_COOKIE_NONCE_LEN],
+				       uint8_t out[WG_COOKIE_REPLY_LEN])
+{
 	memset(out, 0, WG_COOKIE_REPLY_LEN);
 	out[0] = WG_MSG_COOKIE_REPLY;
 	memcpy(out + COOKIE_RECEIVER, msg + INIT_SENDER, 4);	/* the sender index: at 4 in both */
-	randombytes_buf(out + COOKIE_NONCE, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+	memcpy(out + COOKIE_NONCE, nonce, WG_COOKIE_NONCE_LEN);
 	/* Sealed to the mac1 it answers, so only that message's sender can use it. */
 	crypto_aead_xchacha20poly1305_ietf_encrypt(out + COOKIE_ENCRYPTED, NULL, cookie, WG_COOKIE_LEN,
 						   msg + len - 2 * WG_MAC_LEN, WG_MAC_LEN, NULL, out + COOKIE_NONCE,

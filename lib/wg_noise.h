@@ -19,6 +19,7 @@ enum {
 	WG_COOKIE_LEN = 16,
 	WG_TAI64N_LEN = 12,
 	WG_TAG_LEN = 16,
+	WG_COOKIE_NONCE_LEN = 24,
 	WG_MSG_INITIATION = 1,
 	WG_MSG_RESPONSE = 2,
 	WG_MSG_COOKIE_REPLY = 3,
@@ -112,6 +113,20 @@ void wg_create_cookie_reply(const struct wg_identity *me, const uint8_t *msg, si
 /* Initiator: the cookie from a reply to our message whose mac1 was mac1. 0 or -EBADMSG. */
 int wg_consume_cookie_reply(const struct wg_peer_keys *peer, const uint8_t msg[WG_COOKIE_REPLY_LEN],
 			    const uint8_t mac1[WG_MAC_LEN], uint8_t cookie[WG_COOKIE_LEN]);
+
+/* The same three messages with the ephemeral key or nonce given instead of drawn at
+ * random: for known-answer tests only (tests/lib/test_wg_kat.c). Reusing an ephemeral
+ * key or a cookie nonce breaks the protocol's secrecy; the functions above never do. */
+int wg_create_initiation_with_ephemeral(const struct wg_identity *me, const struct wg_peer_keys *peer,
+					struct wg_handshake *hs, const uint8_t e_priv[WG_KEY_LEN],
+					uint32_t sender_index, const uint8_t tai64n[WG_TAI64N_LEN],
+					const uint8_t *cookie, uint8_t out[WG_INITIATION_LEN]);
+int wg_create_response_with_ephemeral(const struct wg_peer_keys *peer, struct wg_handshake *hs,
+				      const uint8_t e_priv[WG_KEY_LEN], uint32_t sender_index, const uint8_t *cookie,
+				      uint8_t out[WG_RESPONSE_LEN], struct wg_keypair *kp);
+void wg_create_cookie_reply_with_nonce(const struct wg_identity *me, const uint8_t *msg, size_t len,
+				       const uint8_t cookie[WG_COOKIE_LEN], const uint8_t nonce[WG_COOKIE_NONCE_LEN],
+				       uint8_t out[WG_COOKIE_REPLY_LEN]);
 
 /* Transport data with libsodium (the control side and tests; workers use intel-ipsec-mb).
  * The payload is padded with zeros to a multiple of 16. Returns the message length. */
