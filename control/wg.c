@@ -15,9 +15,6 @@
 #define LOG(fmt, ...) fprintf(stderr, "egress-control: " fmt "\n", ##__VA_ARGS__)
 
 enum {
-	/* More handshake messages than this in a second puts us under load: initiations and
-	 * responses then need a valid mac2, and get a cookie reply otherwise. */
-	LOAD_HANDSHAKES_PER_S = 100,
 	COOKIE_SECRET_S = 120,		/* the secret rotates, and a cookie expires, after this */
 	INITIATIONS_MIN_MS = 20,	/* at most 50 initiations a second from one peer */
 	JITTER_MAX_MS = 333,		/* added to REKEY_TIMEOUT between retries */
@@ -87,7 +84,7 @@ int cp_wg_init(struct cp_wg *wg, struct eg_wg_cfg *cfg)
 	wg->present = true;
 	wg->listen_port = cfg->listen_port;
 	wg->timers = cfg->timers;
-	wg->load_threshold = LOAD_HANDSHAKES_PER_S;
+	wg->load_threshold = cfg->load_threshold;
 	randombytes_buf(wg->cookie_secret, sizeof(wg->cookie_secret));
 	wg->cookie_secret_ns = eg_now_ns();
 	wg->cap = cfg->n_peers + 16;
@@ -557,6 +554,9 @@ static void handle(struct cp_state *st, const struct eg_msg *m)
 	}
 	if (m->kind != EG_MSG_WG_HANDSHAKE || m->len < 4)
 		return;
+	/* More handshake messages in a second than the configured threshold put us under
+	 * load: initiations and responses then need a valid mac2, and get a cookie reply
+	 * otherwise. */
 	count_load(&st->wg, eg_now_ns());
 	switch (m->data[0]) {
 	case WG_MSG_INITIATION:
@@ -879,8 +879,9 @@ json_t *cp_wg_show(const struct cp_state *st)
 	json_t *peers = json_array(), *o;
 
 	eg_wg_key_base64(wg->me.pub, key);
-	o = json_pack("{s:s,s:i,s:b}", "public_key", key, "listen_port", wg->listen_port, "under_load",
-		      wg->under_load);
+	o = json_pack("{s:s,s:i,s:b,s:I,s:I}", "public_key", key, "listen_port", wg->listen_port, "under_load",
+		      wg->under_load, "cookie_replies_sent", (json_int_t)wg->cookie_replies_sent,
+		      "handshakes_dropped", (json_int_t)wg->handshakes_dropped);
 	for (unsigned i = 0; i < wg->n; i++) {
 		const struct cp_wg_peer *p = wg->peers[i];
 		json_t *po = eg_wg_peer_to_json(&p->cfg, false);

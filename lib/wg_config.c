@@ -2,6 +2,9 @@
  *   private_key     base64 of 32 bytes, as `wg genkey` prints it; required
  *   listen_port     1..65535, default 51820
  *   peers           array of peer objects, at most 16384
+ *   handshake_load_threshold  handshake messages a second (0..1000000, default 100) above
+ *                   which initiations and responses need a valid mac2 and get a cookie
+ *                   reply otherwise; 0 asks for cookies all the time
  *   test_timers     object, for tests only: any of rekey_after_time, reject_after_time,
  *                   rekey_attempt_time, rekey_timeout, keepalive_timeout (seconds, 1..3600)
  *                   and rekey_after_messages, reject_after_messages (1..2^60); each must
@@ -266,7 +269,8 @@ static int check_peers(const struct eg_wg_cfg *wg, const char *peers_path, struc
 
 int eg_wg_cfg_parse_section(const json_t *v, const char *path, struct eg_wg_cfg *wg, struct eg_error *err)
 {
-	static const char *const keys[] = {"private_key", "listen_port", "peers", "test_timers", NULL};
+	static const char *const keys[] = {"private_key", "listen_port", "handshake_load_threshold", "peers",
+					   "test_timers", NULL};
 	char kp[EG_PATH_LEN], ep[EG_PATH_LEN];
 	const json_t *m, *e;
 	unsigned u;
@@ -276,6 +280,7 @@ int eg_wg_cfg_parse_section(const json_t *v, const char *path, struct eg_wg_cfg 
 	memset(wg, 0, sizeof(*wg));
 	eg_wg_timers_default(&wg->timers);
 	wg->listen_port = EG_WG_DEFAULT_PORT;
+	wg->load_threshold = EG_WG_DEFAULT_LOAD_THRESHOLD;
 	if (!v)
 		return 0;
 	wg->present = true;
@@ -291,6 +296,11 @@ int eg_wg_cfg_parse_section(const json_t *v, const char *path, struct eg_wg_cfg 
 		if ((ret = want_uint(m, kp, 1, 65535, &u, err)))
 			goto fail;
 		wg->listen_port = (uint16_t)u;
+	}
+	if ((m = get(v, path, "handshake_load_threshold", kp))) {
+		if ((ret = want_uint(m, kp, 0, 1000000, &u, err)))
+			goto fail;
+		wg->load_threshold = u;
 	}
 	if ((m = get(v, path, "test_timers", kp)) && (ret = parse_timers(m, kp, &wg->timers, err)))
 		goto fail;

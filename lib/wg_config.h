@@ -20,6 +20,7 @@ enum {
 	EG_MAX_WG_PEERS = 16384,	/* the issue asks for 10,000 on one appliance */
 	EG_WG_MAX_ALLOWED_IPS = 256,	/* per peer */
 	EG_WG_DEFAULT_PORT = 51820,
+	EG_WG_DEFAULT_LOAD_THRESHOLD = 100,	/* handshake messages a second */
 };
 
 /* The protocol's timers and limits (WireGuard paper 6.1), in seconds and messages. */
@@ -45,6 +46,7 @@ struct eg_wg_cfg {
 	bool present;
 	uint8_t private_key[EG_WG_KEY_LEN];
 	uint16_t listen_port;
+	unsigned load_threshold;	/* handshake messages a second before cookies */
 	struct eg_wg_timers timers;
 	unsigned n_peers;
 	struct eg_wg_peer_cfg *peers;	/* owned; wiped when freed */

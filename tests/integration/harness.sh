@@ -6,6 +6,9 @@
 BUILD=${EGRESS_BUILD:?} SRC=${EGRESS_SOURCE:?}
 PY=/usr/bin/python3
 TRAFFIC="$PY $SRC/tools/traffic.py"
+# The "bash -c" strings of checks inherit -euo pipefail, so that "egressctl ... | jq -e"
+# fails when egressctl does (jq -e with no input at all exits 0).
+export SHELLOPTS
 pids=()
 fails=0
 passes=0
@@ -41,6 +44,15 @@ veth_link() { # ns-a if-a ns-b if-b
 		ip netns exec "$1" ethtool -K "$2" tx off rx off sg off tso off gso off gro off >/dev/null 2>&1 || true
 		ip -n "$1" link set "$2" up
 	done
+}
+
+# Whether a command's output (stdout and stderr) matches an extended regex, whatever the
+# command's exit status: for errors we expect, such as a refused request or ping's
+# fragmentation-needed.
+output_has() { # regex command...
+	local out
+	out=$("${@:2}" 2>&1) || true
+	grep -Eq -- "$1" <<<"$out"
 }
 
 # Runs a command until it succeeds, for at most $1 seconds.

@@ -142,6 +142,7 @@ Test(config, full_file)
 	cr_assert(json_is_object(c.wireguard));
 	cr_assert(c.wg.present);
 	cr_assert_eq(c.wg.listen_port, 51820);
+	cr_assert_eq(c.wg.load_threshold, 100, "100 handshake messages a second unless configured");
 	cr_assert_eq(c.wg.timers.rekey_after_time, 120, "the protocol's timers unless a test shortens them");
 	cr_assert_eq(c.wg.n_peers, 1);
 	{
@@ -470,6 +471,7 @@ static const struct bad_case bad[] = {
 	/*153 */ {"wireguard/peers/0/preshared_key", "\"c2VjcmV0\"", "$.wireguard.peers[0].preshared_key", "expected a key"},
 	/*154 */ {"wireguard/peers/0/colour", "1", "$.wireguard.peers[0].colour", "unknown key"},
 	/*155 */ {"wireguard", NULL, "$.egresses[2].peer", "needs the \"wireguard\" section"},
+	/*156 */ {"wireguard/handshake_load_threshold", "-1", "$.wireguard.handshake_load_threshold", "out of range"},
 };
 
 Test(config, bad_table)
