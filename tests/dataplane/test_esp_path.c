@@ -1,4 +1,4 @@
-/* The ESP paths of a real dataplane context (fixture.c), frame by frame: sequence-number
+/* The ESP paths of a real dataplane context (dataplane/offline.c), frame by frame: sequence-number
  * overflow stops an SA without wrapping (RFC 4303 3.3.3) while ESN goes on past 2^32, and
  * an ESP packet fragmented on the way out ("fragment": "outer") comes back through our own
  * IPv4 reassembly, in any order, decrypts and is delivered; overlapping fragments are
@@ -14,7 +14,7 @@
 #include <rte_mbuf.h>
 #include <rte_udp.h>
 
-#include "fixture.h"
+#include "offline.h"
 #include "worker.h"
 
 #define K "000102030405060708090a0b0c0d0e0fa0a1a2a3"
@@ -46,15 +46,15 @@ static const char config_fmt[] =
 	"  {\"name\": \"p2\", \"priority\": 2, \"match\": {\"proto\": \"udp\", \"dport\": \"6002\"}, \"egresses\": [\"esn\"], \"strategy\": \"pinned\"},"
 	"  {\"name\": \"p3\", \"priority\": 3, \"match\": {\"proto\": \"udp\", \"dport\": \"6003\"}, \"egresses\": [\"outer\"], \"strategy\": \"pinned\"}]}";
 
-static struct dp_fixture fx;
+static struct dp_offline fx;
 static uint16_t lan, wan;
 
 static void setup(void)
 {
-	dp_fixture_start(&fx, "testesp", config_fmt, 2048, 1024);
-	dp_fixture_publish(&fx);
-	lan = dp_fixture_port(&fx, "lan0");
-	wan = dp_fixture_port(&fx, "wan0");
+	dp_offline_start(&fx, "testesp", config_fmt, 2048, 1024);
+	dp_offline_publish(&fx);
+	lan = dp_offline_port(&fx, "lan0");
+	wan = dp_offline_port(&fx, "wan0");
 }
 
 /* A frame from the site host 10.10.0.2 to 203.0.113.20, UDP to dport with len bytes of
@@ -67,13 +67,13 @@ static struct rte_mbuf *site_udp(uint16_t dport, uint16_t len, bool df, uint8_t 
 	cr_assert_leq(len, sizeof(pl));
 	for (unsigned i = 0; i < len; i++)
 		pl[i] = (uint8_t)(i * 7 + seed);
-	return dp_fixture_udp_frame(&fx, lan, mac, RTE_IPV4(10, 10, 0, 2), RTE_IPV4(203, 0, 113, 20), 5555, dport, pl,
+	return dp_offline_udp_frame(&fx, lan, mac, RTE_IPV4(10, 10, 0, 2), RTE_IPV4(203, 0, 113, 20), 5555, dport, pl,
 				    len, df, seed);
 }
 
 static unsigned take_tx(uint16_t port, struct rte_mbuf **out, unsigned max)
 {
-	return dp_fixture_take_tx(&fx, port, out, max);
+	return dp_offline_take_tx(&fx, port, out, max);
 }
 
 static uint32_t be32_at(const struct rte_mbuf *m, unsigned off)
@@ -94,7 +94,7 @@ enum { ESP_AT = 14 + 20 };		/* Ethernet, outer IPv4 */
 Test(esp_path, sequence_overflow_stops_the_sa_and_never_wraps, .init = setup)
 {
 	uint32_t slot;
-	struct eg_sa_slot *s = dp_fixture_sa(&fx, 256, EG_SA_DIR_OUT, &slot);
+	struct eg_sa_slot *s = dp_offline_sa(&fx, 256, EG_SA_DIR_OUT, &slot);
 	struct rte_mbuf *in[5], *out[8];
 	unsigned n;
 
@@ -124,7 +124,7 @@ Test(esp_path, sequence_overflow_stops_the_sa_and_never_wraps, .init = setup)
 
 Test(esp_path, esn_goes_past_2_32, .init = setup)
 {
-	struct eg_sa_slot *s = dp_fixture_sa(&fx, 257, EG_SA_DIR_OUT, NULL);
+	struct eg_sa_slot *s = dp_offline_sa(&fx, 257, EG_SA_DIR_OUT, NULL);
 	struct rte_mbuf *in[3], *out[8];
 	uint64_t iv;
 	unsigned n;

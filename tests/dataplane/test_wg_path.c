@@ -1,4 +1,4 @@
-/* The WireGuard paths of a real dataplane context (fixture.c), frame by frame. What the
+/* The WireGuard paths of a real dataplane context (dataplane/offline.c), frame by frame. What the
  * workers seal (intel-ipsec-mb) is opened with libsodium (wg_open_data), and what they
  * open was sealed with libsodium (wg_seal_data), so the two crypto libraries check each
  * other; and every way a data message can be wrong is dropped by its reason: a flipped
@@ -16,7 +16,7 @@
 #include <rte_mbuf.h>
 #include <rte_udp.h>
 
-#include "fixture.h"
+#include "offline.h"
 #include "wg_noise.h"
 #include "worker.h"
 
@@ -45,7 +45,7 @@ enum {
 	MSG_AT = 14 + 20 + 8,	/* Ethernet, IPv4, UDP */
 };
 
-static struct dp_fixture fx;
+static struct dp_offline fx;
 static uint16_t lan, wan;
 static struct eg_wg_keypair *kp;
 /* The peer's view: it sends with our receiving key and receives with our sending key. */
@@ -53,10 +53,10 @@ static struct wg_keypair peer_keys, our_keys;
 
 static void setup(void)
 {
-	dp_fixture_start(&fx, "testwg", config_fmt, 2048, 1024);
-	dp_fixture_publish(&fx);
-	lan = dp_fixture_port(&fx, "lan0");
-	wan = dp_fixture_port(&fx, "wan0");
+	dp_offline_start(&fx, "testwg", config_fmt, 2048, 1024);
+	dp_offline_publish(&fx);
+	lan = dp_offline_port(&fx, "lan0");
+	wan = dp_offline_port(&fx, "wan0");
 	for (unsigned i = 0; i < 32; i++) {
 		our_keys.send[i] = (uint8_t)(i + 1);
 		our_keys.recv[i] = (uint8_t)(0xa0 + i);
@@ -67,7 +67,7 @@ static void setup(void)
 	memcpy(peer_keys.recv, our_keys.send, 32);
 	peer_keys.local_index = REMOTE_INDEX;
 	peer_keys.remote_index = LOCAL_INDEX;
-	kp = dp_fixture_wg_keypair(&fx, 0, 1, our_keys.send, our_keys.recv, LOCAL_INDEX, REMOTE_INDEX, true, 1);
+	kp = dp_offline_wg_keypair(&fx, 0, 1, our_keys.send, our_keys.recv, LOCAL_INDEX, REMOTE_INDEX, true, 1);
 }
 
 static uint64_t drops(enum eg_drop_reason r)
@@ -77,7 +77,7 @@ static uint64_t drops(enum eg_drop_reason r)
 
 static unsigned take_tx(uint16_t port, struct rte_mbuf **out, unsigned max)
 {
-	return dp_fixture_take_tx(&fx, port, out, max);
+	return dp_offline_take_tx(&fx, port, out, max);
 }
 
 /* An IPv4/UDP packet from src to dst with len payload bytes (i * 3 + seed), no L2. */
@@ -88,7 +88,7 @@ static size_t inner_udp(uint8_t *buf, uint32_t src, uint32_t dst, uint16_t len, 
 	cr_assert_leq(len, sizeof(pl));
 	for (unsigned i = 0; i < len; i++)
 		pl[i] = (uint8_t)(i * 3 + seed);
-	return dp_fixture_ipv4_udp(buf, src, dst, 7000, 7001, pl, len, false, 0);
+	return dp_offline_ipv4_udp(buf, src, dst, 7000, 7001, pl, len, false, 0);
 }
 
 /* A frame on port with dst MAC the port's, IPv4 src -> dst, UDP sport -> dport. */
@@ -97,7 +97,7 @@ static struct rte_mbuf *frame(uint16_t port, uint32_t src, uint32_t dst, uint16_
 {
 	static const uint8_t mac[6] = {0x02, 0, 0, 0, 0, 0x09};
 
-	return dp_fixture_udp_frame(&fx, port, mac, src, dst, sport, dport, payload, (uint16_t)len, false, 0);
+	return dp_offline_udp_frame(&fx, port, mac, src, dst, sport, dport, payload, (uint16_t)len, false, 0);
 }
 
 #define PEER_IP RTE_IPV4(192, 0, 2, 9)
@@ -213,7 +213,7 @@ Test(wg_path, every_flipped_byte_is_dropped, .init = setup)
 	cr_assert_eq(drops(EG_DROP_WG_KEY_EXHAUSTED), 6, "counter bytes 2..7");
 	cr_assert_eq(drops(EG_DROP_WG_AUTH_FAILED), len - 16 + 2, "counter bytes 0..1, ciphertext and tag");
 	cr_assert_eq(receive(msg, len, 51000, out), 1, "the genuine one still gets in: forgeries left no trace");
-	dp_fixture_drain(&fx);
+	dp_offline_drain(&fx);
 }
 
 Test(wg_path, inner_sources_outside_allowed_ips_are_dropped, .init = setup)
@@ -283,7 +283,7 @@ Test(wg_path, a_responder_sends_only_after_it_received, .init = setup)
 
 		memcpy(s, newer.recv, 32);
 		memcpy(r, newer.send, 32);
-		dp_fixture_wg_keypair(&fx, 0, 2, s, r, idx, REMOTE_INDEX + 1, false, 2);
+		dp_offline_wg_keypair(&fx, 0, 2, s, r, idx, REMOTE_INDEX + 1, false, 2);
 	}
 	cr_assert_eq(ps->send_kp, 1, "still the old one");
 	len = wg_seal_data(&newer, 0, NULL, 0, msg);	/* the initiator's confirming keepalive */

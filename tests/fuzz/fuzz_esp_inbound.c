@@ -3,7 +3,7 @@
  * SA slots filled the way control/ipsec.c fills them, a published table) and go through
  * dp_worker_process and dp_worker_flush as a worker's received burst would.
  *
- * The context is tests/dataplane/fixture.c's.
+ * The context is dataplane/offline.c's.
  *
  * Input (every field is optional: a short input reads as zeros):
  *
@@ -49,7 +49,7 @@
 #include "aead.h"
 #include "config.h"
 #include "context.h"
-#include "fixture.h"
+#include "offline.h"
 #include "replay.h"
 #include "sa.h"
 #include "shm.h"
@@ -116,7 +116,7 @@ struct fuzz_sa {
 	struct eg_sa_slot *s;
 };
 
-static struct dp_fixture fx;
+static struct dp_offline fx;
 static uint16_t uplink;
 static struct fuzz_sa sas[4];		/* A4, B4, A6, B6: the order of the config */
 static struct eg_aead_ctx sealer;	/* the peer's: encrypts what seal() builds */
@@ -214,12 +214,12 @@ static void cleanup(void)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
-	dp_fixture_start(&fx, "fuzzesp", config_fmt, DATA_ROOM, N_MBUFS);
+	dp_offline_start(&fx, "fuzzesp", config_fmt, DATA_ROOM, N_MBUFS);
 	if (eg_aead_ctx_init(&sealer, fx.ctx.imb_arch) != 0)
 		DIE("no crypto manager");
 	atexit(cleanup);
-	uplink = dp_fixture_port(&fx, "wan0");
-	dp_fixture_publish(&fx);
+	uplink = dp_offline_port(&fx, "wan0");
+	dp_offline_publish(&fx);
 	if (fx.ctx.cfg.n_sas != RTE_DIM(sas))
 		DIE("expected %zu SAs in the config", RTE_DIM(sas));
 	for (unsigned i = 0; i < RTE_DIM(sas); i++) {
@@ -590,7 +590,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (trace)
 		report(&before);
-	dp_fixture_drain(&fx);
+	dp_offline_drain(&fx);
 	for (unsigned i = 0; i < built; i++)
 		unfence(fenced[i].buf, fenced[i].len);
 	free_now = rte_mempool_avail_count(fx.ctx.pool);

@@ -4,8 +4,8 @@
  * the way control/ipsec.c fills them, WireGuard peers installed (peer i in slot i, no
  * keypairs) and a table published from the config. Frames go
  * through dp_worker_process on the test's own thread. Every failure aborts. */
-#ifndef DP_TEST_FIXTURE_H
-#define DP_TEST_FIXTURE_H
+#ifndef DP_OFFLINE_H
+#define DP_OFFLINE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -15,50 +15,50 @@
 #include "sa.h"
 #include "table.h"
 
-struct dp_fixture {
+struct dp_offline {
 	struct dp_ctx ctx;
 	struct dp_worker *w;
-	const struct eg_table_hdr *table;	/* after dp_fixture_publish */
+	const struct eg_table_hdr *table;	/* after dp_offline_publish */
 };
 
 /* config_fmt is the config JSON with one %s for the instance name (unique per process).
  * The devices must be net_null0, net_null1, ... in port order. Everything is released at
  * exit; the runtime directory and the segment's name are gone at once, so a crash leaves
  * nothing behind. */
-void dp_fixture_start(struct dp_fixture *f, const char *name, const char *config_fmt, uint16_t data_room,
+void dp_offline_start(struct dp_offline *f, const char *name, const char *config_fmt, uint16_t data_room,
 		      unsigned n_mbufs);
 
 /* Every SA of the config installed and ACTIVE, the i-th in slot i; then a table with the
  * config's egresses (an ipsec egress names its sa_out's slot), policies and inbound SAs. */
-void dp_fixture_publish(struct dp_fixture *f);
+void dp_offline_publish(struct dp_offline *f);
 
 /* The slot of the config's SA spi in direction dir (EG_SA_DIR_*). */
-struct eg_sa_slot *dp_fixture_sa(struct dp_fixture *f, uint32_t spi, uint8_t dir, uint32_t *slot);
+struct eg_sa_slot *dp_offline_sa(struct dp_offline *f, uint32_t spi, uint8_t dir, uint32_t *slot);
 
 /* A keypair installed in position k of WireGuard peer slot peer (the config's peer
  * index), as control/wg.c installs one: an initiator's is confirmed and sent with. */
-struct eg_wg_keypair *dp_fixture_wg_keypair(struct dp_fixture *f, uint32_t peer, unsigned k, const uint8_t send[32],
+struct eg_wg_keypair *dp_offline_wg_keypair(struct dp_offline *f, uint32_t peer, unsigned k, const uint8_t send[32],
 					     const uint8_t recv[32], uint32_t local_index, uint32_t remote_index,
 					     bool initiator, uint64_t serial);
 
 /* An IPv4 header (TTL 64, checksum set) and a UDP header (no checksum) in front of len
  * bytes of payload, written at buf (room for 28 + len). Addresses in host order; returns
  * the packet's length. */
-size_t dp_fixture_ipv4_udp(uint8_t *buf, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
+size_t dp_offline_ipv4_udp(uint8_t *buf, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
 			   const uint8_t *payload, uint16_t len, bool df, uint16_t id);
 /* That packet in an Ethernet frame from src_mac to port's MAC, in a new mbuf. */
-struct rte_mbuf *dp_fixture_udp_frame(struct dp_fixture *f, uint16_t port, const uint8_t src_mac[6], uint32_t src,
+struct rte_mbuf *dp_offline_udp_frame(struct dp_offline *f, uint16_t port, const uint8_t src_mac[6], uint32_t src,
 				      uint32_t dst, uint16_t sport, uint16_t dport, const uint8_t *payload,
 				      uint16_t len, bool df, uint16_t id);
 
 /* Takes what the worker queued for transmission on port (before it is sent): at most max
  * frames, or the test dies. */
-unsigned dp_fixture_take_tx(struct dp_fixture *f, uint16_t port, struct rte_mbuf **out, unsigned max);
+unsigned dp_offline_take_tx(struct dp_offline *f, uint16_t port, struct rte_mbuf **out, unsigned max);
 
 /* Port index of a port name in the config. */
-uint16_t dp_fixture_port(const struct dp_fixture *f, const char *name);
+uint16_t dp_offline_port(const struct dp_offline *f, const char *name);
 
 /* Frames the worker handed to the service, and resolve requests, back to the pool. */
-void dp_fixture_drain(struct dp_fixture *f);
+void dp_offline_drain(struct dp_offline *f);
 
 #endif

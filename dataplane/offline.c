@@ -1,4 +1,4 @@
-#include "fixture.h"
+#include "offline.h"
 
 #include <ftw.h>
 #include <stdio.h>
@@ -29,11 +29,12 @@
 #include "shm.h"
 #include "worker.h"
 
-#define DIE(fmt, ...) do { fprintf(stderr, "dp fixture: " fmt "\n", ##__VA_ARGS__); abort(); } while (0)
+#define DIE(fmt, ...) do { fprintf(stderr, "dp offline: " fmt "\n", ##__VA_ARGS__); abort(); } while (0)
 
-enum { SA_SLOTS = 16, WG_SLOTS = 8 };
+/* Room for every SA and peer of the config, and a few more for tests that add their own. */
+enum { MIN_SA_SLOTS = 16, MIN_WG_SLOTS = 8 };
 
-static struct dp_fixture *current;	/* for the exit handler */
+static struct dp_offline *current;	/* for the exit handler */
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -45,7 +46,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
  * lost. */
 static void cleanup(void)
 {
-	struct dp_fixture *f = current;
+	struct dp_offline *f = current;
 	struct dp_worker *w = f->w;
 
 	if (w) {
@@ -84,7 +85,7 @@ static void start_eal(const char *name, unsigned n_ports)
 	nftw(rte_eal_get_runtime_dir(), remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
-static void load_config(struct dp_fixture *f, const char *name, const char *config_fmt)
+static void load_config(struct dp_offline *f, const char *name, const char *config_fmt)
 {
 	char instance[EG_NAME_LEN];
 	size_t room = strlen(config_fmt) + EG_NAME_LEN;
@@ -107,10 +108,10 @@ static void load_config(struct dp_fixture *f, const char *name, const char *conf
 	f->ctx.n_workers = 1;
 }
 
-void dp_fixture_start(struct dp_fixture *f, const char *name, const char *config_fmt, uint16_t data_room,
+void dp_offline_start(struct dp_offline *f, const char *name, const char *config_fmt, uint16_t data_room,
 		      unsigned n_mbufs)
 {
-	struct eg_shm_geometry g = {.n_workers = 1, .n_sa_slots = SA_SLOTS};
+	struct eg_shm_geometry g = {.n_workers = 1};
 	struct dp_ctx *ctx = &f->ctx;
 	struct eg_aead_ctx probe;
 	char shm_name[EG_SHM_NAME_LEN];
@@ -132,7 +133,8 @@ void dp_fixture_start(struct dp_fixture *f, const char *name, const char *config
 	eg_aead_ctx_free(&probe);
 
 	g.n_ports = ctx->cfg.dataplane.n_ports;
-	g.n_wg_slots = ctx->cfg.wg.present ? WG_SLOTS : 0;
+	g.n_sa_slots = RTE_MAX(ctx->cfg.n_sas, (unsigned)MIN_SA_SLOTS);
+	g.n_wg_slots = ctx->cfg.wg.present ? RTE_MAX(ctx->cfg.wg.n_peers, (unsigned)MIN_WG_SLOTS) : 0;
 	g.slot_size = (size_t)ctx->cfg.dataplane.table_mb << 20;
 	g.imb_arch = ctx->imb_arch;
 	eg_shm_name(ctx->cfg.instance, shm_name);
@@ -156,19 +158,20 @@ void dp_fixture_start(struct dp_fixture *f, const char *name, const char *config
 	dp_service_init(ctx);		/* the static neighbours */
 }
 
-void dp_fixture_publish(struct dp_fixture *f)
+void dp_offline_publish(struct dp_offline *f)
 {
 	struct dp_ctx *ctx = &f->ctx;
 	const struct eg_config *c = &ctx->cfg;
-	struct eg_table_spi in[SA_SLOTS];
+	struct eg_table_spi *in = calloc(c->n_sas + 1, sizeof(*in));
+	struct eg_table_wg_peer *wg_peers = calloc(c->wg.n_peers + 1, sizeof(*wg_peers));
 	uint32_t egress_slot[EG_MAX_EGRESSES], egress_ids[EG_MAX_EGRESSES], policy_ids[EG_MAX_POLICIES];
 	unsigned n_in = 0;
 	struct eg_blob b;
 	struct eg_error err;
 	uint64_t gen;
 
-	if (c->n_sas > SA_SLOTS)
-		DIE("more SAs than slots");
+	if (!in || !wg_peers)
+		DIE("out of memory");
 	for (unsigned i = 0; i < c->n_sas; i++) {
 		struct eg_sa_slot *s = eg_shm_sa(ctx->shm.hdr, i);
 
@@ -178,11 +181,8 @@ void dp_fixture_publish(struct dp_fixture *f)
 		if (c->sas[i].dir == EG_SA_DIR_IN)
 			in[n_in++] = (struct eg_table_spi){.spi = c->sas[i].spi, .slot = i};
 	}
-	struct eg_table_wg_peer wg_peers[WG_SLOTS];
 	uint32_t wg_slot[EG_MAX_EGRESSES];
 
-	if (c->wg.n_peers > WG_SLOTS)
-		DIE("more WireGuard peers than slots");
 	for (unsigned i = 0; i < c->wg.n_peers; i++) {
 		const struct eg_wg_peer_cfg *pc = &c->wg.peers[i];
 		struct eg_wg_peer_slot *ps = eg_shm_wg(ctx->shm.hdr, i);
@@ -192,7 +192,7 @@ void dp_fixture_publish(struct dp_fixture *f)
 		ps->send_kp = EG_WG_NO_KEYPAIR;
 		if (pc->has_endpoint) {
 			ep.family = pc->endpoint.family;
-			ep.port = (uint16_t)dp_fixture_port(f, "wan0");
+			ep.port = (uint16_t)dp_offline_port(f, "wan0");
 			ep.udp_port = pc->endpoint_port;
 			memcpy(ep.addr, pc->endpoint.addr, 16);
 		}
@@ -229,12 +229,14 @@ void dp_fixture_publish(struct dp_fixture *f)
 	if (eg_shm_publish(ctx->shm.hdr, b.data, b.len, 0, &gen) != 0)
 		DIE("cannot publish the table");
 	eg_blob_free(&b);
+	free(in);
+	free(wg_peers);
 	f->table = eg_shm_table_acquire(ctx->shm.hdr, &gen);
 	if (!f->table)
 		DIE("no table after publishing");
 }
 
-struct eg_sa_slot *dp_fixture_sa(struct dp_fixture *f, uint32_t spi, uint8_t dir, uint32_t *slot)
+struct eg_sa_slot *dp_offline_sa(struct dp_offline *f, uint32_t spi, uint8_t dir, uint32_t *slot)
 {
 	for (unsigned i = 0; i < f->ctx.cfg.n_sas; i++)
 		if (f->ctx.cfg.sas[i].spi == spi && f->ctx.cfg.sas[i].dir == dir) {
@@ -245,7 +247,7 @@ struct eg_sa_slot *dp_fixture_sa(struct dp_fixture *f, uint32_t spi, uint8_t dir
 	DIE("no SA %u", spi);
 }
 
-struct eg_wg_keypair *dp_fixture_wg_keypair(struct dp_fixture *f, uint32_t peer, unsigned k, const uint8_t send[32],
+struct eg_wg_keypair *dp_offline_wg_keypair(struct dp_offline *f, uint32_t peer, unsigned k, const uint8_t send[32],
 					     const uint8_t recv[32], uint32_t local_index, uint32_t remote_index,
 					     bool initiator, uint64_t serial)
 {
@@ -268,7 +270,7 @@ struct eg_wg_keypair *dp_fixture_wg_keypair(struct dp_fixture *f, uint32_t peer,
 	return kp;
 }
 
-size_t dp_fixture_ipv4_udp(uint8_t *buf, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
+size_t dp_offline_ipv4_udp(uint8_t *buf, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
 			   const uint8_t *payload, uint16_t len, bool df, uint16_t id)
 {
 	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)buf;
@@ -293,7 +295,7 @@ size_t dp_fixture_ipv4_udp(uint8_t *buf, uint32_t src, uint32_t dst, uint16_t sp
 	return tot;
 }
 
-struct rte_mbuf *dp_fixture_udp_frame(struct dp_fixture *f, uint16_t port, const uint8_t src_mac[6], uint32_t src,
+struct rte_mbuf *dp_offline_udp_frame(struct dp_offline *f, uint16_t port, const uint8_t src_mac[6], uint32_t src,
 				      uint32_t dst, uint16_t sport, uint16_t dport, const uint8_t *payload,
 				      uint16_t len, bool df, uint16_t id)
 {
@@ -306,11 +308,11 @@ struct rte_mbuf *dp_fixture_udp_frame(struct dp_fixture *f, uint16_t port, const
 	eth->dst_addr = f->ctx.ports[port].mac;
 	memcpy(eth->src_addr.addr_bytes, src_mac, 6);
 	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
-	dp_fixture_ipv4_udp((uint8_t *)(eth + 1), src, dst, sport, dport, payload, len, df, id);
+	dp_offline_ipv4_udp((uint8_t *)(eth + 1), src, dst, sport, dport, payload, len, df, id);
 	return m;
 }
 
-unsigned dp_fixture_take_tx(struct dp_fixture *f, uint16_t port, struct rte_mbuf **out, unsigned max)
+unsigned dp_offline_take_tx(struct dp_offline *f, uint16_t port, struct rte_mbuf **out, unsigned max)
 {
 	struct dp_tx_buffer *b = &f->w->tx[port];
 	unsigned n = b->n;
@@ -322,7 +324,7 @@ unsigned dp_fixture_take_tx(struct dp_fixture *f, uint16_t port, struct rte_mbuf
 	return n;
 }
 
-uint16_t dp_fixture_port(const struct dp_fixture *f, const char *name)
+uint16_t dp_offline_port(const struct dp_offline *f, const char *name)
 {
 	int i = eg_config_port_index(&f->ctx.cfg.dataplane, name);
 
@@ -331,7 +333,7 @@ uint16_t dp_fixture_port(const struct dp_fixture *f, const char *name)
 	return (uint16_t)i;
 }
 
-void dp_fixture_drain(struct dp_fixture *f)
+void dp_offline_drain(struct dp_offline *f)
 {
 	struct dp_worker *w = f->w;
 	struct rte_mbuf *pkts[DP_BURST];
