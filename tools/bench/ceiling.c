@@ -1,0 +1,131 @@
+#include "ceiling.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_cycles.h>
+
+enum { BURST = 32, MAX_LEN = 2048 };
+
+struct bufs {
+	uint8_t data[BURST][MAX_LEN] __attribute__((aligned(64)));
+	uint8_t iv[BURST][16];
+	uint8_t aad[BURST][16];
+	uint8_t tag[BURST][16];
+};
+
+static void fill_job(IMB_JOB *job, const struct eg_aead_key *k, enum eg_aead_alg alg, bool decrypt, uint8_t *buf,
+		     const uint8_t *iv, const uint8_t *aad, uint32_t aad_len, uint8_t *tag, uint32_t len)
+{
+	job->src = buf;
+	job->dst = buf;
+	job->cipher_start_src_offset_in_bytes = 0;
+	job->msg_len_to_cipher_in_bytes = len;
+	job->hash_start_src_offset_in_bytes = 0;
+	job->msg_len_to_hash_in_bytes = len;
+	job->iv = iv;
+	job->iv_len_in_bytes = 12;
+	job->auth_tag_output = tag;
+	job->auth_tag_output_len_in_bytes = 16;
+	job->cipher_direction = decrypt ? IMB_DIR_DECRYPT : IMB_DIR_ENCRYPT;
+	job->chain_order = decrypt ? IMB_ORDER_HASH_CIPHER : IMB_ORDER_CIPHER_HASH;
+	if (alg == EG_AEAD_CHACHA20_POLY1305) {
+		job->cipher_mode = IMB_CIPHER_CHACHA20_POLY1305;
+		job->hash_alg = IMB_AUTH_CHACHA20_POLY1305;
+		job->enc_keys = k->raw;
+		job->dec_keys = k->raw;
+		job->key_len_in_bytes = 32;
+		job->u.CHACHA20_POLY1305.aad = aad;
+		job->u.CHACHA20_POLY1305.aad_len_in_bytes = aad_len;
+	} else {
+		job->cipher_mode = IMB_CIPHER_GCM;
+		job->hash_alg = IMB_AUTH_AES_GMAC;
+		job->enc_keys = &k->gcm;
+		job->dec_keys = &k->gcm;
+		job->key_len_in_bytes = alg == EG_AEAD_AES_GCM_128 ? 16 : 32;
+		job->u.GCM.aad = aad;
+		job->u.GCM.aad_len_in_bytes = aad_len;
+	}
+}
+
+/* Cycles for rounds bursts of 32 through the job API. */
+static uint64_t run_burst(IMB_MGR *m, const struct eg_aead_key *k, enum eg_aead_alg alg, bool decrypt,
+			  struct bufs *b, uint32_t len, uint32_t aad_len, uint64_t rounds)
+{
+	IMB_JOB *jobs[BURST];
+	uint64_t t0 = rte_rdtsc();
+
+	for (uint64_t r = 0; r < rounds; r++) {
+		unsigned n = IMB_GET_NEXT_BURST(m, BURST, jobs);
+
+		for (unsigned j = 0; j < n; j++)
+			fill_job(jobs[j], k, alg, decrypt, b->data[j], b->iv[j], b->aad[j], aad_len, b->tag[j], len);
+		if (IMB_SUBMIT_BURST(m, n, jobs) < n)
+			IMB_FLUSH_BURST(m, BURST, jobs);
+	}
+	return rte_rdtsc() - t0;
+}
+
+/* Cycles for rounds of 32 buffers through AES-GCM's direct API. */
+static uint64_t run_direct(IMB_MGR *m, const struct eg_aead_key *k, enum eg_aead_alg alg, bool decrypt,
+			   struct bufs *b, uint32_t len, uint32_t aad_len, uint64_t rounds)
+{
+	struct gcm_context_data ctx;
+	uint64_t t0 = rte_rdtsc();
+
+	for (uint64_t r = 0; r < rounds; r++)
+		for (unsigned j = 0; j < BURST; j++) {
+			uint8_t *d = b->data[j];
+
+			if (alg == EG_AEAD_AES_GCM_128 && !decrypt)
+				IMB_AES128_GCM_ENC(m, &k->gcm, &ctx, d, d, len, b->iv[j], b->aad[j], aad_len, b->tag[j], 16);
+			else if (alg == EG_AEAD_AES_GCM_128)
+				IMB_AES128_GCM_DEC(m, &k->gcm, &ctx, d, d, len, b->iv[j], b->aad[j], aad_len, b->tag[j], 16);
+			else if (!decrypt)
+				IMB_AES256_GCM_ENC(m, &k->gcm, &ctx, d, d, len, b->iv[j], b->aad[j], aad_len, b->tag[j], 16);
+			else
+				IMB_AES256_GCM_DEC(m, &k->gcm, &ctx, d, d, len, b->iv[j], b->aad[j], aad_len, b->tag[j], 16);
+		}
+	return rte_rdtsc() - t0;
+}
+
+static double mpps(uint64_t ops, uint64_t cycles, uint64_t tsc_hz)
+{
+	return cycles ? (double)ops * (double)tsc_hz / (double)cycles / 1e6 : 0;
+}
+
+int bench_ceiling_measure(IMB_ARCH arch, enum eg_aead_alg alg, bool decrypt, uint32_t len, uint32_t aad_len,
+			  uint64_t ops, uint64_t tsc_hz, struct bench_ceiling *out)
+{
+	static const uint8_t key[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+					17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+	struct eg_aead_ctx c;
+	struct eg_aead_key *k = aligned_alloc(64, sizeof(*k));
+	struct bufs *b = aligned_alloc(64, sizeof(*b));
+	uint64_t rounds = ops / BURST + 1, warm = rounds / 10 + 1;
+	int rc = -ENOMEM;
+
+	memset(out, 0, sizeof(*out));
+	if (!k || !b || len > MAX_LEN)
+		goto out;
+	memset(b, 0x5a, sizeof(*b));
+	if ((rc = eg_aead_ctx_init(&c, arch)) != 0)
+		goto out;
+	if ((rc = eg_aead_key_set(&c, k, alg, key, alg == EG_AEAD_AES_GCM_128 ? 16 : 32)) == 0) {
+		run_burst(c.mgr, k, alg, decrypt, b, len, aad_len, warm);
+		out->burst_mpps = mpps(rounds * BURST, run_burst(c.mgr, k, alg, decrypt, b, len, aad_len, rounds), tsc_hz);
+		if (alg != EG_AEAD_CHACHA20_POLY1305) {
+			run_direct(c.mgr, k, alg, decrypt, b, len, aad_len, warm);
+			out->direct_mpps =
+				mpps(rounds * BURST, run_direct(c.mgr, k, alg, decrypt, b, len, aad_len, rounds), tsc_hz);
+		}
+		out->mpps = out->burst_mpps > out->direct_mpps ? out->burst_mpps : out->direct_mpps;
+		eg_aead_key_wipe(k);
+	}
+	eg_aead_ctx_free(&c);
+out:
+	free(k);
+	free(b);
+	return rc;
+}

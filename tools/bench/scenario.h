@@ -1,0 +1,58 @@
+/* egress-bench's scenarios: one offline dataplane context (dataplane/offline.c) with a
+ * direct egress, ESP SAs (AES-GCM-128 and -256) and a WireGuard peer, and for each
+ * scenario the frames that go in, how many cycles dp_worker_process spends on them, and
+ * (with checking on) proof that what comes out is the input, sealed or opened. */
+#ifndef BENCH_SCENARIO_H
+#define BENCH_SCENARIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "aead.h"
+
+enum bench_kind { BENCH_DIRECT, BENCH_ENCAP, BENCH_DECAP };
+enum bench_tunnel { BENCH_NONE, BENCH_ESP, BENCH_WG };
+
+struct bench_scenario {
+	const char *name;
+	enum bench_kind kind;
+	enum bench_tunnel tunnel;
+	enum eg_aead_alg alg;
+	uint8_t net;		/* the remote network 10.<net>.0.0/16 (tunnels) */
+};
+
+extern const struct bench_scenario bench_scenarios[];
+extern const unsigned bench_n_scenarios;
+
+/* A packet size: one frame length, or IMIX (7:4:1 of 64, 570 and 1420 bytes). */
+struct bench_size {
+	const char *label;
+	unsigned n;		/* frame lengths in the repeating pattern */
+	uint16_t len[12];
+};
+
+struct bench_result {
+	uint64_t packets, out_packets, frame_bytes, cycles;
+	uint64_t drops;		/* the worker's drop counters over the run */
+	uint64_t checked, check_failures;
+	double mpps, gbps, cycles_per_packet;
+};
+
+/* Starts the dataplane context (EAL included). 0, or aborts. */
+void bench_context_start(const char *prog);
+
+/* The length the scenario's AEAD seals or opens for a frame of frame_len bytes, and the
+ * length of its AAD. */
+uint32_t bench_aead_len(const struct bench_scenario *s, uint16_t frame_len, uint32_t *aad_len);
+
+/* Runs packets frames (rounded up to whole bursts of 32) of size z through the scenario,
+ * spread over flows UDP source ports. check: verify every output frame. 0, or -1 when the
+ * scenario cannot run (message on stderr). */
+int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64_t packets, unsigned flows,
+	      bool check, struct bench_result *r);
+
+/* The IMB architecture the workers use. */
+unsigned bench_imb_arch(void);
+uint64_t bench_tsc_hz(void);
+
+#endif
