@@ -31,6 +31,7 @@ enum {
 
 struct dp_neigh_table;
 struct eg_reasm;
+struct dp_flow_cache;
 struct dp_routes;
 
 struct dp_port {
@@ -133,6 +134,7 @@ struct dp_worker {
 	/* Identification of the IPv4 and IPv6 fragments we send: workers count in steps of
 	 * n_workers from their own id, so that no two of them use one value at once. */
 	uint32_t frag_id;
+	struct dp_flow_cache *flows;		/* classification results by flow */
 	struct eg_reasm *reasm;			/* fragments addressed to us */
 	uint16_t reasm_port;			/* where the last one came in, for expiry drops */
 } __rte_cache_aligned;

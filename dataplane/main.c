@@ -189,8 +189,10 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	dp_ports_close(&ctx);
-	for (unsigned i = 0; ctx.workers && i < ctx.n_workers; i++)
+	for (unsigned i = 0; ctx.workers && i < ctx.n_workers; i++) {
 		eg_reasm_free(ctx.workers[i].reasm);
+		rte_free(ctx.workers[i].flows);
+	}
 	dp_routes_free(&ctx);
 	dp_segment_destroy(&ctx);
 out_eal:

@@ -55,6 +55,7 @@ static void cleanup(void)
 		rte_ring_free(w->inject);
 		rte_ring_free(w->resolve);
 		eg_reasm_free(w->reasm);
+		rte_free(w->flows);
 		rte_free(f->ctx.workers);
 	}
 	dp_ports_close(&f->ctx);
@@ -226,6 +227,8 @@ void dp_offline_publish(struct dp_offline *f)
 	eg_blob_init(&b, (size_t)c->dataplane.table_mb << 20);
 	if (eg_table_build(&ti, &b, &err) != 0)
 		DIE("table: %s: %s", err.path, err.msg);
+	/* The caller's thread is the worker, between bursts: it holds no table now. */
+	eg_shm_quiescent(ctx->shm.hdr, f->w->shm);
 	if (eg_shm_publish(ctx->shm.hdr, b.data, b.len, 0, &gen) != 0)
 		DIE("cannot publish the table");
 	eg_blob_free(&b);

@@ -10,9 +10,11 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_ip.h>
+#include <rte_malloc.h>
 #include <rte_pause.h>
 #include <rte_prefetch.h>
 
+#include "flow_cache.h"
 #include "flow_select.h"
 #include "neigh.h"
 #include "routes.h"
@@ -428,7 +430,7 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 
 		if (unlikely(!t))
 			return EG_DROP_NO_TABLE;
-		v = eg_table_decide(t, &p->key, eg_flow_hash(&p->key), &pol, &e);
+		v = dp_flow_decide(w->flows, t, &p->key, eg_flow_hash(&p->key), &pol, &e);
 		if (pol)
 			eg_shm_policy_hits(w->shm)[pol->id]++;
 		switch (v) {
@@ -695,7 +697,8 @@ int dp_worker_init(struct dp_ctx *ctx, struct dp_worker *w, unsigned id)
 	w->resolve = rte_ring_create_elem(name, sizeof(struct dp_resolve_req), DP_PUNT_RING, SOCKET_ID_ANY,
 					  RING_F_SP_ENQ | RING_F_SC_DEQ);
 	w->reasm = eg_reasm_create(DP_REASM_SLOTS, max_len, ctx->tsc_hz * DP_REASM_TIMEOUT_MS / 1000);
-	return w->punt && w->inject && w->resolve && w->reasm ? 0 : -ENOMEM;
+	w->flows = rte_zmalloc_socket("flow_cache", sizeof(*w->flows), RTE_CACHE_LINE_SIZE, (int)rte_socket_id());
+	return w->punt && w->inject && w->resolve && w->reasm && w->flows ? 0 : -ENOMEM;
 }
 
 static void idle_backoff(struct dp_worker *w)

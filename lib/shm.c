@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "table.h"
+
 uint64_t eg_now_ns(void)
 {
 	struct timespec ts;
@@ -258,6 +260,10 @@ int eg_shm_publish(struct eg_shm_hdr *h, const void *table, size_t len, unsigned
 			return rc;
 	}
 	memcpy((uint8_t *)h + h->slot_off[slot], table, len);
+	/* A table (rather than some other blob a test publishes) learns its generation, which
+	 * workers' flow caches key on. */
+	if (len >= sizeof(struct eg_table_hdr) && ((const struct eg_table_hdr *)table)->magic == EG_TABLE_MAGIC)
+		((struct eg_table_hdr *)((uint8_t *)h + h->slot_off[slot]))->generation = g + 1;
 	__atomic_store_n(&h->current, ((g + 1) << EG_SHM_GEN_SHIFT) | slot, __ATOMIC_RELEASE);
 	*gen = g + 1;
 	return 0;

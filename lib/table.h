@@ -30,6 +30,9 @@ struct eg_table_hdr {
 	uint32_t spi_mask;
 	uint32_t wg_off;		/* struct eg_table_wg[n_wg], by WireGuard peer slot */
 	uint32_t n_wg;
+	/* Stamped by eg_shm_publish (0 before): different for every content published, so
+	 * workers may cache per-flow decisions under it (dataplane/flow_cache.h). */
+	uint64_t generation;
 };
 
 /* A WireGuard peer slot's allowed IPs: what its decrypted packets may come from. */

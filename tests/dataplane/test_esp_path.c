@@ -122,6 +122,31 @@ Test(esp_path, sequence_overflow_stops_the_sa_and_never_wraps, .init = setup)
 	cr_assert_eq(drops(EG_DROP_ESP_SA_STOPPED), 3);
 }
 
+/* The worker remembers a flow's decision (dataplane/flow_cache.h), but only for the
+ * table it was made under: after a publish that moves the policy, the same flow takes the
+ * new egress at once. */
+Test(esp_path, a_publish_moves_a_cached_flow_at_once, .init = setup)
+{
+	struct rte_mbuf *m, *out[4];
+	const struct eg_table_hdr *old = fx.table;
+
+	for (unsigned round = 0; round < 2; round++) {
+		m = site_udp(6001, 100, true, (uint8_t)round);
+		dp_worker_process(fx.w, fx.table, lan, &m, 1);
+		cr_assert_eq(take_tx(wan, out, 4), 1);
+		cr_assert_eq(be32_at(out[0], ESP_AT), 256, "policy p1 sends with SA 256");
+		rte_pktmbuf_free(out[0]);
+	}
+	strcpy(fx.ctx.cfg.policies[0].egresses[0], "esn");
+	dp_offline_publish(&fx);
+	cr_assert_neq(fx.table->generation, old->generation);
+	m = site_udp(6001, 100, true, 9);
+	dp_worker_process(fx.w, fx.table, lan, &m, 1);
+	cr_assert_eq(take_tx(wan, out, 4), 1);
+	cr_assert_eq(be32_at(out[0], ESP_AT), 257, "the same flow now leaves with p1's new egress's SA");
+	rte_pktmbuf_free(out[0]);
+}
+
 Test(esp_path, esn_goes_past_2_32, .init = setup)
 {
 	struct eg_sa_slot *s = dp_offline_sa(&fx, 257, EG_SA_DIR_OUT, NULL);
