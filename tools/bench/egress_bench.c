@@ -4,8 +4,11 @@
  * worker loop calls for every received burst, is timed. Tunnel scenarios are reported
  * beside the raw AEAD ceiling measured in the same run on the same core (ceiling.c).
  *
- *   egress-bench [--scenarios LIST] [--sizes LIST] [--packets N] [--flows N] [--check]
- *                [--json FILE|-] [--no-ceiling]
+ *   egress-bench [--scenarios LIST] [--sizes LIST] [--packets N] [--flows N] [--repeat N]
+ *                [--check] [--json FILE|-] [--no-ceiling]
+ *
+ * Each case runs --repeat times (default 3) and the fastest run is reported, for the
+ * ceiling too.
  *
  * --check verifies every output frame (sealed frames are opened again, by the library
  * the worker does not use where there is one) and that the counters add up; it exits 1
@@ -32,13 +35,14 @@ enum { N_SIZES = sizeof(sizes) / sizeof(sizes[0]) };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: egress-bench [--scenarios LIST] [--sizes LIST] [--packets N] [--flows N] [--check]\n"
-		   "                    [--json FILE|-] [--no-ceiling]\n"
+	fprintf(f, "usage: egress-bench [--scenarios LIST] [--sizes LIST] [--packets N] [--flows N] [--repeat N]\n"
+		   "                    [--check] [--json FILE|-] [--no-ceiling]\n"
 		   "  scenarios:");
 	for (unsigned i = 0; i < bench_n_scenarios; i++)
 		fprintf(f, " %s", bench_scenarios[i].name);
 	fprintf(f, " (default all)\n  sizes: 64 512 1420 imix (default all)\n"
-		   "  packets: per scenario and size (default 2000000); flows: UDP flows (default 1024)\n");
+		   "  packets: per scenario and size (default 2000000); flows: UDP flows (default 1024);\n"
+		   "  repeat: runs per case, the fastest reported (default 3)\n");
 }
 
 /* Whether name is in a comma-separated list (NULL: all). */
@@ -86,11 +90,12 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"scenarios", required_argument, NULL, 's'}, {"sizes", required_argument, NULL, 'z'},
 		{"packets", required_argument, NULL, 'n'}, {"flows", required_argument, NULL, 'f'},
-		{"check", no_argument, NULL, 'c'}, {"no-ceiling", no_argument, NULL, 'C'}, {"json", required_argument, NULL, 'j'},
+		{"check", no_argument, NULL, 'c'}, {"no-ceiling", no_argument, NULL, 'C'},
+		{"repeat", required_argument, NULL, 'r'}, {"json", required_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	const char *scen_list = NULL, *size_list = NULL, *json_out = NULL;
 	uint64_t packets = 2000000;
-	unsigned flows = 1024;
+	unsigned flows = 1024, repeat = 3;
 	bool check = false, bad = false, ceiling = true;
 	json_t *results = json_array();
 	int o;
@@ -101,6 +106,7 @@ int main(int argc, char **argv)
 		case 'z': size_list = optarg; break;
 		case 'n': packets = strtoull(optarg, NULL, 10); break;
 		case 'f': flows = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'r': repeat = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'c': check = true; break;
 		case 'C': ceiling = false; break;
 		case 'j': json_out = optarg; break;
@@ -108,8 +114,8 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (packets == 0 || flows == 0 || flows > (1u << 20)) {
-		fprintf(stderr, "egress-bench: --packets must be > 0 and --flows 1..1048576\n");
+	if (packets == 0 || flows == 0 || flows > (1u << 20) || repeat == 0 || repeat > 100) {
+		fprintf(stderr, "egress-bench: --packets must be > 0, --flows 1..1048576, --repeat 1..100\n");
 		return 2;
 	}
 	if (sodium_init() < 0)
@@ -134,10 +140,25 @@ int main(int argc, char **argv)
 
 			if (!listed(size_list, z->label))
 				continue;
-			bench_run(s, z, packets, flows, check, &r);
-			if (ceiling && s->tunnel != BENCH_NONE && ceiling_for(s, z, packets, &c) != 0) {
-				fprintf(stderr, "egress-bench: %s: the AEAD ceiling could not be measured\n", s->name);
-				return 2;
+			/* The best of a few runs, for us and the ceiling alike: on a shared machine
+			 * the slow runs measure the neighbours. */
+			for (unsigned k = 0; k < repeat; k++) {
+				struct bench_result rk;
+				struct bench_ceiling ck = {0};
+
+				bench_run(s, z, packets, flows, check, &rk);
+				if (k == 0 || rk.mpps > r.mpps || rk.check_failures || rk.drops ||
+				    rk.out_packets != rk.packets)
+					r = rk;
+				if (ceiling && s->tunnel != BENCH_NONE && ceiling_for(s, z, packets, &ck) != 0) {
+					fprintf(stderr, "egress-bench: %s: the AEAD ceiling could not be measured\n",
+						s->name);
+					return 2;
+				}
+				if (ck.mpps > c.mpps)
+					c = ck;
+				if (!(r.check_failures == 0 && r.drops == 0 && r.out_packets == r.packets))
+					break;
 			}
 			if (c.mpps > 0)
 				ratio = r.mpps / c.mpps;
@@ -171,8 +192,9 @@ int main(int argc, char **argv)
 		}
 	}
 	if (json_out) {
-		json_t *doc = json_pack("{s:s,s:I,s:I,s:o}", "ipsec_mb", IMB_VERSION_STR, "tsc_hz",
-					(json_int_t)bench_tsc_hz(), "flows", (json_int_t)flows, "results", results);
+		json_t *doc = json_pack("{s:s,s:I,s:I,s:I,s:o}", "ipsec_mb", IMB_VERSION_STR, "tsc_hz",
+					(json_int_t)bench_tsc_hz(), "flows", (json_int_t)flows, "repeat",
+					(json_int_t)repeat, "results", results);
 
 		if (strcmp(json_out, "-") == 0)
 			json_dumpf(doc, stdout, JSON_INDENT(2));
