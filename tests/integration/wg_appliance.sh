@@ -11,23 +11,8 @@ WORK=$(mktemp -d /tmp/egress-wga.XXXXXX)
 . "${EGRESS_SOURCE:?}/tests/integration/harness.sh"
 P=egg$$
 IF=egwa$$		# wireguard-go's sockets in /var/run/wireguard are global: a unique name
-topology_down() {
-	for ns in site dp wg; do ip netns del "$P-$ns" 2>/dev/null || true; done
-	rm -f "/var/run/wireguard/$IF.sock"
-}
-command -v wireguard-go >/dev/null && command -v wg >/dev/null || { echo "SKIP: wireguard-go and wg needed"; exit 77; }
-
-for ns in site dp wg; do ip netns add "$P-$ns"; ip -n "$P-$ns" link set lo up; done
-ip netns exec "$P-dp" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-veth_link "$P-site" s0 "$P-dp" lan
-veth_link "$P-dp" wan "$P-wg" w0
-ip -n "$P-site" addr add 10.1.0.2/24 dev s0
-ip -n "$P-site" route add default via 10.1.0.1
-ip -n "$P-wg" addr add 192.0.2.2/24 dev w0
-
-umask 077
-for k in go us; do wg genkey >"$WORK/$k.key"; wg pubkey <"$WORK/$k.key" >"$WORK/$k.pub"; done
-GO_PUB=$(cat "$WORK/go.pub") US_PUB=$(cat "$WORK/us.pub")
+GO_ADDR="192.0.2.2/24"
+. "$SRC/tests/integration/wg_topology.sh"
 
 # Short timers, so that a rekey happens within the test: the appliance, which initiates,
 # renews its session every 4 s of sending.
@@ -57,16 +42,7 @@ start_ctl() {
 start_ctl
 E="$BUILD/tools/egressctl -s $WORK/egress.sock"
 
-ip netns exec "$P-wg" env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go -f "$IF" >"$WORK/wireguard-go.log" 2>&1 &
-pids+=($!)
-check "wireguard-go creates its interface" wait_for 10 ip -n "$P-wg" link show "$IF"
-gowg() { ip netns exec "$P-wg" wg "$@"; }
-gowg set "$IF" private-key "$WORK/go.key" listen-port 51820 peer "$US_PUB" allowed-ips 10.1.0.0/24
-ip -n "$P-wg" addr add 10.20.0.1/24 dev "$IF"
-ip -n "$P-wg" link set "$IF" up
-ip -n "$P-wg" route add 10.1.0.0/24 dev "$IF"
-go_handshake() { gowg show "$IF" latest-handshakes | awk '{print $2}'; }
-go_rx() { gowg show "$IF" transfer | awk '{print $2}'; }
+start_wireguard_go
 us() { $E --json call wg.show | jq -r "$1"; }
 drops() { $E --json stats | jq ".drops.$1"; }
 
@@ -102,9 +78,7 @@ check "... and at most one ping of 120 is lost ($lost)" [ "${lost:-99}" -le 1 ]
 
 # 3. wireguard-go initiates: a fresh peer entry on its side has no session; its ping
 # needs one, and it knows where we are.
-gowg set "$IF" peer "$US_PUB" remove
-gowg set "$IF" peer "$US_PUB" allowed-ips 10.1.0.0/24 endpoint 192.0.2.1:51820
-ip -n "$P-wg" route replace 10.1.0.0/24 dev "$IF"
+go_fresh_peer 192.0.2.1:51820
 hs0=$(us '.peers[0].handshakes')
 check "wireguard-go initiates, the appliance responds, and its pings are answered" \
 	ip netns exec "$P-wg" ping -c3 -i0.3 -W3 10.1.0.2
@@ -131,17 +105,13 @@ check "a decrypted packet from outside the peer's allowed IPs is dropped and cou
 # 6. A peer with the wrong key gets no session: wireguard-go with another private key.
 wg genkey >"$WORK/other.key"
 gowg set "$IF" private-key "$WORK/other.key"
-gowg set "$IF" peer "$US_PUB" remove
-gowg set "$IF" peer "$US_PUB" allowed-ips 10.1.0.0/24 endpoint 192.0.2.1:51820
-ip -n "$P-wg" route replace 10.1.0.0/24 dev "$IF"
+go_fresh_peer 192.0.2.1:51820
 hs0=$(us '.peers[0].handshakes')
 ip netns exec "$P-wg" ping -c2 -i0.5 -W2 10.1.0.2 >/dev/null 2>&1 || true
 check "an unknown key's initiations get no session (no handshake on either side)" \
 	[ "$(us '.peers[0].handshakes')" -eq "$hs0" -a "$(go_handshake)" -eq 0 ]
 gowg set "$IF" private-key "$WORK/go.key"
-gowg set "$IF" peer "$US_PUB" remove
-gowg set "$IF" peer "$US_PUB" allowed-ips 10.1.0.0/24 endpoint 192.0.2.1:51820
-ip -n "$P-wg" route replace 10.1.0.0/24 dev "$IF"
+go_fresh_peer 192.0.2.1:51820
 
 # 7. Keepalives on an idle tunnel: a persistent keepalive of 1 s on a peer added live.
 check "with its right key back, wireguard-go gets a session again (it initiates)" \
@@ -195,9 +165,7 @@ wait "$ctl" 2>/dev/null || true
 start_ctl
 check "control restarts with cookies always demanded" \
 	wait_for 20 bash -c "$E --json call wg.show | jq -e '.peers | length == 2'"
-gowg set "$IF" peer "$US_PUB" remove
-gowg set "$IF" peer "$US_PUB" allowed-ips 10.1.0.0/24 endpoint 192.0.2.1:51820
-ip -n "$P-wg" route replace 10.1.0.0/24 dev "$IF"
+go_fresh_peer 192.0.2.1:51820
 check "wireguard-go's pings get through once it retries with the cookie" \
 	wait_for 30 ip netns exec "$P-wg" ping -c1 -W2 10.1.0.2
 check "... after the appliance sent cookie replies ($(us '.cookie_replies_sent')) and was under load" \

@@ -11,23 +11,8 @@ WORK=$(mktemp -d /tmp/egress-wgm.XXXXXX)
 P=egm$$
 IF=egwm$$		# wireguard-go's sockets in /var/run/wireguard are global: a unique name
 N=10000
-topology_down() {
-	for ns in site dp wg; do ip netns del "$P-$ns" 2>/dev/null || true; done
-	rm -f "/var/run/wireguard/$IF.sock"
-}
-command -v wireguard-go >/dev/null && command -v wg >/dev/null || { echo "SKIP: wireguard-go and wg needed"; exit 77; }
-
-for ns in site dp wg; do ip netns add "$P-$ns"; ip -n "$P-$ns" link set lo up; done
-ip netns exec "$P-dp" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-veth_link "$P-site" s0 "$P-dp" lan
-veth_link "$P-dp" wan "$P-wg" w0
-ip -n "$P-site" addr add 10.1.0.2/24 dev s0
-ip -n "$P-site" route add default via 10.1.0.1
-ip -n "$P-wg" addr add 2001:db8::2/64 dev w0 nodad
-
-umask 077
-for k in go us; do wg genkey >"$WORK/$k.key"; wg pubkey <"$WORK/$k.key" >"$WORK/$k.pub"; done
-GO_PUB=$(cat "$WORK/go.pub") US_PUB=$(cat "$WORK/us.pub")
+GO_ADDR="2001:db8::2/64 nodad"
+. "$SRC/tests/integration/wg_topology.sh"
 
 # 9,999 peers with fresh keys and one /32 each, then wireguard-go as peer number 10,000.
 $PY - "$WORK/egress.json" "$P" "$WORK" "$(cat "$WORK/us.key")" "$GO_PUB" "$N" <<'PY'
@@ -70,15 +55,7 @@ check "the appliance attaches with $N peers and the wireguard egress up" \
 echo "     (attached in $((SECONDS - t0)) s; control memory: $(awk '/RssAnon|RssShmem/ {printf "%s %s %s  ", $1, $2, $3}' /proc/$ctl/status))"
 check "wg.show lists all $N peers" [ "$(us '.peers | length')" -eq $N ]
 
-ip netns exec "$P-wg" env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go -f "$IF" >"$WORK/wireguard-go.log" 2>&1 &
-pids+=($!)
-check "wireguard-go creates its interface" wait_for 10 ip -n "$P-wg" link show "$IF"
-gowg() { ip netns exec "$P-wg" wg "$@"; }
-gowg set "$IF" private-key "$WORK/go.key" listen-port 51820 peer "$US_PUB" allowed-ips 10.1.0.0/24
-ip -n "$P-wg" addr add 10.20.0.1/24 dev "$IF"
-ip -n "$P-wg" link set "$IF" up
-ip -n "$P-wg" route add 10.1.0.0/24 dev "$IF"
-go_rx() { gowg show "$IF" transfer | awk '{print $2}'; }
+start_wireguard_go
 ip netns exec "$P-wg" $TRAFFIC serve --addr 10.20.0.1 --udp 5000 --log "$WORK/wg-serve.log" --seconds 120 &
 pids+=($!)
 sleep 0.5
@@ -101,9 +78,7 @@ check "on an idle tunnel the persistent keepalive arrives about once a second (r
 	[ $((rx1 - rx0)) -ge $((3 * 32)) -a $((rx1 - rx0)) -le $((6 * 32)) ]
 
 # wireguard-go initiates: its fresh peer entry knows our IPv6 endpoint.
-gowg set "$IF" peer "$US_PUB" remove
-gowg set "$IF" peer "$US_PUB" allowed-ips 10.1.0.0/24 endpoint '[2001:db8::1]:51820'
-ip -n "$P-wg" route replace 10.1.0.0/24 dev "$IF"
+go_fresh_peer '[2001:db8::1]:51820'
 hs0=$(us '.peers[-1].handshakes')
 check "wireguard-go initiates over IPv6 and its pings to the site are answered" \
 	ip netns exec "$P-wg" ping -c3 -i0.3 -W3 10.1.0.2

@@ -120,7 +120,7 @@ int main(int argc, char **argv)
 	}
 	if (sodium_init() < 0)
 		return 2;
-	bench_context_start(argv[0]);
+	bench_context_start();
 
 	FILE *tab = json_out && strcmp(json_out, "-") == 0 ? stderr : stdout;
 
@@ -147,8 +147,7 @@ int main(int argc, char **argv)
 				struct bench_ceiling ck = {0};
 
 				bench_run(s, z, packets, flows, check, &rk);
-				if (k == 0 || rk.mpps > r.mpps || rk.check_failures || rk.drops ||
-				    rk.out_packets != rk.packets)
+				if (k == 0 || rk.mpps > r.mpps || !bench_clean(&rk))
 					r = rk;
 				if (ceiling && s->tunnel != BENCH_NONE && ceiling_for(s, z, packets, &ck) != 0) {
 					fprintf(stderr, "egress-bench: %s: the AEAD ceiling could not be measured\n",
@@ -157,13 +156,12 @@ int main(int argc, char **argv)
 				}
 				if (ck.mpps > c.mpps)
 					c = ck;
-				if (!(r.check_failures == 0 && r.drops == 0 && r.out_packets == r.packets))
+				if (!bench_clean(&r))
 					break;
 			}
 			if (c.mpps > 0)
 				ratio = r.mpps / c.mpps;
-			ok = !check || (r.check_failures == 0 && r.drops == 0 && r.out_packets == r.packets &&
-					r.checked == r.packets);
+			ok = !check || (bench_clean(&r) && r.checked == r.packets);
 			bad |= !ok;
 			char ceil_s[16] = "-", ratio_s[16] = "-";
 

@@ -100,17 +100,10 @@ struct frame {
 
 static struct frame *inputs, *inners;	/* what goes in; for decap, the packets before sealing */
 
-static void hex(const char *s, uint8_t *out, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		sscanf(s + 2 * i, "%2hhx", &out[i]);
-}
-
-void bench_context_start(const char *prog)
+void bench_context_start(void)
 {
 	uint8_t key[32];
 
-	(void)prog;
 	dp_offline_start(&fx, "bench", config_fmt, 2048, 8192);
 	dp_offline_publish(&fx);
 	lan = dp_offline_port(&fx, "lan0");
@@ -123,15 +116,17 @@ void bench_context_start(const char *prog)
 	wg_keys.local_index = wg_keys.remote_index = WG_INDEX;
 	if (eg_aead_ctx_init(&check_aead, fx.ctx.imb_arch) != 0)
 		DIE("no crypto manager");
+	/* The outbound SAs' keys, as the config gave them, to open what the worker seals. */
 	for (unsigned i = 0; i < 2; i++) {
-		const char *k = i ? K256 : K128;
-		size_t klen = i ? 32 : 16;
+		uint32_t slot;
+		const struct eg_sa_cfg *sa;
 
+		dp_offline_sa(&fx, i ? 512 : 256, EG_SA_DIR_OUT, &slot);
+		sa = &fx.ctx.cfg.sas[slot];
 		esp_key[i] = aligned_alloc(64, sizeof(*esp_key[i]));
-		hex(k, key, klen);
-		hex(k + 2 * klen, esp_salt[i], 4);
+		memcpy(esp_salt[i], sa->salt, sizeof(esp_salt[i]));
 		if (!esp_key[i] || eg_aead_key_set(&check_aead, esp_key[i], i ? EG_AEAD_AES_GCM_256 : EG_AEAD_AES_GCM_128,
-						   key, klen))
+						   sa->key, sa->key_len))
 			DIE("ESP check key");
 	}
 	inputs = calloc(INPUTS, sizeof(*inputs));
@@ -354,6 +349,7 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 {
 	uint16_t in_port = s->kind == BENCH_DECAP ? wan : lan, out_port = s->kind == BENCH_DECAP ? lan : wan;
 	uint64_t bursts = (packets + BURST - 1) / BURST, drops0, drops_by[EG_DROP_SLOTS];
+	bool many_flows = s->kind != BENCH_DECAP && flows > INPUTS;	/* more than the inputs carry */
 	unsigned next = 0, flow = 0;
 
 	memset(r, 0, sizeof(*r));
@@ -365,7 +361,7 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 	for (uint64_t b = 0; b < bursts; b++) {
 		struct rte_mbuf *pkts[BURST], *got[2 * BURST];
 		const struct frame *sent[BURST];
-		unsigned n;
+		unsigned flow_of[BURST], n;
 		uint64_t t0;
 
 		if (next == 0 && s->kind == BENCH_DECAP && b)
@@ -373,8 +369,10 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 		for (unsigned j = 0; j < BURST; j++) {
 			sent[j] = s->kind == BENCH_DECAP ? &inners[next] : &inputs[next];
 			pkts[j] = to_mbuf(&inputs[next]);
-			if (s->kind != BENCH_DECAP && flows > INPUTS)
-				set_flow(rte_pktmbuf_mtod(pkts[j], uint8_t *), flow++ % flows);
+			if (many_flows) {
+				flow_of[j] = flow++ % flows;
+				set_flow(rte_pktmbuf_mtod(pkts[j], uint8_t *), flow_of[j]);
+			}
 			r->frame_bytes += inputs[next].len;
 			next = (next + 1) % INPUTS;
 		}
@@ -389,10 +387,9 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 				const struct frame *want = sent[j];
 				struct frame patched;
 
-				if (s->kind != BENCH_DECAP && flows > INPUTS) {
-					/* the flow was written into the mbuf: compare with that */
+				if (many_flows) {	/* compare with the flow written into the mbuf */
 					patched = *want;
-					set_flow(patched.data, (unsigned)((flow - BURST + j) % flows));
+					set_flow(patched.data, flow_of[j]);
 					want = &patched;
 				}
 				r->checked++;

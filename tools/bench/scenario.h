@@ -38,8 +38,8 @@ struct bench_result {
 	double mpps, gbps, cycles_per_packet;
 };
 
-/* Starts the dataplane context (EAL included). 0, or aborts. */
-void bench_context_start(const char *prog);
+/* Starts the dataplane context (EAL included), or exits. */
+void bench_context_start(void);
 
 /* The length the scenario's AEAD seals or opens for a frame of frame_len bytes, and the
  * length of its AAD. */
@@ -50,6 +50,12 @@ uint32_t bench_aead_len(const struct bench_scenario *s, uint16_t frame_len, uint
  * scenario cannot run (message on stderr). */
 int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64_t packets, unsigned flows,
 	      bool check, struct bench_result *r);
+
+/* Every packet came out and nothing was dropped or found wrong. */
+static inline bool bench_clean(const struct bench_result *r)
+{
+	return r->check_failures == 0 && r->drops == 0 && r->out_packets == r->packets;
+}
 
 /* The IMB architecture the workers use. */
 unsigned bench_imb_arch(void);
