@@ -68,7 +68,7 @@ out_case() { # label spi key dport natt esn inner-dst outer-src outer-dst
 	ip netns exec "$NS_UP0" $PEER decrypt --iface u0 --count 5 --timeout 15 --dport "$dport" --frags "${FRAGS:-1}" \
 		--sa "$(sa_json "$spi" "$key" "$osrc" "$odst" "$natt" "$esn")" --pcap "$WORK/out-$spi.pcap" >"$WORK/out-$spi.json" &
 	local peer=$!
-	sleep 1.5
+	wait_for 20 grep -q '"ready"' "$WORK/out-$spi.json" || true
 	ip netns exec "$NS_SITE" $TRAFFIC udp --fire --dst "$dst" --port "$dport" --count 5 --gap 0.05 \
 		${SIZE:+--size $SIZE --no-df} >/dev/null
 	local rc=0

@@ -21,6 +21,7 @@ SA JSON: {"spi", "key" (hex, key then 4-byte salt), "src", "dst", "natt", "esn",
 import argparse
 import json
 import sys
+import threading
 import time
 
 from scapy.all import AsyncSniffer, Raw, conf, send
@@ -68,9 +69,15 @@ def decrypt(args):
         nh = ip.proto if IP in p else ip.nh
         return nh in (50, 44) or (nh == 17 and UDP in p and p[UDP].dport == 4500)
 
+    # "ready" only once the capture socket is open: the caller sends traffic on that line,
+    # and a loaded machine can take seconds between start() and the first recv.
+    listening = threading.Event()
     sniffer = AsyncSniffer(iface=args.iface, store=True, count=args.count * args.frags, timeout=args.timeout,
-                           lfilter=from_appliance)
+                           lfilter=from_appliance, started_callback=listening.set)
     sniffer.start()
+    if not listening.wait(args.timeout):
+        print(json.dumps({"seen": 0, "fragments": 0, "decrypted": 0, "errors": ["the sniffer never started"]}))
+        return 1
     print(json.dumps({"ready": True}), flush=True)
     sniffer.join(timeout=args.timeout + 5)
     pkts = sniffer.results or []
