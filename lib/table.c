@@ -18,79 +18,46 @@ static uint8_t state_of(const struct eg_table_input *in, unsigned i)
 	return in->egress_state ? in->egress_state[i] : EG_PATH_UP;
 }
 
-/* Eligible: up. Policies' SLAs are judged against measured path quality by the control
- * process, which reports a path that violates them as degraded for that purpose. */
-static int eligible(const struct eg_table_input *in, unsigned i)
-{
-	return state_of(in, i) == EG_PATH_UP;
-}
-
 static struct eg_sel_member member(const struct eg_table_input *in, unsigned i)
 {
-	double score = in->egress_score ? in->egress_score[i] : 1.0;
-
 	return (struct eg_sel_member){
 		.key = eg_sel_key(in->egresses[i].name),
-		.weight = in->egresses[i].weight * score,
+		.weight = in->egresses[i].weight,
 		.value = (uint16_t)i,
 	};
 }
 
-unsigned eg_table_policy_members(const struct eg_table_input *in, const struct eg_policy_cfg *p,
+unsigned eg_table_policy_members(const struct eg_table_input *in, unsigned policy,
 				 struct eg_sel_member *out)
 {
-	int idx[EG_MAX_POLICY_EGRESSES];
-	unsigned n = 0, k = 0;
+	const struct eg_policy_cfg *p = &in->policies[policy];
+	struct eg_path_pick pick;
 
-	if (p->action == EG_ACTION_DROP)
-		return 0;
-	for (unsigned j = 0; j < p->n_egresses; j++) {
-		int i = find_egress(in, p->egresses[j]);
-
-		if (i >= 0)
-			idx[k++] = i;
-	}
-	if (p->strategy == EG_STRATEGY_WEIGHTED) {
-		for (unsigned j = 0; j < k; j++)
-			if (eligible(in, (unsigned)idx[j]))
-				out[n++] = member(in, (unsigned)idx[j]);
+	if (in->picks) {
+		pick = in->picks[policy];
 	} else {
-		/* priority, pinned, and the metric-ordered strategies: one egress carries all
-		 * of the policy's flows. The caller passes egresses already ordered best-first
-		 * by the strategy's metric through the score (higher is better); without
-		 * measurements every score is equal and list order decides. */
-		int best = -1;
-		double best_score = 0;
+		/* No measurements: the paths' states alone decide, without hysteresis. */
+		struct eg_path_view views[EG_MAX_POLICY_EGRESSES];
+		int idx[EG_MAX_POLICY_EGRESSES], at[EG_MAX_POLICY_EGRESSES];
+		unsigned k = 0;
 
-		for (unsigned j = 0; j < k; j++) {
-			unsigned i = (unsigned)idx[j];
-			double s = in->egress_score ? in->egress_score[i] : 1.0;
+		for (unsigned j = 0; j < p->n_egresses; j++) {
+			int i = find_egress(in, p->egresses[j]);
 
-			if (!eligible(in, i))
+			if (i < 0)
 				continue;
-			if (best < 0 || (p->strategy != EG_STRATEGY_PRIORITY &&
-					 p->strategy != EG_STRATEGY_PINNED && s > best_score)) {
-				best = (int)i;
-				best_score = s;
-			}
+			at[k] = i;
+			idx[k] = (int)k;
+			views[k] = (struct eg_path_view){.state = state_of(in, (unsigned)i)};
+			k++;
 		}
-		if (best >= 0)
-			out[n++] = member(in, (unsigned)best);
+		eg_path_select(p, idx, k, views, &(struct eg_select_tuning){0}, NULL, 0, &pick);
+		for (unsigned j = 0; j < pick.n; j++)
+			pick.egress[j] = (uint16_t)at[pick.egress[j]];
 	}
-	if (n == 0 && k > 0 && p->strategy != EG_STRATEGY_PINNED) {
-		/* Nothing eligible: fall back to the best of the rest rather than dropping
-		 * (only pinned policies drop): a degraded path before a down one, then list
-		 * order. */
-		int pick = idx[0];
-
-		for (unsigned j = 0; j < k; j++)
-			if (state_of(in, (unsigned)idx[j]) == EG_PATH_DEGRADED) {
-				pick = idx[j];
-				break;
-			}
-		out[n++] = member(in, (unsigned)pick);
-	}
-	return n;
+	for (unsigned j = 0; j < pick.n; j++)
+		out[j] = member(in, pick.egress[j]);
+	return pick.n;
 }
 
 /* Policies with the same member set share one bucket table. */
@@ -269,7 +236,7 @@ int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg
 	for (unsigned i = 0; i < in->n_policies; i++) {
 		struct eg_sel_member m[EG_MAX_POLICY_EGRESSES];
 		const struct eg_policy_cfg *c = &in->policies[i];
-		unsigned n = eg_table_policy_members(in, c, m);
+		unsigned n = eg_table_policy_members(in, i, m);
 		uint32_t sel = EG_BLOB_NONE;
 		struct eg_table_policy *p;
 

@@ -12,6 +12,7 @@
 #include "classifier.h"
 #include "config.h"
 #include "flow_select.h"
+#include "path_select.h"
 
 #define EG_TABLE_MAGIC 0x31425445u	/* "ETB1" */
 
@@ -85,7 +86,6 @@ struct eg_table_input {
 	unsigned n_egresses;
 	const uint32_t *egress_ids;	/* < EG_MAX_EGRESSES */
 	const uint8_t *egress_state;	/* enum eg_path_state per egress; NULL: all up */
-	const double *egress_score;	/* >0, multiplies the weight; NULL: 1 */
 	const struct eg_policy_cfg *policies;
 	unsigned n_policies;
 	const uint32_t *policy_ids;
@@ -95,15 +95,18 @@ struct eg_table_input {
 	const uint32_t *egress_wg_slot;	/* per egress: its WireGuard peer's slot; NULL: none */
 	const struct eg_table_wg_peer *wg_peers;	/* installed peers */
 	unsigned n_wg_peers;
+	/* Per policy, the egresses (indexes into egresses) that carry its flows, as the
+	 * control process chose them from measurements (path_select.h); NULL: chosen here
+	 * from egress_state alone. */
+	const struct eg_path_pick *picks;
 };
 
 /* Builds a table into b (which should be empty). 0, or -errno with err filled. */
 int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg_error *err);
 
-/* Which of a policy's egresses carry its flows: fills out[] (egress indexes into
- * in->egresses, with weights) and returns how many; 0 means drop. Exposed for tests and
- * flow.lookup explanations. */
-unsigned eg_table_policy_members(const struct eg_table_input *in, const struct eg_policy_cfg *p,
+/* Which of policy's egresses carry its flows: fills out[] (egress indexes into
+ * in->egresses, with weights) and returns how many; 0 means drop. */
+unsigned eg_table_policy_members(const struct eg_table_input *in, unsigned policy,
 				 struct eg_sel_member *out);
 
 enum eg_verdict {

@@ -1,0 +1,147 @@
+#include "path_select.h"
+
+#include <string.h>
+
+#include "table.h"
+
+bool eg_path_meets_sla(const struct eg_path_view *v, const struct eg_sla_cfg *sla)
+{
+	if (!v->measured)
+		return true;
+	if (sla->has_max_rtt && v->rtt_ms > sla->max_rtt_ms)
+		return false;
+	if (sla->has_max_loss && v->loss_pct > sla->max_loss_pct)
+		return false;
+	if (sla->has_max_jitter && v->jitter_ms > sla->max_jitter_ms)
+		return false;
+	return true;
+}
+
+static bool eligible(const struct eg_policy_cfg *p, const struct eg_path_view *v)
+{
+	return v->state == EG_PATH_UP && eg_path_meets_sla(v, &p->sla);
+}
+
+/* Whether a is preferable to b under the strategy's measure (false when equal). */
+static bool preferable(enum eg_strategy s, const struct eg_path_view *a, const struct eg_path_view *b)
+{
+	if (s != EG_STRATEGY_LOWEST_LATENCY && s != EG_STRATEGY_LOWEST_LOSS)
+		return false;		/* list order decides */
+	if (!a->measured || !b->measured)
+		return a->measured && !b->measured;
+	if (s == EG_STRATEGY_LOWEST_LOSS && a->loss_pct != b->loss_pct)
+		return a->loss_pct < b->loss_pct;
+	return a->rtt_ms < b->rtt_ms;
+}
+
+/* The best of idx[] that passes want(), or -1. */
+static int best_of(const struct eg_policy_cfg *p, const int *idx, unsigned k, const struct eg_path_view *v,
+		   bool (*want)(const struct eg_policy_cfg *, const struct eg_path_view *))
+{
+	int best = -1;
+
+	for (unsigned j = 0; j < k; j++) {
+		if (!want(p, &v[idx[j]]))
+			continue;
+		if (best < 0 || preferable(p->strategy, &v[idx[j]], &v[best]))
+			best = idx[j];
+	}
+	return best;
+}
+
+static bool not_down(const struct eg_policy_cfg *p, const struct eg_path_view *v)
+{
+	(void)p;
+	return v->state != EG_PATH_DOWN;
+}
+
+/* Whether moving from cur to cand is worth it: strictly better by the margins. For the
+ * list-order strategies an eligible earlier entry is always better. */
+static bool better_by_margin(enum eg_strategy s, const struct eg_select_tuning *t, const struct eg_path_view *cand,
+			     const struct eg_path_view *cur, bool earlier)
+{
+	if (s == EG_STRATEGY_PRIORITY || s == EG_STRATEGY_PINNED)
+		return earlier;
+	if (!cand->measured || !cur->measured)
+		return false;
+	if (s == EG_STRATEGY_LOWEST_LOSS && cand->loss_pct != cur->loss_pct)
+		return cand->loss_pct < cur->loss_pct && cur->loss_pct - cand->loss_pct >= t->loss_margin_pct;
+	double gain = cur->rtt_ms - cand->rtt_ms;
+
+	return gain > 0 && gain >= t->latency_margin_ms && gain >= cur->rtt_ms * t->latency_margin_pct / 100.0;
+}
+
+static int position(const int *idx, unsigned k, int e)
+{
+	for (unsigned j = 0; j < k; j++)
+		if (idx[j] == e)
+			return (int)j;
+	return -1;
+}
+
+static void single(struct eg_path_pick *out, int e)
+{
+	out->n = 1;
+	out->egress[0] = (uint16_t)e;
+}
+
+void eg_path_select(const struct eg_policy_cfg *p, const int *idx, unsigned k,
+		    const struct eg_path_view *views, const struct eg_select_tuning *t,
+		    struct eg_path_hold *hold, uint64_t now_ns, struct eg_path_pick *out)
+{
+	int best;
+
+	memset(out, 0, sizeof(*out));
+	if (p->action == EG_ACTION_DROP || k == 0) {
+		if (hold)
+			eg_path_hold_init(hold);
+		return;
+	}
+	if (p->strategy == EG_STRATEGY_WEIGHTED) {
+		for (unsigned j = 0; j < k; j++)
+			if (eligible(p, &views[idx[j]]))
+				out->egress[out->n++] = (uint16_t)idx[j];
+		if (out->n)
+			return;
+	}
+	best = best_of(p, idx, k, views, eligible);
+	if (best < 0) {
+		if (hold)
+			eg_path_hold_init(hold);
+		if (p->strategy == EG_STRATEGY_PINNED)
+			return;
+		best = best_of(p, idx, k, views, not_down);
+		single(out, best >= 0 ? best : idx[0]);
+		out->fallback = true;
+		if (hold)
+			hold->current = out->egress[0];
+		return;
+	}
+	if (!hold || p->strategy == EG_STRATEGY_WEIGHTED) {
+		single(out, best);
+		return;
+	}
+	int cur = hold->current, cur_pos = position(idx, k, cur);
+
+	if (cur < 0 || cur_pos < 0 || !eligible(p, &views[cur]) || cur == best ||
+	    !better_by_margin(p->strategy, t, &views[best], &views[cur], position(idx, k, best) < cur_pos)) {
+		/* Nothing held, the current choice failed, or nothing is enough better:
+		 * take the best now (which may be the current one). */
+		if (cur >= 0 && cur_pos >= 0 && eligible(p, &views[cur]) && cur != best)
+			best = cur;	/* eligible and not enough worse: stay */
+		hold->current = best;
+		hold->candidate = -1;
+		single(out, best);
+		return;
+	}
+	/* Better by the margin: it must stay so for the hold-down time. */
+	if (hold->candidate != best) {
+		hold->candidate = best;
+		hold->candidate_since_ns = now_ns;
+	}
+	if (now_ns - hold->candidate_since_ns >= t->hold_down_ns) {
+		hold->current = best;
+		hold->candidate = -1;
+	}
+	single(out, hold->current);
+}
