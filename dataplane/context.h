@@ -62,6 +62,20 @@ enum {
 	DP_PUNT_MSG = 3,		/* the frame is a struct eg_msg for the control process */
 };
 
+/* What the service hands a worker through its inject ring, in m->hash.usr. */
+enum {
+	DP_INJECT_FRAME = 0,		/* a whole frame for port m->port */
+	DP_INJECT_PROBE = 1,		/* an IP packet to stamp and send (dataplane/probe.c) */
+};
+
+/* Where an inner packet came from: the tunnel it was decrypted out of. */
+enum dp_origin_kind { DP_FROM_WG = 1, DP_FROM_ESP = 2 };
+
+struct dp_origin {
+	uint8_t kind;			/* enum dp_origin_kind */
+	uint32_t slot;			/* the WireGuard peer's slot, or the inbound SA's */
+};
+
 /* A worker asking the service to resolve a next hop (element of dp_worker.resolve). */
 struct dp_resolve_req {
 	uint16_t port;

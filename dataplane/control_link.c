@@ -8,6 +8,7 @@
 #include <rte_udp.h>
 
 #include "neigh.h"
+#include "probe.h"
 #include "service.h"
 #include "tx.h"
 
@@ -56,9 +57,15 @@ void dp_control_punt(struct dp_ctx *ctx, struct rte_mbuf *m)
 	struct eg_msg msg;
 
 	if ((m->hash.usr & 0xffff) == DP_PUNT_MSG) {
-		if (rte_pktmbuf_data_len(m) >= offsetof(struct eg_msg, data)) {
+		/* A message a worker wrote (roaming notice, probe answer), data included. */
+		uint32_t have = rte_pktmbuf_data_len(m);
+
+		if (have >= offsetof(struct eg_msg, data)) {
 			memcpy(&msg, rte_pktmbuf_mtod(m, const void *), offsetof(struct eg_msg, data));
-			msg.len = 0;
+			if (msg.len > EG_MSG_DATA_MAX || offsetof(struct eg_msg, data) + msg.len > have)
+				msg.len = 0;
+			memcpy(msg.data, rte_pktmbuf_mtod_offset(m, const uint8_t *, offsetof(struct eg_msg, data)),
+			       msg.len);
 			msg.time_ns = eg_now_ns();
 			eg_msg_put(ring, &msg);
 		}
@@ -156,6 +163,8 @@ unsigned dp_control_inject(struct dp_ctx *ctx, unsigned max)
 		n++;
 		if (msg.kind == EG_MSG_UDP_SEND)
 			send_udp(ctx, &msg);
+		else if (msg.kind == EG_MSG_PROBE_SEND)
+			dp_probe_inject(ctx, &msg);
 	}
 	return n;
 }

@@ -167,6 +167,7 @@ void dp_esp_inb_run(struct dp_worker *w, const struct eg_table_hdr *t)
 		sc->bytes += inner_len;
 		rte_pktmbuf_trim(p->m, (uint16_t)(pad + 2 + DP_ESP_ICV_LEN));
 		rte_pktmbuf_adj(p->m, (uint16_t)(p->esp_off + DP_ESP_HDR_LEN + DP_ESP_IV_LEN));
-		dp_worker_route_inner(w, t, p->port, p->m, next == NEXT_IPV4 ? EG_AF_INET : EG_AF_INET6);
+		dp_worker_route_inner(w, t, p->port, p->m, next == NEXT_IPV4 ? EG_AF_INET : EG_AF_INET6,
+				      &(struct dp_origin){.kind = DP_FROM_ESP, .slot = p->slot});
 	}
 }

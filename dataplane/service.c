@@ -39,6 +39,7 @@ struct nd_msg {
 bool dp_service_send(struct dp_ctx *ctx, struct rte_mbuf *m, uint16_t port)
 {
 	m->port = port;
+	m->hash.usr = DP_INJECT_FRAME;
 	if (rte_ring_enqueue(ctx->workers[0].inject, m) == 0)
 		return true;
 	rte_pktmbuf_free(m);

@@ -244,7 +244,8 @@ static void inb_run(struct dp_worker *w, const struct eg_table_hdr *t)
 		}
 		rte_pktmbuf_adj(p->m, (uint16_t)(p->off + WG_DATA_HDR_LEN));
 		rte_pktmbuf_trim(p->m, (uint16_t)(rte_pktmbuf_pkt_len(p->m) - inner_len));
-		dp_worker_route_inner(w, t, p->port, p->m, family);
+		dp_worker_route_inner(w, t, p->port, p->m, family,
+				      &(struct dp_origin){.kind = DP_FROM_WG, .slot = p->slot});
 	}
 }
 

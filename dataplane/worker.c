@@ -17,6 +17,7 @@
 #include "flow_cache.h"
 #include "flow_select.h"
 #include "neigh.h"
+#include "probe.h"
 #include "routes.h"
 #include "esp.h"
 #include "fragment.h"
@@ -36,6 +37,7 @@ struct parsed {
 					 * WG_IN: the WireGuard message */
 	bool fragment;			/* an IPv4 fragment, or IPv6 with a Fragment header */
 	uint16_t frag_hdr;		/* IPv6: the Fragment header's offset from l3 */
+	uint16_t l4_off;		/* for us: the transport header's offset from l3 */
 	void *l3;
 	struct eg_flow_key key;
 };
@@ -54,6 +56,7 @@ static enum eg_drop_reason for_us(const struct dp_ctx *ctx, struct parsed *p, ui
 	const uint8_t *t = (const uint8_t *)p->l3 + l4;
 
 	*o = PUNT;
+	p->l4_off = l4;
 	if (p->fragment) {
 		*o = REASSEMBLE;
 		return EG_DROP_MAX;
@@ -414,6 +417,11 @@ static enum eg_drop_reason wg_too_big(struct dp_worker *w, const struct dp_port 
 	return fragment_inner(w, m, p, e, (uint16_t)(mtu & ~7u));
 }
 
+static enum eg_drop_reason via_egress(struct dp_worker *w, const struct dp_port *in, struct rte_mbuf *m,
+				      struct parsed *p, const struct eg_table_egress *e);
+static enum eg_drop_reason to_port(struct dp_worker *w, const struct dp_port *out, struct rte_mbuf *m,
+				   struct parsed *p, const uint8_t nh[16], const struct eg_table_egress *e);
+
 /* Decides where one parsed, forwardable packet goes; EG_DROP_MAX when it was queued. */
 static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hdr *t,
 				   const struct dp_port *in, struct rte_mbuf *m, struct parsed *p)
@@ -421,7 +429,6 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 	struct dp_ctx *ctx = w->ctx;
 	const struct eg_table_egress *e = NULL;
 	const struct dp_port *out;
-	struct rte_ether_addr dmac;
 	uint8_t nh[16] = {0};
 
 	if (in->cfg->role == EG_ROLE_SITE) {
@@ -443,6 +450,27 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 		case EG_VERDICT_NO_EGRESS:
 			return EG_DROP_NO_EGRESS;
 		}
+		return via_egress(w, in, m, p, e);
+	}
+	/* Return traffic from an uplink goes to the site side by route. */
+	const struct dp_route *r = dp_routes_lookup(ctx->routes, p->key.family, p->key.dst);
+
+	if (unlikely(!r))
+		return EG_DROP_NO_ROUTE;
+	out = &ctx->ports[r->port];
+	memcpy(nh, r->via_family ? r->via : p->key.dst, 16);
+	return to_port(w, out, m, p, nh, NULL);
+}
+
+/* Sends a parsed packet through egress e: encrypted into its tunnel, or out of its port. */
+static enum eg_drop_reason via_egress(struct dp_worker *w, const struct dp_port *in, struct rte_mbuf *m,
+				      struct parsed *p, const struct eg_table_egress *e)
+{
+	struct dp_ctx *ctx = w->ctx;
+	const struct dp_port *out;
+	uint8_t nh[16] = {0};
+
+	{
 		if (e->type == EG_EGRESS_IPSEC) {
 			const struct eg_sa_slot *sa;
 
@@ -469,18 +497,19 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 		out = &ctx->ports[e->port];
 		if (unlikely(!next_hop(out, e, &p->key, nh)))
 			return EG_DROP_NO_ROUTE;
-	} else {
-		/* Return traffic from an uplink goes to the site side by route. */
-		const struct dp_route *r = dp_routes_lookup(ctx->routes, p->key.family, p->key.dst);
-
-		if (unlikely(!r))
-			return EG_DROP_NO_ROUTE;
-		out = &ctx->ports[r->port];
-		memcpy(nh, r->via_family ? r->via : p->key.dst, 16);
 	}
+	return to_port(w, out, m, p, nh, e);
+}
+
+/* The last step of forwarding out of a port to next hop nh (counted for egress e). */
+static enum eg_drop_reason to_port(struct dp_worker *w, const struct dp_port *out, struct rte_mbuf *m,
+				   struct parsed *p, const uint8_t nh[16], const struct eg_table_egress *e)
+{
+	struct rte_ether_addr dmac;
+
 	if (unlikely(p->l3_len > out->mtu))
 		return EG_DROP_MTU_EXCEEDED;
-	if (unlikely(!dp_neigh_lookup(ctx->neigh, out->index, p->key.family, nh, &dmac))) {
+	if (unlikely(!dp_neigh_lookup(w->ctx->neigh, out->index, p->key.family, nh, &dmac))) {
 		dp_worker_ask_resolve(w, out->index, p->key.family, nh);
 		return EG_DROP_NEIGH_UNRESOLVED;
 	}
@@ -498,7 +527,8 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 }
 
 static bool dispatch(struct dp_worker *w, const struct eg_table_hdr *t, const struct dp_port *in,
-		     struct rte_mbuf *m, struct parsed *p, enum eg_drop_reason r, enum outcome o, bool inner);
+		     struct rte_mbuf *m, struct parsed *p, enum eg_drop_reason r, enum outcome o,
+		     const struct dp_origin *from);
 
 static const enum eg_drop_reason reasm_drop[] = {
 	[EG_REASM_BAD] = EG_DROP_REASM_BAD,
@@ -577,16 +607,20 @@ static enum eg_drop_reason reassemble(struct dp_worker *w, const struct eg_table
 		/* A Fragment header inside a fragmented datagram is not undone twice. */
 		if (r == EG_DROP_MAX && o == REASSEMBLE)
 			r = EG_DROP_REASM_BAD;
-		dispatch(w, t, in, n, &q, r, o, false);
+		dispatch(w, t, in, n, &q, r, o, NULL);
 	}
 	return EG_DROP_MAX;
 }
 
-/* After parsing: to the ESP stage, to the service, forward, or drop. True when m was
- * queued for transmission. */
+/* After parsing: to the ESP stage, to the service, forward, or drop. from is NULL for a
+ * frame off the wire, else the tunnel an inner packet came out of. True when m was queued
+ * for transmission. */
 static bool dispatch(struct dp_worker *w, const struct eg_table_hdr *t, const struct dp_port *in,
-		     struct rte_mbuf *m, struct parsed *p, enum eg_drop_reason r, enum outcome o, bool inner)
+		     struct rte_mbuf *m, struct parsed *p, enum eg_drop_reason r, enum outcome o,
+		     const struct dp_origin *from)
 {
+	bool inner = from != NULL;
+
 	if (r == EG_DROP_MAX) {
 		switch (o) {
 		case ESP_IN:
@@ -603,7 +637,17 @@ static bool dispatch(struct dp_worker *w, const struct eg_table_hdr *t, const st
 			}
 			dp_wg_receive(w, t, m, in->index, p->l2_len, p->esp_off);
 			return false;
-		case PUNT:
+		case PUNT: {
+			/* Probes and their answers are the worker's (timestamps are taken here);
+			 * the rest is the service's. */
+			struct dp_local_pkt lp = {
+				.l3 = p->l3, .l2_len = p->l2_len, .l3_len = p->l3_len, .l4_off = p->l4_off,
+				.family = p->key.family, .proto = p->key.proto,
+			};
+
+			if (!p->fragment && dp_probe_local(w, t, in, m, &lp, from))
+				return false;
+			}
 			/* The service answers on the link; what came out of a tunnel for us has
 			 * no link to answer on. */
 			if (inner) {
@@ -653,29 +697,65 @@ uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, ui
 		if (i + 1 < n)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
 		r = parse(w->ctx, in, pkts[i], &p, &o);
-		queued += dispatch(w, t, in, pkts[i], &p, r, o, false);
+		queued += dispatch(w, t, in, pkts[i], &p, r, o, NULL);
 	}
 	/* Staged ESP and WireGuard packets go through the crypto library together. */
 	dp_esp_run(w, t);
 	dp_wg_run(w, t);
+	/* What decrypted packets staged for sending (probe reflections) goes out now. */
+	dp_worker_run_staged(w);
 	return queued;
 }
 
-void dp_worker_route_inner(struct dp_worker *w, const struct eg_table_hdr *t, uint16_t in_port,
-			   struct rte_mbuf *m, uint8_t family)
+void dp_worker_run_staged(struct dp_worker *w)
+{
+	if (unlikely(w->esp_out.n))
+		dp_esp_outb_run(w);
+	if (unlikely(w->wg_out.n))
+		dp_wg_outb_run(w);
+}
+
+/* An IP packet at the start of m, parsed as if it had arrived on in_port. */
+static enum eg_drop_reason parse_l3(struct dp_worker *w, uint16_t in_port, struct rte_mbuf *m, uint8_t family,
+				    struct parsed *p, enum outcome *o)
 {
 	const struct dp_port *in = &w->ctx->ports[in_port];
-	enum outcome o = DROP;
-	struct parsed p = {
+
+	*p = (struct parsed){
 		.l2_len = 0,
 		.ethertype = rte_cpu_to_be_16(family == EG_AF_INET ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6),
 		.l3 = rte_pktmbuf_mtod(m, void *),
 		.key = {.in_port = in_port},
 	};
-	enum eg_drop_reason r = family == EG_AF_INET ? parse_ipv4(w->ctx, in, m, &p, &o)
-						     : parse_ipv6(w->ctx, m, &p, &o);
+	*o = DROP;
+	return family == EG_AF_INET ? parse_ipv4(w->ctx, in, m, p, o) : parse_ipv6(w->ctx, m, p, o);
+}
 
-	dispatch(w, t, in, m, &p, r, o, true);
+void dp_worker_send_via(struct dp_worker *w, const struct eg_table_egress *e, uint16_t in_port,
+			struct rte_mbuf *m, uint8_t family)
+{
+	enum outcome o;
+	struct parsed p;
+	enum eg_drop_reason r = parse_l3(w, in_port, m, family, &p, &o);
+
+	if (r == EG_DROP_MAX && o != FORWARD)
+		r = EG_DROP_PROBE_NO_PATH;	/* addressed to us, or not IP we send */
+	if (r == EG_DROP_MAX)
+		r = via_egress(w, &w->ctx->ports[in_port], m, &p, e);
+	if (r != EG_DROP_MAX) {
+		dp_count_drop(w, in_port, r);
+		rte_pktmbuf_free(m);
+	}
+}
+
+void dp_worker_route_inner(struct dp_worker *w, const struct eg_table_hdr *t, uint16_t in_port,
+			   struct rte_mbuf *m, uint8_t family, const struct dp_origin *from)
+{
+	enum outcome o;
+	struct parsed p;
+	enum eg_drop_reason r = parse_l3(w, in_port, m, family, &p, &o);
+
+	dispatch(w, t, &w->ctx->ports[in_port], m, &p, r, o, from);
 }
 
 int dp_worker_init(struct dp_ctx *ctx, struct dp_worker *w, unsigned id)
@@ -766,8 +846,14 @@ int dp_worker_main(void *arg)
 		/* Frames the service built (ARP, ND, echo replies) leave on our queues. */
 		unsigned ni = rte_ring_dequeue_burst(w->inject, (void **)pkts, DP_BURST, NULL);
 
-		for (unsigned i = 0; i < ni; i++)
-			dp_queue_tx(w, pkts[i]->port, pkts[i]);
+		for (unsigned i = 0; i < ni; i++) {
+			if (unlikely(pkts[i]->hash.usr == DP_INJECT_PROBE))
+				dp_probe_transmit(w, t, pkts[i]);
+			else
+				dp_queue_tx(w, pkts[i]->port, pkts[i]);
+		}
+		if (unlikely(ni))
+			dp_worker_run_staged(w);
 		dp_worker_flush(w);
 		/* Datagrams whose fragments stopped coming are counted and their slots freed. */
 		if (unlikely(eg_reasm_pending(w->reasm))) {

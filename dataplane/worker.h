@@ -25,9 +25,20 @@ uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, ui
 			   struct rte_mbuf **pkts, uint16_t n);
 
 /* An inner packet out of a tunnel (m starts at its IP header): checked like a received one
- * and routed toward the site side as if it had arrived on in_port. Consumes m. */
+ * and routed toward the site side as if it had arrived on in_port; from names the tunnel,
+ * for answers sent back through it. Consumes m. */
 void dp_worker_route_inner(struct dp_worker *w, const struct eg_table_hdr *t, uint16_t in_port,
-			   struct rte_mbuf *m, uint8_t family);
+			   struct rte_mbuf *m, uint8_t family, const struct dp_origin *from);
+
+/* An IP packet we originate (m starts at its IP header: a probe, a reflection) sent
+ * through egress e as if it had arrived on in_port: encrypted into e's tunnel or out of
+ * e's port. Dropped and counted when it cannot go. Consumes m; tunnel packets are staged
+ * until dp_worker_run_staged. */
+void dp_worker_send_via(struct dp_worker *w, const struct eg_table_egress *e, uint16_t in_port,
+			struct rte_mbuf *m, uint8_t family);
+
+/* Encrypts and queues what is staged for ESP and WireGuard output. */
+void dp_worker_run_staged(struct dp_worker *w);
 
 /* Asks the service to resolve a next hop, at most every 100 ms per next hop per worker. */
 void dp_worker_ask_resolve(struct dp_worker *w, uint16_t port, uint8_t family, const uint8_t *ip);

@@ -10,6 +10,7 @@
  *     workers           integer 1..64, default 1
  *     idle_backoff      bool, default true
  *     idle_sleep_max_us integer 1..100000, default 200
+ *     stamp_reflector   bool, default true: answer STAMP (RFC 8762) on UDP 862
  *     table_mb          integer 1..4096, default 64
  *     neigh_timeout_s   integer 1..86400, default 60
  *     ports             array of 1..16 port objects, required
@@ -35,6 +36,11 @@
  *     metrics           "host:port" or "[v6]:port", default off
  *     state_file        string of 1..255 bytes, default "/var/lib/egress/<instance>.state.json"
  *     publish_timeout_ms integer 10..60000, default 1000
+ *     selection         object, optional: hysteresis of path selection (path_select.h)
+ *       hold_down_ms    integer 0..3600000, default 10000: how long a path must be better
+ *       latency_margin_ms  number 0..10000, default 5    } by how much it must be better:
+ *       latency_margin_pct number 0..100, default 10     } both latency margins, or
+ *       loss_margin_pct number 0..100, default 1         } the loss margin in points
  *   wireguard           object, optional: see wg_config.c
  *   ipsec               object, optional: {"sas": [SA objects]}, see sa_config.c
  *   egresses            array of at most 4096 egress objects, default none
@@ -48,6 +54,13 @@
  *     probe             object, default no probing
  *       target          address, required
  *       interval_ms     integer 10..60000, default 1000
+ *       method          "icmp" (echo, default) | "stamp" (RFC 8762)
+ *       port            stamp: reflector UDP port 1..65535, default 862
+ *       source          address of the target's family, default the first site port's
+ *                       (wireguard, ipsec) or the egress port's (direct) address
+ *       window          integer 1..10000, default 100: probes the metrics cover
+ *       down_after      integer 1..100, default 3: intervals without answers until down
+ *       timeout_ms      integer 10..60000, default max(1000, 3 x interval_ms): lost after
  *     (API.md's "snat" for direct egresses has no field in config.h yet: refused.)
  *   policies            array of at most 65536 policy objects, default none
  *     name              name, required, unique
@@ -307,7 +320,7 @@ static int parse_dataplane(const json_t *v, const char *path, struct eg_dataplan
 			   struct eg_error *err)
 {
 	static const char *const keys[] = {"eal", "workers", "idle_backoff", "idle_sleep_max_us",
-		"table_mb", "neigh_timeout_s", "ports", "routes", NULL};
+		"stamp_reflector", "table_mb", "neigh_timeout_s", "ports", "routes", NULL};
 	char kp[EG_PATH_LEN], ep[EG_PATH_LEN], np[EG_PATH_LEN];
 	const json_t *m, *e;
 	size_t i;
@@ -316,6 +329,7 @@ static int parse_dataplane(const json_t *v, const char *path, struct eg_dataplan
 	dp->workers = 1;
 	dp->idle_backoff = true;
 	dp->idle_sleep_max_us = 200;
+	dp->stamp_reflector = true;
 	dp->table_mb = 64;
 	dp->neigh_timeout_s = 60;
 
@@ -331,6 +345,9 @@ static int parse_dataplane(const json_t *v, const char *path, struct eg_dataplan
 		return ret;
 	if ((m = get(v, path, "idle_sleep_max_us", kp)) &&
 	    (ret = want_uint(m, kp, 1, 100000, &dp->idle_sleep_max_us, err)))
+		return ret;
+	if ((m = get(v, path, "stamp_reflector", kp)) &&
+	    (ret = want_bool(m, kp, &dp->stamp_reflector, err)))
 		return ret;
 	if ((m = get(v, path, "table_mb", kp)) &&
 	    (ret = want_uint(m, kp, 1, 4096, &dp->table_mb, err)))
@@ -446,7 +463,10 @@ static int parse_control(const json_t *v, const char *path, const char *instance
 			 struct eg_control_cfg *c, struct eg_error *err)
 {
 	static const char *const keys[] = {"socket", "socket_group", "metrics", "state_file",
-		"publish_timeout_ms", NULL};
+		"publish_timeout_ms", "selection", NULL};
+	static const char *const sel_keys[] = {"hold_down_ms", "latency_margin_ms", "latency_margin_pct",
+		"loss_margin_pct", NULL};
+	const json_t *sel;
 	char kp[EG_PATH_LEN];
 	const json_t *m;
 	int ret;
@@ -455,6 +475,10 @@ static int parse_control(const json_t *v, const char *path, const char *instance
 	snprintf(c->socket, sizeof(c->socket), "/run/egress/egress.sock");
 	snprintf(c->state_file, sizeof(c->state_file), "/var/lib/egress/%s.state.json", instance);
 	c->publish_timeout_ms = 1000;
+	c->hold_down_ms = 10000;
+	c->latency_margin_ms = 5;
+	c->latency_margin_pct = 10;
+	c->loss_margin_pct = 1;
 	if (!v)
 		return 0;
 
@@ -479,6 +503,25 @@ static int parse_control(const json_t *v, const char *path, const char *instance
 	if ((m = get(v, path, "publish_timeout_ms", kp)) &&
 	    (ret = want_uint(m, kp, 10, 60000, &c->publish_timeout_ms, err)))
 		return ret;
+	if ((sel = get(v, path, "selection", kp))) {
+		char sp[EG_PATH_LEN];
+
+		snprintf(sp, sizeof(sp), "%s", kp);
+		if ((ret = want_object(sel, sp, err)) || (ret = check_keys(sel, sp, sel_keys, err)))
+			return ret;
+		if ((m = get(sel, sp, "hold_down_ms", kp)) &&
+		    (ret = want_uint(m, kp, 0, 3600000, &c->hold_down_ms, err)))
+			return ret;
+		if ((m = get(sel, sp, "latency_margin_ms", kp)) &&
+		    (ret = want_number(m, kp, 0, false, 10000, &c->latency_margin_ms, err)))
+			return ret;
+		if ((m = get(sel, sp, "latency_margin_pct", kp)) &&
+		    (ret = want_number(m, kp, 0, false, 100, &c->latency_margin_pct, err)))
+			return ret;
+		if ((m = get(sel, sp, "loss_margin_pct", kp)) &&
+		    (ret = want_number(m, kp, 0, false, 100, &c->loss_margin_pct, err)))
+			return ret;
+	}
 	return 0;
 }
 
@@ -505,11 +548,16 @@ const char *eg_egress_type_name(enum eg_egress_type t)
 static int parse_probe(const json_t *v, const char *path, struct eg_probe_cfg *p,
 		       struct eg_error *err)
 {
-	static const char *const keys[] = {"target", "interval_ms", NULL};
+	static const char *const keys[] = {"target", "interval_ms", "method", "port", "source", "window",
+		"down_after", "timeout_ms", NULL};
 	char kp[EG_PATH_LEN];
 	const json_t *m;
+	const char *s;
+	unsigned port = EG_STAMP_DEFAULT_PORT;
 	int ret;
 
+	p->window = 100;
+	p->down_after = 3;
 	if ((ret = want_object(v, path, err)) || (ret = check_keys(v, path, keys, err)))
 		return ret;
 	if (!(m = get(v, path, "target", kp)))
@@ -518,6 +566,31 @@ static int parse_probe(const json_t *v, const char *path, struct eg_probe_cfg *p
 		return ret;
 	if ((m = get(v, path, "interval_ms", kp)) &&
 	    (ret = want_uint(m, kp, 10, 60000, &p->interval_ms, err)))
+		return ret;
+	if ((m = get(v, path, "method", kp))) {
+		if ((ret = want_string(m, kp, &s, err)))
+			return ret;
+		if (strcmp(s, "icmp") == 0)
+			p->method = EG_PROBE_ICMP;
+		else if (strcmp(s, "stamp") == 0)
+			p->method = EG_PROBE_STAMP;
+		else
+			return fail(err, kp, "unknown probe method %s: use icmp or stamp", Q(s));
+	}
+	if ((m = get(v, path, "port", kp)) && (ret = want_uint(m, kp, 1, 65535, &port, err)))
+		return ret;
+	p->port = (uint16_t)port;
+	if ((m = get(v, path, "source", kp))) {
+		if ((ret = want_addr(m, kp, p->target.family, &p->source, err)))
+			return ret;
+		p->has_source = true;
+	}
+	if ((m = get(v, path, "window", kp)) && (ret = want_uint(m, kp, 1, 10000, &p->window, err)))
+		return ret;
+	if ((m = get(v, path, "down_after", kp)) && (ret = want_uint(m, kp, 1, 100, &p->down_after, err)))
+		return ret;
+	p->timeout_ms = p->interval_ms * 3 > 1000 ? p->interval_ms * 3 : 1000;
+	if ((m = get(v, path, "timeout_ms", kp)) && (ret = want_uint(m, kp, 10, 60000, &p->timeout_ms, err)))
 		return ret;
 	p->enabled = true;
 	return 0;
@@ -1326,6 +1399,14 @@ json_t *eg_config_egress_to_json(const struct eg_egress_cfg *e)
 		if (probe) {
 			put(probe, "target", addr_json(&e->probe.target), &ok);
 			put(probe, "interval_ms", json_integer(e->probe.interval_ms), &ok);
+			put(probe, "method", json_string(e->probe.method == EG_PROBE_STAMP ? "stamp" : "icmp"), &ok);
+			if (e->probe.method == EG_PROBE_STAMP)
+				put(probe, "port", json_integer(e->probe.port), &ok);
+			if (e->probe.has_source)
+				put(probe, "source", addr_json(&e->probe.source), &ok);
+			put(probe, "window", json_integer(e->probe.window), &ok);
+			put(probe, "down_after", json_integer(e->probe.down_after), &ok);
+			put(probe, "timeout_ms", json_integer(e->probe.timeout_ms), &ok);
 		}
 		put(o, "probe", probe, &ok);
 	}

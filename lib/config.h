@@ -25,6 +25,7 @@ enum {
 	EG_MAX_EGRESSES = 4096,
 	EG_MAX_POLICIES = 65536,
 	EG_MAX_POLICY_EGRESSES = 16,
+	EG_STAMP_DEFAULT_PORT = 862,	/* RFC 8762 */
 	EG_MAX_MATCH_PREFIXES = 256,	/* per src or dst list of one policy */
 	EG_MAX_STATIC_NEIGH = 64,	/* per port */
 	EG_MAX_ROUTES = 256,
@@ -74,6 +75,7 @@ struct eg_dataplane_cfg {
 	unsigned workers;		/* worker lcores, >= 1 */
 	bool idle_backoff;		/* default true */
 	unsigned idle_sleep_max_us;	/* longest idle sleep, default 200 */
+	bool stamp_reflector;		/* answer STAMP test packets, default true */
 	unsigned table_mb;		/* size of each table slot in shared memory, default 64 */
 	unsigned neigh_timeout_s;	/* reachable neighbour entries are refreshed after this, default 60 */
 	unsigned n_ports;
@@ -88,14 +90,29 @@ struct eg_control_cfg {
 	char metrics[64];		/* "" : off */
 	char state_file[EG_PATH_LEN];	/* default /var/lib/egress/<instance>.state.json */
 	unsigned publish_timeout_ms;	/* default 1000 */
+	/* Path selection hysteresis (path_select.h). */
+	unsigned hold_down_ms;		/* default 10000 */
+	double latency_margin_ms;	/* default 5 */
+	double latency_margin_pct;	/* default 10 */
+	double loss_margin_pct;		/* default 1 */
 };
 
 enum eg_egress_type { EG_EGRESS_DIRECT = 0, EG_EGRESS_WIREGUARD = 1, EG_EGRESS_IPSEC = 2 };
+
+enum eg_probe_method { EG_PROBE_ICMP = 0, EG_PROBE_STAMP = 1 };
 
 struct eg_probe_cfg {
 	bool enabled;
 	struct eg_addr target;
 	unsigned interval_ms;		/* default 1000 */
+	enum eg_probe_method method;	/* default icmp */
+	uint16_t port;			/* stamp: the reflector's UDP port, default 862 */
+	bool has_source;		/* else the site port's address (tunnels) or the uplink's */
+	struct eg_addr source;
+	unsigned window;		/* probes the metrics cover, default 100 */
+	unsigned down_after;		/* intervals without an answer before down, default 3 */
+	unsigned timeout_ms;		/* a probe unanswered this long is lost; default
+					 * max(1000, 3 x interval) */
 };
 
 struct eg_egress_cfg {

@@ -57,7 +57,9 @@
 	X(WG_KEY_EXHAUSTED,   "wg_key_exhausted")   /* REJECT_AFTER_MESSAGES reached */     \
 	X(WG_BAD_INNER,       "wg_bad_inner")       /* decrypted bytes are not an IP packet */\
 	X(WG_ALLOWED_IPS,     "wg_allowed_ips")     /* inner source not in peer's allowed IPs */\
-	X(WG_HANDSHAKE_FULL,  "wg_handshake_full")  /* handshake ring to control full */
+	X(WG_HANDSHAKE_FULL,  "wg_handshake_full")  /* handshake ring to control full */   \
+	X(PROBE_NO_PATH,      "probe_no_path")      /* probe or reflection: no egress for it */\
+	X(PROBE_MALFORMED,    "probe_malformed")    /* STAMP or echo too short to answer */
 
 enum eg_drop_reason {
 #define EG_DROP_ENUM(id, name) EG_DROP_##id,

@@ -27,6 +27,16 @@ enum eg_msg_kind {
 	/* inject: send data as one UDP datagram from local:local_port to remote:remote_port,
 	 * out of port */
 	EG_MSG_UDP_SEND = 3,
+	/* inject: send a link-quality probe (probe_wire.h) from local to remote through the
+	 * egress whose counter id is peer_slot: proto is IPPROTO_UDP (STAMP: data is the
+	 * 44-byte test packet, ports as given) or ICMP/ICMPv6 echo (local_port is the
+	 * identifier, remote_port the sequence number, data the payload). The worker writes
+	 * the transmit timestamp into it. */
+	EG_MSG_PROBE_SEND = 4,
+	/* punt: a probe's answer addressed to us arrived on port (through a tunnel or not):
+	 * proto, addresses and ports (or identifier and sequence) as in EG_MSG_PROBE_SEND
+	 * seen from our side, data the UDP or echo payload, rx_ntp when the worker got it. */
+	EG_MSG_PROBE_REPLY = 5,
 };
 
 struct eg_msg {
@@ -34,11 +44,12 @@ struct eg_msg {
 	uint16_t len;			/* bytes of data */
 	uint16_t port;			/* dataplane port index */
 	uint8_t family;			/* EG_AF_INET or EG_AF_INET6, of local and remote */
-	uint8_t pad;
+	uint8_t proto;			/* probes: the IP protocol */
 	uint16_t local_port, remote_port;
-	uint32_t peer_slot;
+	uint32_t peer_slot;		/* WireGuard: the peer's slot; probes: the egress id */
 	uint8_t local[16], remote[16];
 	uint64_t time_ns;		/* CLOCK_MONOTONIC: when it arrived (punt) */
+	uint64_t rx_ntp;		/* probe replies: the worker's receive timestamp */
 	uint8_t data[EG_MSG_DATA_MAX];
 };
 

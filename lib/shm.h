@@ -21,7 +21,7 @@
 #include "wg_slot.h"
 
 #define EG_SHM_MAGIC 0x31304d4853474745ULL	/* "EGSHM01" */
-#define EG_SHM_LAYOUT_VERSION 3u
+#define EG_SHM_LAYOUT_VERSION 4u
 #define EG_SHM_NAME_LEN 64
 #define EG_CACHE_LINE 64
 
@@ -61,6 +61,7 @@ struct eg_worker_shm {
 	uint64_t busy_loops, idle_loops;
 	uint64_t rx_packets, tx_packets, drops;
 	uint64_t reassembled;		/* datagrams to us put back together from fragments */
+	uint64_t probes_sent, probe_answers, probes_reflected;	/* dataplane/probe.c */
 	uint64_t drop[EG_DROP_SLOTS];
 	struct eg_port_counters port[EG_MAX_PORTS];
 	/* followed by struct eg_egress_counters[EG_MAX_EGRESSES], uint64_t hits[EG_MAX_POLICIES],
