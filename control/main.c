@@ -68,12 +68,14 @@ int main(int argc, char **argv)
 	fprintf(stderr, "egress-control: instance %s, socket %s, %u egress(es), %u policy(ies)\n",
 		st.cfg.instance, opts.path, st.n_egresses, st.n_policies);
 	while (!stop) {
-		/* WireGuard handshakes wait in the punt ring: look often when there are any. */
-		rc = cp_rpc_server_poll(st.rpc, st.wg.present ? 5 : 100);
+		/* WireGuard handshakes and probe answers wait in the punt ring: look often when
+		 * there can be any, and wake for the next probe. */
+		rc = cp_rpc_server_poll(st.rpc, cp_probes_due_ms(&st, st.wg.present ? 5 : 100));
 		if (rc && rc != -EINTR) {
 			fprintf(stderr, "egress-control: socket failed: %s\n", strerror(-rc));
 			break;
 		}
+		cp_state_poll_punt(&st);
 		cp_state_tick(&st);
 		cp_wg_poll(&st);
 	}

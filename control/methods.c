@@ -159,6 +159,7 @@ static json_t *egress_json(const struct cp_state *st, unsigned i)
 	json_t *c = counters_json(st, i);
 
 	json_object_set_new(e, "state", json_string(state_names[st->egress_state[i]]));
+	json_object_set_new(e, "metrics", cp_probes_json(st, i) ?: json_null());
 	json_object_update(e, c);
 	json_decref(c);
 	if (!json_object_get(e, "port"))
@@ -177,6 +178,25 @@ static int m_egress_list(void *ctx, json_t *params, json_t **result, struct cp_r
 	for (unsigned i = 0; i < st->n_egresses; i++)
 		json_array_append_new(list, egress_json(st, i));
 	*result = json_pack("{s:o}", "egresses", list);
+	return 0;
+}
+
+static int m_path_list(void *ctx, json_t *params, json_t **result, struct cp_rpc_error *err)
+{
+	struct cp_state *st = ctx;
+	json_t *list;
+
+	if (cp_rpc_no_params(params, err))
+		return -1;
+	list = json_array();
+	for (unsigned i = 0; i < st->n_egresses; i++) {
+		json_t *m = cp_probes_json(st, i);
+
+		json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:o}", "name", st->egresses[i].name, "state",
+						      state_names[st->egress_state[i]], "probed", m != NULL,
+						      "metrics", m ?: json_null()));
+	}
+	*result = json_pack("{s:o}", "paths", list);
 	return 0;
 }
 
@@ -317,6 +337,13 @@ static int m_policy_list(void *ctx, json_t *params, json_t **result, struct cp_r
 		if (!json_object_get(p, "action"))
 			json_object_set_new(p, "action",
 					    json_string(order[i]->action == EG_ACTION_DROP ? "drop" : "forward"));
+		/* Where its flows go now (path selection's pick). */
+		json_t *via = json_array();
+
+		for (unsigned j = 0; st->picks && j < st->picks[idx].n; j++)
+			json_array_append_new(via, json_string(st->egresses[st->picks[idx].egress[j]].name));
+		json_object_set_new(p, "via", via);
+		json_object_set_new(p, "fallback", json_boolean(st->picks && st->picks[idx].fallback));
 		json_array_append_new(list, p);
 	}
 	free(order);
@@ -469,6 +496,7 @@ const struct cp_rpc_method cp_methods[] = {
 	{"egress.add", m_egress_add, "add an egress (an egress object)"},
 	{"egress.remove", m_egress_remove, "remove an egress {\"name\"}"},
 	{"policy.list", m_policy_list, "policies in priority order"},
+	{"path.list", m_path_list, "per egress: state, RTT min/avg/p50/p99, jitter, loss, last answer age"},
 	{"policy.set", m_policy_set, "replace all policies {\"policies\":[...]}"},
 	{"flow.lookup", m_flow_lookup, "the policy and egress of a 5-tuple {src,dst,proto,sport,dport,dscp?,port?}"},
 	{"ipsec.sa.add", cp_m_ipsec_sa_add, "add an ESP SA; \"replaces\": SPI rekeys make-before-break"},

@@ -258,14 +258,74 @@ static uint8_t egress_state_now(const struct cp_state *st, const struct eg_egres
 										     : EG_PATH_DOWN;
 }
 
+static struct eg_select_tuning tuning(const struct cp_state *st)
+{
+	const struct eg_control_cfg *c = &st->cfg.control;
+
+	return (struct eg_select_tuning){
+		.hold_down_ns = (uint64_t)c->hold_down_ms * 1000000ull,
+		.latency_margin_ms = c->latency_margin_ms,
+		.latency_margin_pct = c->latency_margin_pct,
+		.loss_margin_pct = c->loss_margin_pct,
+	};
+}
+
+/* Path states and each policy's egresses for egs and pols: base[] is each egress's state
+ * from link and SAs, the probes (kept per egress name) add down and the figures, and an
+ * up path that breaks the SLA of a policy listing it is shown degraded. holds (may be
+ * NULL) is per policy. Sets *pending when a hold-down is being timed. 0 or -ENOMEM. */
+static int choose(const struct cp_state *st, const struct eg_egress_cfg *egs, unsigned n_egs, const uint8_t *base,
+		  const struct eg_policy_cfg *pols, unsigned n_pols, struct eg_path_hold *holds, uint8_t *states,
+		  struct eg_path_pick *picks, bool *pending)
+{
+	struct eg_path_view *views = calloc(n_egs + 1, sizeof(*views));
+	struct eg_select_tuning t = tuning(st);
+	uint64_t now = eg_now_ns();
+	struct name_index ix = {0};
+
+	if (!views || name_index_build(&ix, egs, sizeof(*egs), n_egs)) {
+		free(views);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n_egs; i++) {
+		int at = egs == st->egresses ? (int)i : cp_state_egress_index(st, egs[i].name);
+
+		cp_probes_view(st, at >= 0 ? (unsigned)at : UINT32_MAX, base[i], &views[i]);
+		states[i] = views[i].state;
+	}
+	*pending = false;
+	for (unsigned p = 0; p < n_pols; p++) {
+		int idx[EG_MAX_POLICY_EGRESSES];
+		unsigned k = 0;
+
+		for (unsigned j = 0; j < pols[p].n_egresses; j++) {
+			int i = name_index_find(&ix, pols[p].egresses[j]);
+
+			if (i < 0)
+				continue;
+			idx[k++] = i;
+			if (states[i] == EG_PATH_UP && pols[p].action == EG_ACTION_FORWARD &&
+			    !eg_path_meets_sla(&views[i], &pols[p].sla))
+				states[i] = EG_PATH_DEGRADED;
+		}
+		eg_path_select(&pols[p], idx, k, views, &t, holds ? &holds[p] : NULL, now, &picks[p]);
+		if (holds && holds[p].candidate >= 0)
+			*pending = true;
+	}
+	free(ix.slot);
+	free(views);
+	return 0;
+}
+
 static int build(const struct cp_state *st, const struct eg_egress_cfg *egs, unsigned n_egs,
 		 const uint32_t *eids, const uint8_t *estate, const struct eg_policy_cfg *pols,
-		 unsigned n_pols, const uint32_t *pids, struct eg_blob *b, struct eg_error *err)
+		 unsigned n_pols, const uint32_t *pids, const struct eg_path_pick *picks, struct eg_blob *b,
+		 struct eg_error *err)
 {
 	struct eg_table_input in = {
 		.dp = &st->cfg.dataplane,
 		.egresses = egs, .n_egresses = n_egs, .egress_ids = eids, .egress_state = estate,
-		.policies = pols, .n_policies = n_pols, .policy_ids = pids,
+		.policies = pols, .n_policies = n_pols, .policy_ids = pids, .picks = picks,
 	};
 	uint32_t *sa_slot, *wg_slot;
 	struct eg_table_spi *inbound;
@@ -397,6 +457,29 @@ static int assign_egress_ids(const struct cp_state *st, const struct eg_egress_c
 	return rc;
 }
 
+/* A policy that keeps its name and its egress list keeps its hysteresis memory. */
+static int carry_holds(const struct cp_state *st, const struct eg_policy_cfg *pols, unsigned n,
+		       struct eg_path_hold *holds)
+{
+	struct name_index ix;
+
+	if (name_index_build(&ix, st->policies, sizeof(*st->policies), st->n_policies))
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		int old = st->holds ? name_index_find(&ix, pols[i].name) : -1;
+		const struct eg_policy_cfg *o = old >= 0 ? &st->policies[old] : NULL;
+		bool same = o && o->n_egresses == pols[i].n_egresses &&
+			    memcmp(o->egresses, pols[i].egresses, sizeof(o->egresses[0]) * o->n_egresses) == 0;
+
+		if (same)
+			holds[i] = st->holds[old];
+		else
+			eg_path_hold_init(&holds[i]);
+	}
+	free(ix.slot);
+	return 0;
+}
+
 static int assign_policy_ids(const struct cp_state *st, const struct eg_policy_cfg *pols, unsigned n,
 			     uint32_t *ids, uint8_t *used, bool *fresh)
 {
@@ -432,14 +515,17 @@ int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned
 	uint32_t *pids = calloc(n_pols + 1, sizeof(*pids));
 	uint8_t *pused = calloc(EG_MAX_POLICIES, 1);
 	bool *efresh = calloc(n_egs + 1, sizeof(bool)), *pfresh = calloc(n_pols + 1, sizeof(bool));
+	struct eg_path_pick *picks = calloc(n_pols + 1, sizeof(*picks));
+	struct eg_path_hold *holds = calloc(n_pols + 1, sizeof(*holds));
 	uint8_t eused[EG_MAX_EGRESSES];
 	struct eg_blob b = {0};
+	bool pending = false;
 	int rc = -ENOMEM;
 
 	*code = CP_RPC_INTERNAL_ERROR;
 	snprintf(err->path, sizeof(err->path), "$.params");
 	snprintf(err->msg, sizeof(err->msg), "out of memory");
-	if (!eids || !estate || !pids || !pused || !efresh || !pfresh)
+	if (!eids || !estate || !pids || !pused || !efresh || !pfresh || !picks || !holds)
 		goto fail;
 	if (assign_egress_ids(st, egs, n_egs, eids, estate, eused, efresh) ||
 	    assign_policy_ids(st, pols, n_pols, pids, pused, pfresh)) {
@@ -448,7 +534,10 @@ int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned
 		rc = -ENOSPC;
 		goto fail;
 	}
-	rc = build(st, egs, n_egs, eids, estate, pols, n_pols, pids, &b, err);
+	if (carry_holds(st, pols, n_pols, holds) ||
+	    choose(st, egs, n_egs, estate, pols, n_pols, holds, estate, picks, &pending))
+		goto fail;
+	rc = build(st, egs, n_egs, eids, estate, pols, n_pols, pids, picks, &b, err);
 	if (rc) {
 		*code = CP_RPC_RESOURCE;
 		goto fail;
@@ -488,6 +577,13 @@ int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned
 	st->egress_ids = eids;
 	st->egress_state = estate;
 	st->policy_ids = pids;
+	free(st->picks);
+	free(st->holds);
+	st->picks = picks;
+	st->holds = holds;
+	st->holds_pending = pending;
+	if (cp_probes_sync(st, egs, n_egs, eids))
+		LOG("out of memory setting up probes; the new egresses are not probed");
 	/* Ids handed out by this change count from what their counters hold now, even an id
 	 * another egress or policy gave up in the same change. */
 	for (unsigned i = 0; i < n_egs; i++)
@@ -508,6 +604,8 @@ int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned
 	return 0;
 fail:
 	eg_blob_free(&b);
+	free(picks);
+	free(holds);
 	free(eids);
 	free(estate);
 	free(pids);
@@ -619,8 +717,17 @@ int cp_state_init(struct cp_state *st, const char *config_path, struct eg_error 
 		st->policy_ids[i] = i;
 		st->policy_id_used[i] = 1;
 	}
+	st->picks = calloc(st->n_policies + 1, sizeof(*st->picks));
+	st->holds = calloc(st->n_policies + 1, sizeof(*st->holds));
+	if (!st->picks || !st->holds || cp_probes_sync(st, st->egresses, st->n_egresses, st->egress_ids))
+		return -ENOMEM;
+	for (unsigned i = 0; i < st->n_policies; i++)
+		eg_path_hold_init(&st->holds[i]);
+	if (choose(st, st->egresses, st->n_egresses, st->egress_state, st->policies, st->n_policies, st->holds,
+		   st->egress_state, st->picks, &st->holds_pending))
+		return -ENOMEM;
 	return build(st, st->egresses, st->n_egresses, st->egress_ids, st->egress_state, st->policies,
-		     st->n_policies, st->policy_ids, &st->table, err);
+		     st->n_policies, st->policy_ids, st->picks, &st->table, err);
 }
 
 void cp_state_free(struct cp_state *st)
@@ -632,6 +739,9 @@ void cp_state_free(struct cp_state *st)
 	free(st->egress_ids);
 	free(st->egress_state);
 	free(st->policy_ids);
+	free(st->picks);
+	free(st->holds);
+	cp_probes_free(&st->probes);
 	free(st->policy_id_used);
 	free(policy_base);
 	policy_base = NULL;
@@ -656,7 +766,7 @@ static void republish(struct cp_state *st, const char *why)
 	struct eg_blob b;
 
 	if (build(st, st->egresses, st->n_egresses, st->egress_ids, st->egress_state, st->policies,
-		  st->n_policies, st->policy_ids, &b, &err) == 0) {
+		  st->n_policies, st->policy_ids, st->picks, &b, &err) == 0) {
 		eg_blob_free(&st->table);
 		st->table = b;
 		cp_state_publish_current(st);
@@ -666,26 +776,90 @@ static void republish(struct cp_state *st, const char *why)
 	}
 }
 
-/* Path states follow link state and SA state; a change is re-published. */
+static bool same_pick(const struct eg_path_pick *a, const struct eg_path_pick *b)
+{
+	return a->n == b->n && a->fallback == b->fallback &&
+	       memcmp(a->egress, b->egress, sizeof(a->egress[0]) * a->n) == 0;
+}
+
+static void notify_selected(struct cp_state *st, unsigned p, const struct eg_path_pick *pick)
+{
+	json_t *names = json_array();
+
+	for (unsigned j = 0; j < pick->n; j++)
+		json_array_append_new(names, json_string(st->egresses[pick->egress[j]].name));
+	LOG("policy %s: now via %u egress(es)%s", st->policies[p].name, pick->n, pick->fallback ? " (fallback)" : "");
+	notify(st, "path.selected", json_pack("{s:s,s:o,s:b}", "policy", st->policies[p].name, "egresses", names,
+					      "fallback", pick->fallback));
+}
+
+/* Path states follow link, SA and probe state, and policies follow path states and
+ * figures; a change is re-published. Judged when probes brought news, when a hold-down
+ * is being timed, and every 100 ms for link and SA changes. */
 static void refresh_states(struct cp_state *st, bool changed)
 {
+	static const char *const names[] = {"up", "degraded", "down"};
+	uint64_t now = eg_now_ns();
+	uint8_t *base, *states;
+	struct eg_path_pick *picks;
+	bool pending = false;
 
+	if (!changed && !st->probes.changed && !st->holds_pending && now < st->next_choose_ns) {
+		if (st->publish_pending)
+			cp_state_publish_current(st);
+		return;
+	}
+	st->next_choose_ns = now + 100 * 1000000ull;
+	st->probes.changed = false;
+	base = malloc(st->n_egresses + 1);
+	states = malloc(st->n_egresses + 1);
+	picks = malloc((st->n_policies + 1) * sizeof(*picks));
+	if (!base || !states || !picks)
+		goto out;
+	for (unsigned i = 0; i < st->n_egresses; i++)
+		base[i] = egress_state_now(st, &st->egresses[i]);
+	if (choose(st, st->egresses, st->n_egresses, base, st->policies, st->n_policies, st->holds, states, picks,
+		   &pending))
+		goto out;
+	st->holds_pending = pending;
 	for (unsigned i = 0; i < st->n_egresses; i++) {
-		uint8_t now = egress_state_now(st, &st->egresses[i]);
-		static const char *const names[] = {"up", "degraded", "down"};
-
-		if (now == st->egress_state[i])
+		if (states[i] == st->egress_state[i])
 			continue;
-		LOG("egress %s: %s -> %s", st->egresses[i].name, names[st->egress_state[i]], names[now]);
+		LOG("egress %s: %s -> %s", st->egresses[i].name, names[st->egress_state[i]], names[states[i]]);
 		notify(st, "egress.state", json_pack("{s:s,s:s,s:s}", "name", st->egresses[i].name, "state",
-						     names[now], "previous", names[st->egress_state[i]]));
-		st->egress_state[i] = now;
+						     names[states[i]], "previous", names[st->egress_state[i]]));
+		st->egress_state[i] = states[i];
 		changed = true;
 	}
+	for (unsigned p = 0; p < st->n_policies; p++) {
+		if (same_pick(&picks[p], &st->picks[p]))
+			continue;
+		st->picks[p] = picks[p];
+		notify_selected(st, p, &picks[p]);
+		changed = true;
+	}
+out:
+	free(base);
+	free(states);
+	free(picks);
 	if (changed)
 		republish(st, "a path change");
 	else if (st->publish_pending)
 		cp_state_publish_current(st);
+}
+
+void cp_state_poll_punt(struct cp_state *st)
+{
+	struct eg_msg m;
+
+	if (!st->mapped)
+		return;
+	for (unsigned i = 0; i < 256 && eg_msg_get(eg_shm_punt(st->shm.hdr), &m); i++) {
+		if (m.kind == EG_MSG_PROBE_REPLY)
+			cp_probes_answer(st, &m);
+		else
+			cp_wg_handle(st, &m);
+	}
 }
 
 /* The segment outlives a dataplane killed with SIGKILL; its heartbeat may still look fresh
@@ -701,6 +875,7 @@ static void detach(struct cp_state *st, const char *why)
 	notify(st, "dataplane.detached", json_pack("{s:s}", "reason", why));
 	cp_ipsec_detach(st);
 	cp_wg_detach(st);
+	cp_probes_reset(&st->probes);
 	eg_shm_detach(&st->shm);
 	st->mapped = false;
 }
@@ -743,6 +918,11 @@ static void try_attach(struct cp_state *st)
 	if (cp_ipsec_attach(st))
 		LOG("not every SA could be installed; their egresses stay down");
 	cp_wg_attach(st);
+	/* Ids may have changed (adopt_ids): probes are named by them. Measurements start
+	 * afresh with a new dataplane. */
+	if (cp_probes_sync(st, st->egresses, st->n_egresses, st->egress_ids))
+		LOG("out of memory setting up probes");
+	cp_probes_reset(&st->probes);
 	for (unsigned i = 0; i < st->n_egresses; i++)
 		st->egress_state[i] = egress_state_now(st, &st->egresses[i]);
 	notify(st, "dataplane.attached",
@@ -761,6 +941,7 @@ void cp_state_tick(struct cp_state *st)
 		} else if (!dataplane_process_exists(st->shm.hdr)) {
 			detach(st, "dataplane process gone");
 		} else {
+			cp_probes_poll(st);
 			refresh_states(st, cp_ipsec_tick(st));
 			return;
 		}

@@ -10,6 +10,8 @@
 #include "blob.h"
 #include "config.h"
 #include "ipsec.h"
+#include "path_select.h"
+#include "probe.h"
 #include "shm.h"
 #include "table.h"
 #include "wg.h"
@@ -28,6 +30,11 @@ struct cp_state {
 	unsigned n_policies;
 	struct eg_policy_cfg *policies;
 	uint32_t *policy_ids;
+	/* Per policy: which egresses carry its flows, and what hysteresis remembers. */
+	struct eg_path_pick *picks;
+	struct eg_path_hold *holds;
+	bool holds_pending;		/* some policy is timing a hold-down */
+	uint64_t next_choose_ns;
 
 	/* Counters live in shared memory indexed by id; an id handed out again starts from
 	 * the baseline taken when it was assigned. */
@@ -45,6 +52,7 @@ struct cp_state {
 
 	struct cp_ipsec ipsec;		/* ESP SAs and their slots */
 	struct cp_wg wg;		/* WireGuard identity, peers, sessions */
+	struct cp_probes probes;	/* per egress, parallel to egresses */
 
 	struct cp_rpc_server *rpc;	/* for events; may be NULL in tests */
 };
@@ -65,6 +73,9 @@ int cp_state_apply(struct cp_state *st, struct eg_egress_cfg *egresses, unsigned
 /* The dataplane: attach when it appears, re-publish on a new epoch, notice it going.
  * Called from the main loop every ~100 ms. */
 void cp_state_tick(struct cp_state *st);
+/* Takes what the dataplane punted to us: WireGuard handshakes, roaming notices, probe
+ * answers. */
+void cp_state_poll_punt(struct cp_state *st);
 /* True when mapped and the dataplane's heartbeat is fresh. */
 bool cp_state_dataplane_alive(const struct cp_state *st);
 /* Re-publishes the current table (after attach). 0 or -errno. */

@@ -18,7 +18,6 @@ enum {
 	COOKIE_SECRET_S = 120,		/* the secret rotates, and a cookie expires, after this */
 	INITIATIONS_MIN_MS = 20,	/* at most 50 initiations a second from one peer */
 	JITTER_MAX_MS = 333,		/* added to REKEY_TIMEOUT between retries */
-	PUNT_PER_POLL = 256,
 };
 
 static const uint64_t NS = 1000000000ull;
@@ -546,8 +545,10 @@ static void count_load(struct cp_wg *wg, uint64_t now)
 		wg->under_load = true;
 }
 
-static void handle(struct cp_state *st, const struct eg_msg *m)
+void cp_wg_handle(struct cp_state *st, const struct eg_msg *m)
 {
+	if (!st->wg.present || st->shm.hdr->n_wg_slots == 0)
+		return;
 	if (m->kind == EG_MSG_WG_ROAM) {
 		on_roam(st, m);
 		return;
@@ -650,13 +651,10 @@ static void peer_timers(struct cp_state *st, struct cp_wg_peer *p, uint64_t now)
 void cp_wg_poll(struct cp_state *st)
 {
 	struct cp_wg *wg = &st->wg;
-	struct eg_msg m;
 	uint64_t now;
 
 	if (!wg->present || !st->mapped || st->shm.hdr->n_wg_slots == 0)
 		return;
-	for (unsigned i = 0; i < PUNT_PER_POLL && eg_msg_get(eg_shm_punt(st->shm.hdr), &m); i++)
-		handle(st, &m);
 	now = eg_now_ns();
 	if (now < wg->next_tick_ns)
 		return;

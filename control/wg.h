@@ -78,6 +78,7 @@ struct cp_wg {
 };
 
 struct cp_state;
+struct eg_msg;
 
 /* Takes over the config's wireguard section (its peers array is owned afterwards). 0 or
  * -EINVAL when the private key is unusable. */
@@ -90,6 +91,8 @@ void cp_wg_detach(struct cp_state *st);
 /* Handshake messages and roaming notices from the punt ring, then timers (every 50 ms).
  * Called every loop of the daemon. */
 void cp_wg_poll(struct cp_state *st);
+/* A WireGuard message from the punt ring (handshake, roaming notice). */
+void cp_wg_handle(struct cp_state *st, const struct eg_msg *m);
 
 /* Table inputs: per egress its peer's slot (EG_TABLE_NO_SA for the rest), and the
  * installed peers' allowed IPs. Arrays are the caller's to free. -ENOMEM. */

@@ -114,34 +114,36 @@ void eg_path_select(const struct eg_policy_cfg *p, const int *idx, unsigned k,
 		single(out, best >= 0 ? best : idx[0]);
 		out->fallback = true;
 		if (hold)
-			hold->current = out->egress[0];
+			hold->current = position(idx, k, out->egress[0]);
 		return;
 	}
 	if (!hold || p->strategy == EG_STRATEGY_WEIGHTED) {
 		single(out, best);
 		return;
 	}
-	int cur = hold->current, cur_pos = position(idx, k, cur);
+	int best_pos = position(idx, k, best), cur_pos = hold->current;
+	int cur = cur_pos >= 0 && (unsigned)cur_pos < k ? idx[cur_pos] : -1;
 
-	if (cur < 0 || cur_pos < 0 || !eligible(p, &views[cur]) || cur == best ||
-	    !better_by_margin(p->strategy, t, &views[best], &views[cur], position(idx, k, best) < cur_pos)) {
-		/* Nothing held, the current choice failed, or nothing is enough better:
-		 * take the best now (which may be the current one). */
-		if (cur >= 0 && cur_pos >= 0 && eligible(p, &views[cur]) && cur != best)
-			best = cur;	/* eligible and not enough worse: stay */
-		hold->current = best;
+	if (cur < 0 || !eligible(p, &views[cur])) {
+		/* Nothing held yet, or the current choice failed: the best, at once. */
+		hold->current = best_pos;
 		hold->candidate = -1;
 		single(out, best);
 		return;
 	}
+	if (cur == best || !better_by_margin(p->strategy, t, &views[best], &views[cur], best_pos < cur_pos)) {
+		hold->candidate = -1;		/* not enough better: stay */
+		single(out, cur);
+		return;
+	}
 	/* Better by the margin: it must stay so for the hold-down time. */
-	if (hold->candidate != best) {
-		hold->candidate = best;
+	if (hold->candidate != best_pos) {
+		hold->candidate = best_pos;
 		hold->candidate_since_ns = now_ns;
 	}
 	if (now_ns - hold->candidate_since_ns >= t->hold_down_ns) {
-		hold->current = best;
+		hold->current = best_pos;
 		hold->candidate = -1;
 	}
-	single(out, hold->current);
+	single(out, idx[hold->current]);
 }

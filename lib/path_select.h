@@ -42,9 +42,10 @@ struct eg_select_tuning {
 	double loss_margin_pct;		/* better means lower loss by at least these points */
 };
 
-/* Per policy, what hysteresis remembers between decisions. */
+/* Per policy, what hysteresis remembers between decisions: positions in the policy's
+ * egress list, so the memory stays valid while the list does, whatever else changes. */
 struct eg_path_hold {
-	int32_t current;		/* egress index carrying the flows, -1: none yet */
+	int32_t current;		/* the egress carrying the flows, -1: none yet */
 	int32_t candidate;		/* the better one being timed, -1: none */
 	uint64_t candidate_since_ns;
 };

@@ -169,7 +169,7 @@ Test(path_select, lowest_loss_needs_the_loss_margin)
 	struct eg_path_hold h;
 
 	eg_path_hold_init(&h);
-	h.current = A;
+	h.current = 0;		/* position of A in the list */
 	cr_expect_eq(at(&p, v, &h, 0), A, "0.5 points better is under the 1 point margin");
 	v[B].loss_pct = 0.5;
 	cr_expect_eq(at(&p, v, &h, 100), A);
