@@ -788,7 +788,11 @@ static void notify_selected(struct cp_state *st, unsigned p, const struct eg_pat
 
 	for (unsigned j = 0; j < pick->n; j++)
 		json_array_append_new(names, json_string(st->egresses[pick->egress[j]].name));
-	LOG("policy %s: now via %u egress(es)%s", st->policies[p].name, pick->n, pick->fallback ? " (fallback)" : "");
+	char *list = json_dumps(names, JSON_COMPACT);
+
+	LOG("policy %s: now via %s%s", st->policies[p].name, list ? list : "?",
+	    pick->fallback ? " (nothing eligible: fallback)" : "");
+	free(list);
 	notify(st, "path.selected", json_pack("{s:s,s:o,s:b}", "policy", st->policies[p].name, "egresses", names,
 					      "fallback", pick->fallback));
 }

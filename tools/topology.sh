@@ -6,12 +6,18 @@
 #                                                                           --veth--  up1 (198.51.100.254, fd00:30::fe)
 # Both uplink hosts own the "internet" server addresses 203.0.113.10 and 2001:db8:99::10,
 # so where a flow arrives shows which uplink the appliance chose.
+#
+# With TOPO_WIRES=1 each uplink link passes through a "wire" namespace instead, where
+# egress-pathsim (tools/path_sim) bridges it and can add delay, jitter, loss or a
+# blackhole per direction: dpwan0 -- w0d [pathsim] w0u -- u0, and the same for wan1.
+# Nothing crosses a wire until topo_wires_start runs the simulators.
 
 TOPO=${TOPO:-eg$$}
 NS_SITE=$TOPO-site
 NS_DP=$TOPO-dp
 NS_UP0=$TOPO-up0
 NS_UP1=$TOPO-up1
+NS_WIRE=$TOPO-wire
 SERVER4=203.0.113.10
 SERVER6=2001:db8:99::10
 
@@ -37,8 +43,17 @@ topo_up() {
 	# Only DPDK speaks for the appliance: its kernel must not answer ARP/ND or route.
 	ip netns exec "$NS_DP" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 	_topo_link "$NS_SITE" s0 "$NS_DP" dplan
-	_topo_link "$NS_UP0" u0 "$NS_DP" dpwan0
-	_topo_link "$NS_UP1" u1 "$NS_DP" dpwan1
+	if [ "${TOPO_WIRES:-0}" = 1 ]; then
+		ip netns add "$NS_WIRE"
+		ip -n "$NS_WIRE" link set lo up
+		_topo_link "$NS_WIRE" w0d "$NS_DP" dpwan0
+		_topo_link "$NS_WIRE" w0u "$NS_UP0" u0
+		_topo_link "$NS_WIRE" w1d "$NS_DP" dpwan1
+		_topo_link "$NS_WIRE" w1u "$NS_UP1" u1
+	else
+		_topo_link "$NS_UP0" u0 "$NS_DP" dpwan0
+		_topo_link "$NS_UP1" u1 "$NS_DP" dpwan1
+	fi
 	ip netns exec "$NS_DP" sysctl -qw net.ipv6.conf.dplan.disable_ipv6=1 net.ipv6.conf.dpwan0.disable_ipv6=1 \
 		net.ipv6.conf.dpwan1.disable_ipv6=1 2>/dev/null || true
 
@@ -66,8 +81,20 @@ topo_up() {
 	done
 }
 
+# Starts one path simulator per uplink wire, with control sockets $1/wire0.sock and
+# $1/wire1.sock; $2 is the egress-pathsim binary. Appends their PIDs to the pids array.
+# "a2b" is toward the uplink host, "b2a" toward the appliance.
+topo_wires_start() {
+	local n
+	for n in 0 1; do
+		ip netns exec "$NS_WIRE" "$2" run --a "w${n}d" --b "w${n}u" --control "$1/wire$n.sock" --seed $((n + 1)) \
+			>"$1/wire$n.log" 2>&1 &
+		pids+=($!)
+	done
+}
+
 topo_down() {
-	for ns in "$NS_SITE" "$NS_DP" "$NS_UP0" "$NS_UP1"; do
+	for ns in "$NS_SITE" "$NS_DP" "$NS_UP0" "$NS_UP1" "$NS_WIRE"; do
 		ip netns del "$ns" 2>/dev/null || true
 	done
 }
