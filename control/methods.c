@@ -127,14 +127,17 @@ static int m_stats_get(void *ctx, json_t *params, json_t **result, struct cp_rpc
 
 			for (unsigned r = 0; r < EG_DROP_MAX; r++)
 				drop_sum[r] += ws->drop[r];
-			json_array_append_new(workers, json_pack("{s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:I}", "id", (int)w,
-								 "lcore", (int)ws->lcore, "rx_packets",
+			json_array_append_new(workers, json_pack("{s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "id",
+								 (int)w, "lcore", (int)ws->lcore, "rx_packets",
 								 (json_int_t)ws->rx_packets, "tx_packets",
 								 (json_int_t)ws->tx_packets, "drops",
 								 (json_int_t)ws->drops, "busy_loops",
 								 (json_int_t)ws->busy_loops, "idle_loops",
 								 (json_int_t)ws->idle_loops, "reassembled",
-								 (json_int_t)ws->reassembled));
+								 (json_int_t)ws->reassembled, "probes_sent",
+								 (json_int_t)ws->probes_sent, "probe_answers",
+								 (json_int_t)ws->probe_answers, "probes_reflected",
+								 (json_int_t)ws->probes_reflected));
 		}
 	}
 	for (unsigned r = 0; r < EG_DROP_MAX; r++)

@@ -142,6 +142,18 @@ check "oversized echoes without DF cross both ways as outer fragments and arrive
 check "... each of A's ESP packets left in two fragments (SA +$(( $(sa_pkts) - sa0 )), frames +$(( $(eg_pkts) - eg0 )))" \
 	[ $(( $(eg_pkts) - eg0 )) -eq $(( 2 * ($(sa_pkts) - sa0) )) -a $(( $(sa_pkts) - sa0 )) -ge 3 ]
 
+# Probes inside the tunnel, appliance to appliance: A's STAMP session-sender against B's
+# dataplane reflector, and B's ICMP echo answered by A's dataplane, both ways in ESP.
+$A call egress.add '{"name": "probe-b", "type": "ipsec", "sa_out": 12291, "sa_in": 16387,
+	"probe": {"target": "10.2.0.1", "method": "stamp", "interval_ms": 100}}' >/dev/null || true
+$B call egress.add '{"name": "probe-a", "type": "ipsec", "sa_out": 16387, "sa_in": 12291,
+	"probe": {"target": "10.1.0.1", "interval_ms": 100}}' >/dev/null || true
+answered() { $1 --json call path.list | jq -e ".paths[] | select(.name==\"$2\") | .metrics.window_answered >= 5 and .metrics.rtt_ms.avg > 0" >/dev/null; }
+check "A's STAMP probes through ESP are answered by B's dataplane reflector" wait_for 10 answered "$A" probe-b
+check "B's echo probes through ESP are answered by A's dataplane" wait_for 10 answered "$B" probe-a
+check "... and the probes really crossed the tunnel (B's reflections counted)" \
+	bash -c "$B --json stats | jq -e '[.workers[].probes_reflected] | add > 0' >/dev/null"
+
 if [ $fails -ne 0 ]; then
 	for n in a b; do echo "--- control $n"; grep -v "rpc: client" "$WORK/ctl-$n.log" | tail -10; done
 	$A stats || true
