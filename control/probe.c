@@ -25,13 +25,10 @@ void cp_probes_reset(struct cp_probes *p)
 {
 	for (unsigned i = 0; i < p->n; i++) {
 		struct cp_probe *q = &p->p[i];
-		unsigned cap = q->win.cap;
 
 		if (!q->on)
 			continue;
-		eg_path_window_free(&q->win);
-		if (eg_path_window_init(&q->win, cap))
-			q->on = false;
+		eg_path_window_reset(&q->win);
 		q->down = false;
 		q->next_ns = 0;
 	}

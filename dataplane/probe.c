@@ -192,20 +192,18 @@ static void punt_answer(struct dp_worker *w, const struct dp_port *in, struct rt
 			const struct dp_local_pkt *p, uint16_t ours, uint16_t theirs, const uint8_t *data,
 			uint32_t len, uint64_t rx_ntp)
 {
-	struct rte_mbuf *n = rte_pktmbuf_alloc(w->ctx->pool);
-	struct eg_msg *msg;
 	uint16_t src_off = p->family == EG_AF_INET ? 12 : 8, alen = p->family == EG_AF_INET ? 4 : 16;
+	struct rte_mbuf *n;
+	struct eg_msg *msg;
 
 	if (len > EG_MSG_DATA_MAX)
 		len = EG_MSG_DATA_MAX;
-	msg = n ? (struct eg_msg *)rte_pktmbuf_append(n, (uint16_t)(offsetof(struct eg_msg, data) + len)) : NULL;
+	msg = dp_worker_msg_new(w, (uint16_t)len, &n);
 	if (!msg) {
-		rte_pktmbuf_free(n);
 		dp_count_drop(w, in->index, EG_DROP_PUNT_FULL);
 		rte_pktmbuf_free(m);
 		return;
 	}
-	memset(msg, 0, offsetof(struct eg_msg, data));
 	msg->kind = EG_MSG_PROBE_REPLY;
 	msg->port = in->index;
 	msg->family = p->family;
@@ -218,14 +216,10 @@ static void punt_answer(struct dp_worker *w, const struct dp_port *in, struct rt
 	memcpy(msg->local, p->l3 + src_off + alen, alen);
 	memcpy(msg->data, data, len);
 	rte_pktmbuf_free(m);
-	n->port = in->index;
-	n->hash.usr = DP_PUNT_MSG;
-	if (rte_ring_enqueue(w->punt, n) != 0) {
+	if (dp_worker_msg_punt(w, n, in->index))
+		w->shm->probe_answers++;
+	else
 		dp_count_drop(w, in->index, EG_DROP_PUNT_FULL);
-		rte_pktmbuf_free(n);
-		return;
-	}
-	w->shm->probe_answers++;
 }
 
 bool dp_probe_local(struct dp_worker *w, const struct eg_table_hdr *t, const struct dp_port *in,
@@ -233,7 +227,6 @@ bool dp_probe_local(struct dp_worker *w, const struct eg_table_hdr *t, const str
 {
 	const uint8_t *l4 = p->l3 + p->l4_off;
 	uint32_t l4_len = p->l3_len > p->l4_off ? (uint32_t)(p->l3_len - p->l4_off) : 0;
-	uint64_t rx_ntp;
 
 	if (!rte_pktmbuf_is_contiguous(m) || l4_len < 8)
 		return false;
@@ -245,8 +238,7 @@ bool dp_probe_local(struct dp_worker *w, const struct eg_table_hdr *t, const str
 			return true;
 		}
 		if (dport >= EG_PROBE_PORT_BASE && dport < EG_PROBE_PORT_BASE + EG_MAX_EGRESSES) {
-			rx_ntp = eg_ntp_now();
-			punt_answer(w, in, m, p, dport, sport, l4 + 8, l4_len - 8, rx_ntp);
+			punt_answer(w, in, m, p, dport, sport, l4 + 8, l4_len - 8, eg_ntp_now());
 			return true;
 		}
 		return false;
@@ -260,8 +252,7 @@ bool dp_probe_local(struct dp_worker *w, const struct eg_table_hdr *t, const str
 	    (type == ICMP6_ECHO_REPLY && p->family == EG_AF_INET6)) {
 		if (id < EG_PROBE_ICMP_ID_BASE || id >= EG_PROBE_ICMP_ID_BASE + EG_MAX_EGRESSES)
 			return false;
-		rx_ntp = eg_ntp_now();
-		punt_answer(w, in, m, p, id, seq, l4 + 8, l4_len - 8, rx_ntp);
+		punt_answer(w, in, m, p, id, seq, l4 + 8, l4_len - 8, eg_ntp_now());
 		return true;
 	}
 	if (from && ((type == ICMP4_ECHO_REQUEST && p->family == EG_AF_INET) ||

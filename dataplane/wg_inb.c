@@ -102,23 +102,16 @@ static void notice_roaming(struct dp_worker *w, struct dp_wg_pkt *p, uint64_t no
 	if (now_ms - __atomic_load_n(&p->peer->roam_noticed_ms, __ATOMIC_RELAXED) < ROAM_NOTICE_MS)
 		return;
 	__atomic_store_n(&p->peer->roam_noticed_ms, now_ms, __ATOMIC_RELAXED);
-	n = rte_pktmbuf_alloc(w->ctx->pool);
-	msg = n ? (struct eg_msg *)rte_pktmbuf_append(n, offsetof(struct eg_msg, data)) : NULL;
-	if (!msg) {
-		rte_pktmbuf_free(n);
+	msg = dp_worker_msg_new(w, 0, &n);
+	if (!msg)
 		return;
-	}
-	memset(msg, 0, offsetof(struct eg_msg, data));
 	msg->kind = EG_MSG_WG_ROAM;
 	msg->port = src.port;
 	msg->family = src.family;
 	msg->remote_port = src.udp_port;
 	msg->peer_slot = p->slot;
 	memcpy(msg->remote, src.addr, 16);
-	n->port = p->port;
-	n->hash.usr = DP_PUNT_MSG;
-	if (rte_ring_enqueue(w->punt, n) != 0)
-		rte_pktmbuf_free(n);
+	dp_worker_msg_punt(w, n, p->port);
 }
 
 /* A keypair a packet arrived under may now be sent with (the responder waits for this,

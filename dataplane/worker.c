@@ -417,10 +417,67 @@ static enum eg_drop_reason wg_too_big(struct dp_worker *w, const struct dp_port 
 	return fragment_inner(w, m, p, e, (uint16_t)(mtu & ~7u));
 }
 
-static enum eg_drop_reason via_egress(struct dp_worker *w, const struct dp_port *in, struct rte_mbuf *m,
-				      struct parsed *p, const struct eg_table_egress *e);
+/* The last step of forwarding out of a port to next hop nh (counted for egress e). */
 static enum eg_drop_reason to_port(struct dp_worker *w, const struct dp_port *out, struct rte_mbuf *m,
-				   struct parsed *p, const uint8_t nh[16], const struct eg_table_egress *e);
+				   struct parsed *p, const uint8_t nh[16], const struct eg_table_egress *e)
+{
+	struct rte_ether_addr dmac;
+
+	if (unlikely(p->l3_len > out->mtu))
+		return EG_DROP_MTU_EXCEEDED;
+	if (unlikely(!dp_neigh_lookup(w->ctx->neigh, out->index, p->key.family, nh, &dmac))) {
+		dp_worker_ask_resolve(w, out->index, p->key.family, nh);
+		return EG_DROP_NEIGH_UNRESOLVED;
+	}
+	decrement_ttl(p);
+	if (unlikely(!rewrite_l2(m, p, out, &dmac)))
+		return EG_DROP_ETH_RUNT;
+	if (e) {
+		struct eg_egress_counters *ec = &eg_shm_egress_counters(w->shm)[e->id];
+
+		ec->tx_packets++;
+		ec->tx_bytes += rte_pktmbuf_pkt_len(m);
+	}
+	dp_queue_tx(w, out->index, m);
+	return EG_DROP_MAX;
+}
+
+/* Sends a parsed packet through egress e: encrypted into its tunnel, or out of its port. */
+static enum eg_drop_reason via_egress(struct dp_worker *w, const struct dp_port *in, struct rte_mbuf *m,
+				      struct parsed *p, const struct eg_table_egress *e)
+{
+	struct dp_ctx *ctx = w->ctx;
+	const struct dp_port *out;
+	uint8_t nh[16] = {0};
+
+	if (e->type == EG_EGRESS_IPSEC) {
+		const struct eg_sa_slot *sa;
+
+		if (unlikely(e->sa_slot == EG_TABLE_NO_SA))
+			return EG_DROP_ESP_SA_STOPPED;
+		sa = eg_shm_sa(ctx->shm.hdr, e->sa_slot);
+		decrement_ttl(p);
+		if (unlikely(p->l3_len + dp_esp_overhead(sa, p->l3_len) > ctx->ports[sa->port].mtu))
+			return too_big(w, in, m, p, sa, e);
+		dp_esp_stage_out(w, m, p->l2_len, e->sa_slot, e->id);
+		return EG_DROP_MAX;
+	}
+	if (e->type == EG_EGRESS_WIREGUARD) {
+		if (unlikely(e->wg_slot == EG_TABLE_NO_SA || e->wg_slot >= ctx->shm.hdr->n_wg_slots))
+			return EG_DROP_WG_NO_SESSION;
+		decrement_ttl(p);
+		if (unlikely(p->l3_len > dp_wg_tunnel_mtu(ctx, eg_shm_wg(ctx->shm.hdr, e->wg_slot))))
+			return wg_too_big(w, in, m, p, e);
+		dp_wg_stage_out(w, m, p->l2_len, e->wg_slot, e->id);
+		return EG_DROP_MAX;
+	}
+	if (unlikely(e->type != EG_EGRESS_DIRECT || e->port >= ctx->n_ports))
+		return EG_DROP_EGRESS_UNSUPPORTED;
+	out = &ctx->ports[e->port];
+	if (unlikely(!next_hop(out, e, &p->key, nh)))
+		return EG_DROP_NO_ROUTE;
+	return to_port(w, out, m, p, nh, e);
+}
 
 /* Decides where one parsed, forwardable packet goes; EG_DROP_MAX when it was queued. */
 static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hdr *t,
@@ -460,70 +517,6 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 	out = &ctx->ports[r->port];
 	memcpy(nh, r->via_family ? r->via : p->key.dst, 16);
 	return to_port(w, out, m, p, nh, NULL);
-}
-
-/* Sends a parsed packet through egress e: encrypted into its tunnel, or out of its port. */
-static enum eg_drop_reason via_egress(struct dp_worker *w, const struct dp_port *in, struct rte_mbuf *m,
-				      struct parsed *p, const struct eg_table_egress *e)
-{
-	struct dp_ctx *ctx = w->ctx;
-	const struct dp_port *out;
-	uint8_t nh[16] = {0};
-
-	{
-		if (e->type == EG_EGRESS_IPSEC) {
-			const struct eg_sa_slot *sa;
-
-			if (unlikely(e->sa_slot == EG_TABLE_NO_SA))
-				return EG_DROP_ESP_SA_STOPPED;
-			sa = eg_shm_sa(ctx->shm.hdr, e->sa_slot);
-			decrement_ttl(p);
-			if (unlikely(p->l3_len + dp_esp_overhead(sa, p->l3_len) > ctx->ports[sa->port].mtu))
-				return too_big(w, in, m, p, sa, e);
-			dp_esp_stage_out(w, m, p->l2_len, e->sa_slot, e->id);
-			return EG_DROP_MAX;
-		}
-		if (e->type == EG_EGRESS_WIREGUARD) {
-			if (unlikely(e->wg_slot == EG_TABLE_NO_SA || e->wg_slot >= ctx->shm.hdr->n_wg_slots))
-				return EG_DROP_WG_NO_SESSION;
-			decrement_ttl(p);
-			if (unlikely(p->l3_len > dp_wg_tunnel_mtu(ctx, eg_shm_wg(ctx->shm.hdr, e->wg_slot))))
-				return wg_too_big(w, in, m, p, e);
-			dp_wg_stage_out(w, m, p->l2_len, e->wg_slot, e->id);
-			return EG_DROP_MAX;
-		}
-		if (unlikely(e->type != EG_EGRESS_DIRECT || e->port >= ctx->n_ports))
-			return EG_DROP_EGRESS_UNSUPPORTED;
-		out = &ctx->ports[e->port];
-		if (unlikely(!next_hop(out, e, &p->key, nh)))
-			return EG_DROP_NO_ROUTE;
-	}
-	return to_port(w, out, m, p, nh, e);
-}
-
-/* The last step of forwarding out of a port to next hop nh (counted for egress e). */
-static enum eg_drop_reason to_port(struct dp_worker *w, const struct dp_port *out, struct rte_mbuf *m,
-				   struct parsed *p, const uint8_t nh[16], const struct eg_table_egress *e)
-{
-	struct rte_ether_addr dmac;
-
-	if (unlikely(p->l3_len > out->mtu))
-		return EG_DROP_MTU_EXCEEDED;
-	if (unlikely(!dp_neigh_lookup(w->ctx->neigh, out->index, p->key.family, nh, &dmac))) {
-		dp_worker_ask_resolve(w, out->index, p->key.family, nh);
-		return EG_DROP_NEIGH_UNRESOLVED;
-	}
-	decrement_ttl(p);
-	if (unlikely(!rewrite_l2(m, p, out, &dmac)))
-		return EG_DROP_ETH_RUNT;
-	if (e) {
-		struct eg_egress_counters *ec = &eg_shm_egress_counters(w->shm)[e->id];
-
-		ec->tx_packets++;
-		ec->tx_bytes += rte_pktmbuf_pkt_len(m);
-	}
-	dp_queue_tx(w, out->index, m);
-	return EG_DROP_MAX;
 }
 
 static bool dispatch(struct dp_worker *w, const struct eg_table_hdr *t, const struct dp_port *in,
@@ -612,6 +605,17 @@ static enum eg_drop_reason reassemble(struct dp_worker *w, const struct eg_table
 	return EG_DROP_MAX;
 }
 
+static bool probe_local(struct dp_worker *w, const struct eg_table_hdr *t, const struct dp_port *in,
+			struct rte_mbuf *m, const struct parsed *p, const struct dp_origin *from)
+{
+	const struct dp_local_pkt lp = {
+		.l3 = p->l3, .l2_len = p->l2_len, .l3_len = p->l3_len, .l4_off = p->l4_off,
+		.family = p->key.family, .proto = p->key.proto,
+	};
+
+	return dp_probe_local(w, t, in, m, &lp, from);
+}
+
 /* After parsing: to the ESP stage, to the service, forward, or drop. from is NULL for a
  * frame off the wire, else the tunnel an inner packet came out of. True when m was queued
  * for transmission. */
@@ -637,17 +641,11 @@ static bool dispatch(struct dp_worker *w, const struct eg_table_hdr *t, const st
 			}
 			dp_wg_receive(w, t, m, in->index, p->l2_len, p->esp_off);
 			return false;
-		case PUNT: {
+		case PUNT:
 			/* Probes and their answers are the worker's (timestamps are taken here);
 			 * the rest is the service's. */
-			struct dp_local_pkt lp = {
-				.l3 = p->l3, .l2_len = p->l2_len, .l3_len = p->l3_len, .l4_off = p->l4_off,
-				.family = p->key.family, .proto = p->key.proto,
-			};
-
-			if (!p->fragment && dp_probe_local(w, t, in, m, &lp, from))
+			if (!p->fragment && probe_local(w, t, in, m, p, from))
 				return false;
-			}
 			/* The service answers on the link; what came out of a tunnel for us has
 			 * no link to answer on. */
 			if (inner) {
@@ -705,6 +703,31 @@ uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, ui
 	/* What decrypted packets staged for sending (probe reflections) goes out now. */
 	dp_worker_run_staged(w);
 	return queued;
+}
+
+struct eg_msg *dp_worker_msg_new(struct dp_worker *w, uint16_t len, struct rte_mbuf **n)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(w->ctx->pool);
+	struct eg_msg *msg = m ? (struct eg_msg *)rte_pktmbuf_append(m, (uint16_t)(offsetof(struct eg_msg, data) + len))
+			       : NULL;
+
+	if (!msg) {
+		rte_pktmbuf_free(m);
+		return NULL;
+	}
+	memset(msg, 0, offsetof(struct eg_msg, data));
+	*n = m;
+	return msg;
+}
+
+bool dp_worker_msg_punt(struct dp_worker *w, struct rte_mbuf *n, uint16_t port)
+{
+	n->port = port;
+	n->hash.usr = DP_PUNT_MSG;
+	if (rte_ring_enqueue(w->punt, n) == 0)
+		return true;
+	rte_pktmbuf_free(n);
+	return false;
 }
 
 void dp_worker_run_staged(struct dp_worker *w)

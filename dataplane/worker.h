@@ -37,6 +37,13 @@ void dp_worker_route_inner(struct dp_worker *w, const struct eg_table_hdr *t, ui
 void dp_worker_send_via(struct dp_worker *w, const struct eg_table_egress *e, uint16_t in_port,
 			struct rte_mbuf *m, uint8_t family);
 
+/* A message for the control process, written by a worker into an mbuf of its own: the
+ * header zeroed, with room for len bytes of data. NULL (n unset) when no mbuf is free. */
+struct eg_msg *dp_worker_msg_new(struct dp_worker *w, uint16_t len, struct rte_mbuf **n);
+/* Hands it to the service, which passes it on over the punt ring. False when the ring is
+ * full (n is freed). */
+bool dp_worker_msg_punt(struct dp_worker *w, struct rte_mbuf *n, uint16_t port);
+
 /* Encrypts and queues what is staged for ESP and WireGuard output. */
 void dp_worker_run_staged(struct dp_worker *w);
 

@@ -27,6 +27,11 @@ void eg_path_window_free(struct eg_path_window *w)
 	memset(w, 0, sizeof(*w));
 }
 
+void eg_path_window_reset(struct eg_path_window *w)
+{
+	*w = (struct eg_path_window){.cap = w->cap, .s = w->s, .scratch = w->scratch};
+}
+
 /* The i-th oldest probe in the ring. */
 static struct eg_probe_sample *nth(const struct eg_path_window *w, unsigned i)
 {

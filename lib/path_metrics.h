@@ -45,6 +45,8 @@ struct eg_path_stats {
 /* 0 or -ENOMEM; cap >= 1. */
 int eg_path_window_init(struct eg_path_window *w, unsigned cap);
 void eg_path_window_free(struct eg_path_window *w);
+/* Forgets every probe and total, keeping the capacity. */
+void eg_path_window_reset(struct eg_path_window *w);
 
 /* A probe went out: it joins the ring, evicting the oldest when the ring is full. */
 void eg_path_probe_sent(struct eg_path_window *w, uint32_t seq, uint64_t sent_ns);
