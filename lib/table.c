@@ -156,6 +156,50 @@ static int fail(struct eg_error *err, int rc, const char *path, const char *msg)
 	return rc;
 }
 
+static uint32_t copy_ranges(struct eg_blob *b, const struct eg_prefix_range *r, unsigned n)
+{
+	uint32_t off = eg_blob_alloc(b, sizeof(*r) * (n ? n : 1), 8);
+
+	if (off != EG_BLOB_NONE && n)
+		memcpy(eg_blob_at(b, off), r, sizeof(*r) * n);
+	return off;
+}
+
+/* Flattens every installed peer's allowed IPs into one range map per family, owned by
+ * peer slots. 0 or -ENOMEM. */
+static int wg_allowed_ranges(const struct eg_table_input *in, struct eg_blob *b, uint32_t *off4,
+			     unsigned *n4, uint32_t *off6, unsigned *n6)
+{
+	struct eg_prefix_owned *all;
+	struct eg_prefix_range *ranges;
+	unsigned n = 0;
+	int rc = 0;
+
+	for (unsigned i = 0; i < in->n_wg_peers; i++)
+		n += in->wg_peers[i].n_allowed;
+	all = malloc(sizeof(*all) * (n ? n : 1));
+	ranges = malloc(sizeof(*ranges) * 2 * (n ? n : 1));
+	if (!all || !ranges) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	n = 0;
+	for (unsigned i = 0; i < in->n_wg_peers; i++)
+		for (unsigned a = 0; a < in->wg_peers[i].n_allowed; a++)
+			all[n++] = (struct eg_prefix_owned){.prefix = in->wg_peers[i].allowed[a],
+							    .owner = in->wg_peers[i].slot};
+	*n4 = eg_prefix_map_flatten(EG_AF_INET, all, n, ranges);
+	*off4 = copy_ranges(b, ranges, *n4);
+	*n6 = eg_prefix_map_flatten(EG_AF_INET6, all, n, ranges);
+	*off6 = copy_ranges(b, ranges, *n6);
+	if (*off4 == EG_BLOB_NONE || *off6 == EG_BLOB_NONE)
+		rc = -ENOMEM;
+out:
+	free(all);
+	free(ranges);
+	return rc;
+}
+
 int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg_error *err)
 {
 	struct sel_cache cache = {0};
@@ -188,28 +232,13 @@ int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg
 		e->wg_slot = in->egress_wg_slot ? in->egress_wg_slot[i] : EG_TABLE_NO_SA;
 	}
 
-	/* WireGuard allowed IPs, found by peer slot in O(1); slots up to the highest in use. */
-	uint32_t n_wg = 0, wg_off;
+	/* WireGuard allowed IPs: one longest-prefix map per family over all peers. */
+	uint32_t wg4_off, wg6_off;
+	unsigned n_wg4, n_wg6;
 
-	for (unsigned i = 0; i < in->n_wg_peers; i++)
-		if (in->wg_peers[i].slot + 1 > n_wg)
-			n_wg = in->wg_peers[i].slot + 1;
-	wg_off = eg_blob_alloc(b, sizeof(struct eg_table_wg) * (n_wg ? n_wg : 1), 64);
-	if (wg_off == EG_BLOB_NONE)
+	rc = wg_allowed_ranges(in, b, &wg4_off, &n_wg4, &wg6_off, &n_wg6);
+	if (rc)
 		goto nomem;
-	for (unsigned i = 0; i < in->n_wg_peers; i++) {
-		const struct eg_table_wg_peer *wp = &in->wg_peers[i];
-		uint32_t off = eg_blob_alloc(b, sizeof(struct eg_prefix) * (wp->n_allowed ? wp->n_allowed : 1), 8);
-		struct eg_table_wg *w;
-
-		if (off == EG_BLOB_NONE)
-			goto nomem;
-		if (wp->n_allowed)
-			memcpy(eg_blob_at(b, off), wp->allowed, sizeof(struct eg_prefix) * wp->n_allowed);
-		w = (struct eg_table_wg *)eg_blob_at(b, wg_off) + wp->slot;
-		w->allowed_off = off;
-		w->n_allowed = wp->n_allowed;
-	}
 
 	/* Inbound SPIs at most half full, so probe chains stay short and always end. */
 	uint32_t spi_size = 16, spi_off;
@@ -277,8 +306,10 @@ int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg
 	h->n_rules = (uint32_t)n_rules;
 	h->spi_off = spi_off;
 	h->spi_mask = spi_size - 1;
-	h->wg_off = wg_off;
-	h->n_wg = n_wg;
+	h->wg4_off = wg4_off;
+	h->n_wg4 = n_wg4;
+	h->wg6_off = wg6_off;
+	h->n_wg6 = n_wg6;
 	h->size = (uint32_t)b->len;
 	free(rules);
 	free(cache.e);
@@ -300,13 +331,8 @@ int eg_table_validate(const void *table, size_t max_size)
 	    t->classifier_off >= t->size ||
 	    (uint64_t)t->spi_off + ((uint64_t)t->spi_mask + 1) * sizeof(struct eg_table_spi) > t->size ||
 	    (t->spi_mask & (t->spi_mask + 1)) != 0 ||
-	    (uint64_t)t->wg_off + (uint64_t)t->n_wg * sizeof(struct eg_table_wg) > t->size)
+	    (uint64_t)t->wg4_off + (uint64_t)t->n_wg4 * sizeof(struct eg_prefix_range) > t->size ||
+	    (uint64_t)t->wg6_off + (uint64_t)t->n_wg6 * sizeof(struct eg_prefix_range) > t->size)
 		return -EPROTO;
-	for (uint32_t i = 0; i < t->n_wg; i++) {
-		const struct eg_table_wg *w = &EG_AT(t, t->wg_off, struct eg_table_wg)[i];
-
-		if ((uint64_t)w->allowed_off + (uint64_t)w->n_allowed * sizeof(struct eg_prefix) > t->size)
-			return -EPROTO;
-	}
 	return 0;
 }

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "flow_select.h"
 #include "path_select.h"
+#include "prefix_map.h"
 
 #define EG_TABLE_MAGIC 0x31425445u	/* "ETB1" */
 
@@ -29,17 +30,14 @@ struct eg_table_hdr {
 	uint32_t n_rules;
 	uint32_t spi_off;		/* struct eg_table_spi[spi_mask + 1]: inbound ESP demux */
 	uint32_t spi_mask;
-	uint32_t wg_off;		/* struct eg_table_wg[n_wg], by WireGuard peer slot */
-	uint32_t n_wg;
+	/* WireGuard allowed IPs as longest-prefix ranges owned by peer slots, per family. */
+	uint32_t wg4_off;		/* struct eg_prefix_range[n_wg4] */
+	uint32_t n_wg4;
+	uint32_t wg6_off;		/* struct eg_prefix_range[n_wg6] */
+	uint32_t n_wg6;
 	/* Stamped by eg_shm_publish (0 before): different for every content published, so
 	 * workers may cache per-flow decisions under it (dataplane/flow_cache.h). */
 	uint64_t generation;
-};
-
-/* A WireGuard peer slot's allowed IPs: what its decrypted packets may come from. */
-struct eg_table_wg {
-	uint32_t allowed_off;		/* struct eg_prefix[n_allowed] */
-	uint32_t n_allowed;
 };
 
 /* What the build needs to know of one installed WireGuard peer. */
@@ -171,21 +169,16 @@ static inline uint32_t eg_table_spi_lookup(const struct eg_table_hdr *t, uint32_
 	}
 }
 
-/* Whether a WireGuard peer slot may send from src (its allowed IPs, cryptokey routing). */
+/* Whether a WireGuard peer slot may send from src: cryptokey routing, where src's
+ * longest matching allowed prefix among all peers must be this peer's. */
 static inline bool eg_table_wg_allowed(const struct eg_table_hdr *t, uint32_t slot, uint8_t family,
 				       const uint8_t *src)
 {
-	const struct eg_table_wg *w;
-	const struct eg_prefix *a;
-
-	if (slot >= t->n_wg)
-		return false;
-	w = &EG_AT(t, t->wg_off, struct eg_table_wg)[slot];
-	a = EG_AT(t, w->allowed_off, struct eg_prefix);
-	for (uint32_t i = 0; i < w->n_allowed; i++)
-		if (eg_prefix_contains(&a[i], family, src))
-			return true;
-	return false;
+	if (family == EG_AF_INET)
+		return eg_prefix_map_lookup(EG_AT(t, t->wg4_off, struct eg_prefix_range), t->n_wg4,
+					    family, src) == slot;
+	return eg_prefix_map_lookup(EG_AT(t, t->wg6_off, struct eg_prefix_range), t->n_wg6,
+				    family, src) == slot;
 }
 
 /* Structural check of a table (magic, sizes, offsets in range), for a reader that did not

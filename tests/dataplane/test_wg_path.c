@@ -34,7 +34,9 @@ static const char config_fmt[] =
 	" \"wireguard\": {\"private_key\": \"" OUR_KEY "\", \"listen_port\": 51820,"
 	"  \"test_timers\": {\"rekey_after_messages\": 1000, \"reject_after_messages\": 20000},"
 	"  \"peers\": [{\"name\": \"fra\", \"public_key\": \"" PEER_PUB "\", \"endpoint\": \"192.0.2.9:51000\","
-	"   \"allowed_ips\": [\"10.20.0.0/16\"]}]},"
+	"   \"allowed_ips\": [\"10.20.0.0/16\"]},"
+	"  {\"name\": \"ams\", \"public_key\": \"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\","
+	"   \"allowed_ips\": [\"10.20.5.0/24\"]}]},"
 	" \"egresses\": [{\"name\": \"wg\", \"type\": \"wireguard\", \"peer\": \"fra\"}],"
 	" \"policies\": [{\"name\": \"p\", \"priority\": 1, \"match\": {\"dst\": [\"10.20.0.0/16\"]},"
 	"  \"egresses\": [\"wg\"], \"strategy\": \"pinned\"}]}";
@@ -230,6 +232,24 @@ Test(wg_path, inner_sources_outside_allowed_ips_are_dropped, .init = setup)
 	cr_assert_eq(receive(msg, len, 51000, out), 0);
 	cr_assert_eq(eg_shm_wg_counters(fx.ctx.shm.hdr, fx.w->shm)[0].rx_packets, 2);
 	cr_assert_eq(fx.w->shm->drops, 1, "a keepalive is no drop");
+}
+
+/* Cryptokey routing takes the longest prefix among all peers: ams holds 10.20.5.0/24
+ * inside fra's 10.20.0.0/16, so fra may not send from there, but may from around it. */
+Test(wg_path, a_longer_prefix_of_another_peer_is_not_this_peers, .init = setup)
+{
+	uint8_t msg[512];
+	struct rte_mbuf *out[8];
+	size_t len = peer_message(msg, 1, RTE_IPV4(10, 20, 5, 7), 5);
+
+	cr_assert_eq(receive(msg, len, 51000, out), 0);
+	cr_assert_eq(drops(EG_DROP_WG_ALLOWED_IPS), 1);
+	len = peer_message(msg, 2, RTE_IPV4(10, 20, 6, 1), 6);
+	cr_assert_eq(receive(msg, len, 51000, out), 1, "just past ams's prefix is fra's again");
+	rte_pktmbuf_free(out[0]);
+	len = peer_message(msg, 3, RTE_IPV4(10, 20, 4, 255), 7);
+	cr_assert_eq(receive(msg, len, 51000, out), 1, "and just before it");
+	rte_pktmbuf_free(out[0]);
 }
 
 Test(wg_path, handshakes_go_to_control_and_a_new_source_is_reported, .init = setup)
