@@ -15,7 +15,7 @@
 #include "path_select.h"
 #include "prefix_map.h"
 
-#define EG_TABLE_MAGIC 0x31425445u	/* "ETB1" */
+#define EG_TABLE_MAGIC 0x32425445u	/* "ETB2": WireGuard allowed IPs as range maps */
 
 enum eg_path_state { EG_PATH_UP = 0, EG_PATH_DEGRADED = 1, EG_PATH_DOWN = 2 };
 
