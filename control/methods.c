@@ -194,10 +194,13 @@ static int m_path_list(void *ctx, json_t *params, json_t **result, struct cp_rpc
 	list = json_array();
 	for (unsigned i = 0; i < st->n_egresses; i++) {
 		json_t *m = cp_probes_json(st, i);
+		json_t *path = json_pack("{s:s,s:s,s:b}", "name", st->egresses[i].name, "state",
+					 state_names[st->egress_state[i]], "probed", m != NULL);
 
-		json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:o}", "name", st->egresses[i].name, "state",
-						      state_names[st->egress_state[i]], "probed", m != NULL,
-						      "metrics", m ?: json_null()));
+		if (m)
+			json_object_update(path, m);
+		json_decref(m);
+		json_array_append_new(list, path);
 	}
 	*result = json_pack("{s:o}", "paths", list);
 	return 0;
@@ -341,11 +344,14 @@ static int m_policy_list(void *ctx, json_t *params, json_t **result, struct cp_r
 			json_object_set_new(p, "action",
 					    json_string(order[i]->action == EG_ACTION_DROP ? "drop" : "forward"));
 		/* Where its flows go now (path selection's pick). */
-		json_t *via = json_array();
+		json_t *via = json_array(), *shares = json_array();
 
-		for (unsigned j = 0; st->picks && j < st->picks[idx].n; j++)
+		for (unsigned j = 0; st->picks && j < st->picks[idx].n; j++) {
 			json_array_append_new(via, json_string(st->egresses[st->picks[idx].egress[j]].name));
+			json_array_append_new(shares, json_real(st->picks[idx].share[j] / (double)EG_SHARE_FULL));
+		}
 		json_object_set_new(p, "via", via);
+		json_object_set_new(p, "shares", shares);
 		json_object_set_new(p, "fallback", json_boolean(st->picks && st->picks[idx].fallback));
 		json_array_append_new(list, p);
 	}
@@ -499,7 +505,7 @@ const struct cp_rpc_method cp_methods[] = {
 	{"egress.add", m_egress_add, "add an egress (an egress object)"},
 	{"egress.remove", m_egress_remove, "remove an egress {\"name\"}"},
 	{"policy.list", m_policy_list, "policies in priority order"},
-	{"path.list", m_path_list, "per egress: state, RTT min/avg/p50/p99, jitter, loss, last answer age"},
+	{"path.list", m_path_list, "per egress: state, RTT min/avg/p50/p99, jitter, loss, last probe and answer ages"},
 	{"policy.set", m_policy_set, "replace all policies {\"policies\":[...]}"},
 	{"flow.lookup", m_flow_lookup, "the policy and egress of a 5-tuple {src,dst,proto,sport,dport,dscp?,port?}"},
 	{"ipsec.sa.add", cp_m_ipsec_sa_add, "add an ESP SA; \"replaces\": SPI rekeys make-before-break"},

@@ -266,6 +266,11 @@ void cp_probes_view(const struct cp_state *st, unsigned i, uint8_t base_state, s
 	}
 }
 
+static json_t *age_ms(uint64_t then_ns, uint64_t now_ns)
+{
+	return then_ns ? json_integer((json_int_t)((now_ns - then_ns) / MS)) : json_null();
+}
+
 json_t *cp_probes_json(const struct cp_state *st, unsigned i)
 {
 	const struct cp_probe *q = i < st->probes.n ? &st->probes.p[i] : NULL;
@@ -277,14 +282,14 @@ json_t *cp_probes_json(const struct cp_state *st, unsigned i)
 		return NULL;
 	eg_path_window_stats(&q->win, &s);
 	eg_addr_format(q->cfg.target.family, q->cfg.target.addr, target, sizeof(target));
-	return json_pack("{s:s,s:s,s:i,s:b,s:{s:f,s:f,s:f,s:f},s:f,s:f,s:O,s:i,s:i,s:i,s:I,s:I,s:I,s:I}",
+	return json_pack("{s:s,s:s,s:i,s:b,s:{s:f,s:f,s:f,s:f},s:f,s:f,s:o,s:o,s:{s:i,s:i,s:i},s:{s:I,s:I,s:I,s:I}}",
 			 "method", q->cfg.method == EG_PROBE_STAMP ? "stamp" : "icmp", "target", target,
 			 "interval_ms", (int)q->cfg.interval_ms, "down", q->down,
 			 "rtt_ms", "min", s.rtt_min_ms, "avg", s.rtt_avg_ms, "p50", s.rtt_p50_ms, "p99", s.rtt_p99_ms,
 			 "jitter_ms", s.jitter_ms, "loss_pct", s.loss_pct,
-			 "last_answer_age_ms", q->win.last_answer_ns ? json_integer((json_int_t)((now - q->win.last_answer_ns) / MS))
-								     : json_null(),
-			 "window_answered", (int)s.answered, "window_lost", (int)s.lost, "window_pending", (int)s.pending,
-			 "sent", (json_int_t)q->win.sent, "answered", (json_int_t)q->win.answered,
+			 "last_probe_age_ms", age_ms(q->win.last_sent_ns, now),
+			 "last_answer_age_ms", age_ms(q->win.last_answer_ns, now),
+			 "window", "answered", (int)s.answered, "lost", (int)s.lost, "pending", (int)s.pending,
+			 "totals", "sent", (json_int_t)q->win.sent, "answered", (json_int_t)q->win.answered,
 			 "lost", (json_int_t)q->win.lost, "late", (json_int_t)q->win.late);
 }

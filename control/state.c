@@ -309,7 +309,7 @@ static int choose(const struct cp_state *st, const struct eg_egress_cfg *egs, un
 				states[i] = EG_PATH_DEGRADED;
 		}
 		eg_path_select(&pols[p], idx, k, views, &t, holds ? &holds[p] : NULL, now, &picks[p]);
-		if (holds && holds[p].candidate >= 0)
+		if (holds && eg_path_hold_pending(&holds[p]))
 			*pending = true;
 	}
 	free(ix.slot);
@@ -779,22 +779,26 @@ static void republish(struct cp_state *st, const char *why)
 static bool same_pick(const struct eg_path_pick *a, const struct eg_path_pick *b)
 {
 	return a->n == b->n && a->fallback == b->fallback &&
-	       memcmp(a->egress, b->egress, sizeof(a->egress[0]) * a->n) == 0;
+	       memcmp(a->egress, b->egress, sizeof(a->egress[0]) * a->n) == 0 &&
+	       memcmp(a->share, b->share, sizeof(a->share[0]) * a->n) == 0;
 }
 
 static void notify_selected(struct cp_state *st, unsigned p, const struct eg_path_pick *pick)
 {
-	json_t *names = json_array();
+	json_t *names = json_array(), *shares = json_array();
 
-	for (unsigned j = 0; j < pick->n; j++)
+	for (unsigned j = 0; j < pick->n; j++) {
 		json_array_append_new(names, json_string(st->egresses[pick->egress[j]].name));
-	char *list = json_dumps(names, JSON_COMPACT);
+		json_array_append_new(shares, json_real(pick->share[j] / (double)EG_SHARE_FULL));
+	}
+	char *list = json_dumps(names, JSON_COMPACT), *sh = json_dumps(shares, JSON_COMPACT);
 
-	LOG("policy %s: now via %s%s", st->policies[p].name, list ? list : "?",
+	LOG("policy %s: now via %s, shares %s%s", st->policies[p].name, list ? list : "?", sh ? sh : "?",
 	    pick->fallback ? " (nothing eligible: fallback)" : "");
 	free(list);
-	notify(st, "path.selected", json_pack("{s:s,s:o,s:b}", "policy", st->policies[p].name, "egresses", names,
-					      "fallback", pick->fallback));
+	free(sh);
+	notify(st, "path.selected", json_pack("{s:s,s:o,s:o,s:b}", "policy", st->policies[p].name, "egresses", names,
+					      "shares", shares, "fallback", pick->fallback));
 }
 
 /* Path states follow link, SA and probe state, and policies follow path states and

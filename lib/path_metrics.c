@@ -48,6 +48,7 @@ void eg_path_probe_sent(struct eg_path_window *w, uint32_t seq, uint64_t sent_ns
 		w->n++;
 	if (!w->first_sent_ns)
 		w->first_sent_ns = sent_ns ? sent_ns : 1;
+	w->last_sent_ns = sent_ns ? sent_ns : 1;
 	w->sent++;
 }
 

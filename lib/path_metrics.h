@@ -32,7 +32,7 @@ struct eg_path_window {
 	uint64_t *scratch;		/* cap entries, for sorting round-trip times */
 	uint64_t sent;			/* totals since init */
 	uint64_t answered, lost, late;	/* late: answers after their probe was settled or evicted */
-	uint64_t first_sent_ns, last_answer_ns;	/* 0: never */
+	uint64_t first_sent_ns, last_sent_ns, last_answer_ns;	/* 0: never */
 };
 
 struct eg_path_stats {

@@ -83,6 +83,86 @@ static void single(struct eg_path_pick *out, int e)
 {
 	out->n = 1;
 	out->egress[0] = (uint16_t)e;
+	out->share[0] = EG_SHARE_FULL;
+}
+
+/* Whether a path's RTT is worse than the best by the margins (as better_by_margin). */
+static bool worse_rtt(const struct eg_select_tuning *t, const struct eg_path_view *v, double best)
+{
+	double extra = v->rtt_ms - best;
+
+	return extra > 0 && extra >= t->latency_margin_ms && extra >= v->rtt_ms * t->latency_margin_pct / 100.0;
+}
+
+/* A weighted member's share from how it compares with the best eligible figures: each
+ * way it is worse by the margins (RTT, loss, RTT beyond twice the best) halves it, down
+ * to a quarter. Unmeasured paths have nothing against them. */
+static uint8_t share_of(const struct eg_select_tuning *t, const struct eg_path_view *v, double best_rtt,
+			double best_loss)
+{
+	unsigned halvings = 0;
+
+	if (!v->measured)
+		return EG_SHARE_FULL;
+	if (worse_rtt(t, v, best_rtt))
+		halvings += 1 + (v->rtt_ms > 2 * best_rtt);
+	if (v->loss_pct > best_loss && v->loss_pct - best_loss >= t->loss_margin_pct)
+		halvings++;
+	return (uint8_t)(EG_SHARE_FULL >> (halvings > 2 ? 2 : halvings));
+}
+
+/* Weighted: every eligible member with its share; with hold, joining and share changes
+ * wait out the hold-down (leaving does not). Returns how many members carry flows. */
+static unsigned weighted(const struct eg_policy_cfg *p, const int *idx, unsigned k, const struct eg_path_view *v,
+			 const struct eg_select_tuning *t, struct eg_path_hold *hold, uint64_t now_ns,
+			 struct eg_path_pick *out)
+{
+	uint8_t want[EG_MAX_POLICY_EGRESSES] = {0};
+	double best_rtt = 0, best_loss = 0;
+	bool any_measured = false, kept = false;
+
+	for (unsigned j = 0; j < k; j++) {
+		const struct eg_path_view *x = &v[idx[j]];
+
+		if (!eligible(p, x) || !x->measured)
+			continue;
+		if (!any_measured || x->rtt_ms < best_rtt)
+			best_rtt = x->rtt_ms;
+		if (!any_measured || x->loss_pct < best_loss)
+			best_loss = x->loss_pct;
+		any_measured = true;
+	}
+	for (unsigned j = 0; j < k; j++)
+		if (eligible(p, &v[idx[j]]))
+			want[j] = share_of(t, &v[idx[j]], best_rtt, best_loss);
+	if (hold) {
+		for (unsigned j = 0; j < k; j++) {
+			if (!want[j])
+				hold->share[j] = EG_SHARE_NONE;	/* leaves at once */
+			kept |= hold->share[j] != EG_SHARE_NONE;
+		}
+		for (unsigned j = 0; j < k; j++) {
+			if (!kept || want[j] == hold->share[j]) {
+				hold->share[j] = want[j];	/* nobody left to hold for */
+			} else if (hold->next_share[j] != want[j]) {
+				hold->next_share[j] = want[j];
+				hold->next_share_since_ns[j] = now_ns;
+			} else if (now_ns - hold->next_share_since_ns[j] >= t->hold_down_ns) {
+				hold->share[j] = want[j];
+			}
+			if (hold->share[j] == want[j])
+				hold->next_share[j] = want[j];
+		}
+		for (unsigned j = k; j < EG_MAX_POLICY_EGRESSES; j++)
+			hold->share[j] = hold->next_share[j] = EG_SHARE_NONE;
+		memcpy(want, hold->share, sizeof(want));
+	}
+	for (unsigned j = 0; j < k; j++)
+		if (want[j]) {
+			out->egress[out->n] = (uint16_t)idx[j];
+			out->share[out->n++] = want[j];
+		}
+	return out->n;
 }
 
 void eg_path_select(const struct eg_policy_cfg *p, const int *idx, unsigned k,
@@ -97,13 +177,8 @@ void eg_path_select(const struct eg_policy_cfg *p, const int *idx, unsigned k,
 			eg_path_hold_init(hold);
 		return;
 	}
-	if (p->strategy == EG_STRATEGY_WEIGHTED) {
-		for (unsigned j = 0; j < k; j++)
-			if (eligible(p, &views[idx[j]]))
-				out->egress[out->n++] = (uint16_t)idx[j];
-		if (out->n)
-			return;
-	}
+	if (p->strategy == EG_STRATEGY_WEIGHTED && weighted(p, idx, k, views, t, hold, now_ns, out))
+		return;
 	best = best_of(p, idx, k, views, eligible);
 	if (best < 0) {
 		if (hold)

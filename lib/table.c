@@ -55,8 +55,10 @@ unsigned eg_table_policy_members(const struct eg_table_input *in, unsigned polic
 		for (unsigned j = 0; j < pick.n; j++)
 			pick.egress[j] = (uint16_t)at[pick.egress[j]];
 	}
-	for (unsigned j = 0; j < pick.n; j++)
+	for (unsigned j = 0; j < pick.n; j++) {
 		out[j] = member(in, pick.egress[j]);
+		out[j].weight *= pick.share[j] / (double)EG_SHARE_FULL;
+	}
 	return pick.n;
 }
 

@@ -598,6 +598,61 @@ static int cmd_egress_list(struct ctl *c, int argc, char **argv)
 	return 0;
 }
 
+/* RTT as min/avg/p99 and the rest with one decimal: what an operator scans for. */
+static char *fmt_ms(const json_t *path, const char *key)
+{
+	const json_t *v = json_object_get(path, key);
+	char *s;
+	int rc;
+
+	if (json_is_object(v))
+		rc = asprintf(&s, "%.1f/%.1f/%.1f", json_number_value(json_object_get(v, "min")),
+			      json_number_value(json_object_get(v, "avg")),
+			      json_number_value(json_object_get(v, "p99")));
+	else if (json_is_number(v))
+		rc = asprintf(&s, "%.1f", json_number_value(v));
+	else
+		rc = asprintf(&s, "-");
+	if (rc < 0)
+		die(EXIT_LOCAL, "out of memory");
+	return s;
+}
+
+static int cmd_path_list(struct ctl *c, int argc, char **argv)
+{
+	static const char *const head[] = { "NAME", "STATE", "PROBE", "RTT_MS(MIN/AVG/P99)", "JITTER_MS",
+					    "LOSS_%", "LAST_PROBE_MS", "LAST_ANSWER_MS" };
+	const json_t *path;
+	struct table t;
+	json_t *r;
+	size_t i;
+
+	if (argc)
+		return -1;
+	r = rpc_call(c, "path.list", NULL);
+	if (c->json) {
+		print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	table_init(&t, "lllrrrrr", head);
+	json_array_foreach(json_object_get(r, "paths"), i, path) {
+		const json_t *method = json_object_get(path, "method");
+
+		table_add(&t, cell(json_object_get(path, "name")));
+		table_add(&t, cell(json_object_get(path, "state")));
+		table_add(&t, cell(method));
+		table_add(&t, method ? fmt_ms(path, "rtt_ms") : cell(NULL));
+		table_add(&t, method ? fmt_ms(path, "jitter_ms") : cell(NULL));
+		table_add(&t, method ? fmt_ms(path, "loss_pct") : cell(NULL));
+		table_add(&t, cell(json_object_get(path, "last_probe_age_ms")));
+		table_add(&t, cell(json_object_get(path, "last_answer_age_ms")));
+	}
+	table_print(&t);
+	json_decref(r);
+	return 0;
+}
+
 static int cmd_egress_add(struct ctl *c, int argc, char **argv)
 {
 	json_t *eg, *r;
@@ -986,6 +1041,7 @@ static const struct command commands[] = {
 	{ "egress list", cmd_egress_list, "", "egresses with their state and traffic" },
 	{ "egress add", cmd_egress_add, "JSON|@FILE", "add an egress (an object as in the config)" },
 	{ "egress remove", cmd_egress_remove, "NAME", "remove an egress" },
+	{ "path list", cmd_path_list, "", "each egress's probe figures: RTT, jitter, loss, ages" },
 	{ "policy list", cmd_policy_list, "", "the policies in force, in priority order" },
 	{ "policy set", cmd_policy_set, "FILE|-",
 	  "replace every policy from {\"policies\":[...]} or a bare array" },

@@ -148,7 +148,7 @@ $A call egress.add '{"name": "probe-b", "type": "ipsec", "sa_out": 12291, "sa_in
 	"probe": {"target": "10.2.0.1", "method": "stamp", "interval_ms": 100}}' >/dev/null || true
 $B call egress.add '{"name": "probe-a", "type": "ipsec", "sa_out": 16387, "sa_in": 12291,
 	"probe": {"target": "10.1.0.1", "interval_ms": 100}}' >/dev/null || true
-answered() { $1 --json call path.list | jq -e ".paths[] | select(.name==\"$2\") | .metrics.window_answered >= 5 and .metrics.rtt_ms.avg > 0" >/dev/null; }
+answered() { $1 --json call path.list | jq -e ".paths[] | select(.name==\"$2\") | .window.answered >= 5 and .rtt_ms.avg > 0" >/dev/null; }
 check "A's STAMP probes through ESP are answered by B's dataplane reflector" wait_for 10 answered "$A" probe-b
 check "B's echo probes through ESP are answered by A's dataplane" wait_for 10 answered "$B" probe-a
 check "... and the probes really crossed the tunnel (B's reflections counted)" \

@@ -77,11 +77,11 @@ check "the path simulators answer" wait_for 10 "$SIM" ctl "$WORK/wire1.sock" sho
 wire 1 set a2b delay_ms=10		# wan1 starts 10 ms slower
 check "control attaches" wait_for 30 bash -c "$CTL --json status | jq -e '.dataplane.attached == true'"
 check "both paths are probed and answered (ICMP on wan0, STAMP on wan1)" wait_for 10 bash -c \
-	"$CTL --json call path.list | jq -e '[.paths[] | .metrics.window_answered >= $WINDOW] | all' >/dev/null"
-check "STAMP sees wan1's 10 ms and ICMP sees wan0 fast ($(path direct-wan1 | jq -c .metrics.rtt_ms))" \
-	bash -c "$CTL --json call path.list | jq -e '(.paths[1].metrics.rtt_ms.min >= 10) and (.paths[0].metrics.rtt_ms.avg < 10)' >/dev/null"
+	"$CTL --json call path.list | jq -e '[.paths[] | .window.answered >= $WINDOW] | all' >/dev/null"
+check "STAMP sees wan1's 10 ms and ICMP sees wan0 fast ($(path direct-wan1 | jq -c .rtt_ms))" \
+	bash -c "$CTL --json call path.list | jq -e '(.paths[1].rtt_ms.min >= 10) and (.paths[0].rtt_ms.avg < 10)' >/dev/null"
 check "the independent reflector answered our STAMP session-sender" \
-	bash -c "$CTL --json call path.list | jq -e '.paths[1].metrics.answered > 0 and .paths[1].metrics.method == \"stamp\"' >/dev/null"
+	bash -c "$CTL --json call path.list | jq -e '.paths[1].totals.answered > 0 and .paths[1].method == \"stamp\"' >/dev/null"
 "$BUILD/tools/egressctl" -s "$SOCK" --json events path.selected egress.state >"$WORK/events.log" 2>&1 &
 pids+=($!)
 check "voice (lowest-latency, RTT <= 50 ms) uses the faster wan0" wait_for 10 via_is direct-wan0

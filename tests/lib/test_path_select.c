@@ -203,3 +203,101 @@ Test(path_select, the_table_builds_from_path_state_alone_without_picks)
 	cr_assert_eq(eg_table_policy_members(&in, 0, m), 1);
 	cr_expect_eq(m[0].value, 1);
 }
+
+/* Weighted: the share each member gets of its configured weight, from its figures. */
+Test(path_select, weighted_shares_follow_the_figures)
+{
+	static const struct {
+		const char *what;
+		struct eg_path_view v[3];
+		uint8_t share[3];	/* per list position, NONE when not a member */
+	} table[] = {
+		{"within the margins of the best: full shares",
+		 {M(20, 0, 1), M(24, 0.5, 1), M(21, 0, 1)}, {EG_SHARE_FULL, EG_SHARE_FULL, EG_SHARE_FULL}},
+		{"worse by the RTT margin (10 ms, 33%): half",
+		 {M(20, 0, 1), M(30, 0, 1), M(20, 0, 1)}, {EG_SHARE_FULL, EG_SHARE_HALF, EG_SHARE_FULL}},
+		{"beyond twice the best RTT: a quarter",
+		 {M(20, 0, 1), M(41, 0, 1), M(20, 0, 1)}, {EG_SHARE_FULL, EG_SHARE_QUARTER, EG_SHARE_FULL}},
+		{"worse by the loss margin: half; in both RTT and loss: a quarter",
+		 {M(20, 0, 1), M(20, 2, 1), M(30, 3, 1)}, {EG_SHARE_FULL, EG_SHARE_HALF, EG_SHARE_QUARTER}},
+		{"compared with the best eligible path only (A breaks the 100 ms SLA)",
+		 {M(5, 0, 1), M(40, 0, 1), M(60, 0, 1)}, {EG_SHARE_NONE, EG_SHARE_FULL, EG_SHARE_HALF}},
+		{"an unmeasured path has nothing against it",
+		 {{.state = UP}, M(20, 0, 1), M(90, 0, 1)}, {EG_SHARE_FULL, EG_SHARE_FULL, EG_SHARE_QUARTER}},
+	};
+
+	for (unsigned t = 0; t < sizeof(table) / sizeof(table[0]); t++) {
+		struct eg_policy_cfg p = policy(EG_STRATEGY_WEIGHTED, 100, -1, -1);
+		struct eg_path_view v[3];
+		struct eg_path_pick out;
+		uint8_t got[3] = {0};
+
+		memcpy(v, table[t].v, sizeof(v));
+		if (t == 4)
+			v[A].state = EG_PATH_DOWN;	/* the 5 ms path is not eligible */
+		eg_path_select(&p, list, 3, v, &tuning, NULL, 0, &out);
+		for (unsigned j = 0; j < out.n; j++)
+			got[out.egress[j]] = out.share[j];
+		for (unsigned j = 0; j < 3; j++)
+			cr_expect_eq(got[j], table[t].share[j], "%s: position %u has %u", table[t].what, j, got[j]);
+	}
+}
+
+/* One weighted decision with hold state; returns the shares per list position. */
+static const uint8_t *shares_at(struct eg_policy_cfg *p, struct eg_path_view *v, struct eg_path_hold *h,
+				uint64_t t_ms)
+{
+	static uint8_t got[3];
+	struct eg_path_pick out;
+
+	eg_path_select(p, list, 3, v, &tuning, h, t_ms * MS, &out);
+	memset(got, 0, sizeof(got));
+	for (unsigned j = 0; j < out.n; j++)
+		got[out.egress[j]] = out.share[j];
+	return got;
+}
+
+#define SHARES(a, b, c) ((const uint8_t[3]){a, b, c})
+#define expect_shares(got, want, what) \
+	cr_expect_arr_eq(got, want, 3, "%s: got %u %u %u", what, (got)[0], (got)[1], (got)[2])
+
+Test(path_select, weighted_holds_joins_and_share_changes_but_not_leaving)
+{
+	struct eg_policy_cfg p = policy(EG_STRATEGY_WEIGHTED, 100, -1, -1);
+	struct eg_path_view v[3] = {M(20, 0, 1), M(20, 0, 1), M(20, 0, 1)};
+	struct eg_path_hold h;
+	const uint8_t *got;
+
+	eg_path_hold_init(&h);
+	got = shares_at(&p, v, &h, 0);
+	expect_shares(got, SHARES(4, 4, 4), "all full at start, at once");
+	cr_expect_not(eg_path_hold_pending(&h));
+	v[B].rtt_ms = 35;			/* worse by the margin: half, after the hold-down */
+	got = shares_at(&p, v, &h, 100);
+	expect_shares(got, SHARES(4, 4, 4), "held");
+	cr_expect(eg_path_hold_pending(&h), "a share change is being timed");
+	got = shares_at(&p, v, &h, 5100);
+	expect_shares(got, SHARES(4, 2, 4), "halved after the hold-down");
+	cr_expect_not(eg_path_hold_pending(&h));
+	v[C].state = DOWN;
+	got = shares_at(&p, v, &h, 5200);
+	expect_shares(got, SHARES(4, 2, 0), "a down member leaves at once");
+	v[C].state = UP;
+	got = shares_at(&p, v, &h, 5300);
+	expect_shares(got, SHARES(4, 2, 0), "coming back waits for the hold-down");
+	v[B].rtt_ms = 20;			/* B recovers inside C's hold-down */
+	got = shares_at(&p, v, &h, 6000);
+	expect_shares(got, SHARES(4, 2, 0), "B's return to full is timed too");
+	got = shares_at(&p, v, &h, 10300);
+	expect_shares(got, SHARES(4, 2, 4), "C back after its hold-down");
+	v[B].rtt_ms = 35;			/* B worse again before its timer ran out */
+	got = shares_at(&p, v, &h, 11000);
+	expect_shares(got, SHARES(4, 2, 4), "the pending change to full is cancelled");
+	cr_expect_not(eg_path_hold_pending(&h));
+	v[A].state = v[B].state = v[C].state = DOWN;
+	got = shares_at(&p, v, &h, 11100);
+	expect_shares(got, SHARES(4, 0, 0), "all down: the first in the list carries the flows (fallback)");
+	v[B].state = UP;
+	got = shares_at(&p, v, &h, 11200);
+	expect_shares(got, SHARES(0, 4, 0), "with no member left, one that comes back joins at once");
+}

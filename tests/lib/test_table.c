@@ -281,6 +281,33 @@ Test(table, weights_shape_the_spread)
 	eg_blob_free(&b);
 }
 
+/* The control process's picks scale each member's configured weight by its share. */
+Test(table, measured_shares_scale_the_weights)
+{
+	enum { FLOWS = 20000 };
+	static unsigned got[FLOWS];
+	unsigned per[2] = {0};
+	struct eg_path_pick pick = {.n = 2, .egress = {0, 1}, .share = {EG_SHARE_FULL, EG_SHARE_QUARTER}};
+	struct eg_table_input in = {
+		.dp = &dp, .egresses = egs, .n_egresses = 2, .egress_ids = eids, .egress_state = estate,
+		.policies = pols, .n_policies = 1, .policy_ids = pids, .picks = &pick,
+	};
+	struct eg_blob b;
+	struct eg_error err;
+
+	add_egress("a", "wan0");
+	add_egress("b", "wan1");
+	egs[1].weight = 2;		/* 2 x a quarter: half of a's 1 x full */
+	add_policy("{\"name\":\"w\",\"priority\":1,\"egresses\":[\"a\",\"b\"],\"strategy\":\"weighted\"}");
+	eg_blob_init(&b, 0);
+	cr_assert_eq(eg_table_build(&in, &b, &err), 0, "%s", err.msg);
+	spread(&b, got, FLOWS);
+	for (unsigned i = 0; i < FLOWS; i++)
+		per[got[i]]++;
+	cr_assert(per[0] > per[1] * 1.7 && per[0] < per[1] * 2.3, "a %u, b %u", per[0], per[1]);
+	eg_blob_free(&b);
+}
+
 Test(table, ingress_port_and_dscp_match)
 {
 	enum eg_verdict v;
