@@ -22,6 +22,10 @@ INTERVAL=100 DOWN_AFTER=3 WINDOW=5 HOLD=3000
 wire() { local n=$1; shift; "$SIM" ctl "$WORK/wire$n.sock" "$@" >/dev/null; }
 via() { $CTL --json call policy.list | jq -r '.policies[] | select(.name=="voice") | .via | join(",")'; }
 via_is() { [ "$(via)" = "$1" ]; }
+# A policy's egresses with their shares: "direct-wan0:1,direct-wan1:0.25".
+shares() { $CTL --json call policy.list | jq -r ".policies[] | select(.name==\"$1\") | [.via, .shares] | transpose | map(\"\(.[0]):\(.[1])\") | join(\",\")"; }
+export -f shares
+export CTL
 path() { $CTL --json call path.list | jq -c ".paths[] | select(.name==\"$1\")"; }
 now_ms() { date +%s%3N; }
 # Waits until voice's flows use $1 (at most $2 s); prints how long it took in ms.
@@ -54,14 +58,22 @@ jq --argjson i $INTERVAL --argjson d $DOWN_AFTER --argjson w $WINDOW --argjson h
 		{name: "direct-wan0", type: "direct", port: "wan0",
 		 probe: {target: "203.0.113.10", interval_ms: $i, window: $w, down_after: $d}},
 		{name: "direct-wan1", type: "direct", port: "wan1",
-		 probe: {target: "198.51.100.254", method: "stamp", interval_ms: $i, window: $w, down_after: $d}}]
+		 probe: {target: "198.51.100.254", method: "stamp", interval_ms: $i, window: $w, down_after: $d}},
+		{name: "v6-wan0", type: "direct", port: "wan0",
+		 probe: {target: "2001:db8:99::10", interval_ms: $i, window: $w, down_after: $d}},
+		{name: "v6-wan1", type: "direct", port: "wan1",
+		 probe: {target: "fd00:30::fe", method: "stamp", interval_ms: $i, window: $w, down_after: $d}}]
 	| .policies = [
 		{name: "voice", priority: 10, match: {proto: "udp", dport: "6000"},
 		 egresses: ["direct-wan0", "direct-wan1"], strategy: "lowest-latency", sla: {max_rtt_ms: 50}},
+		{name: "bulk", priority: 20, match: {proto: "udp", dport: "7000"},
+		 egresses: ["direct-wan0", "direct-wan1"], strategy: "weighted"},
 		{name: "default", priority: 1000, match: {}, egresses: ["direct-wan0", "direct-wan1"]}]' \
 	"$WORK/base.json" >"$WORK/egress.json"
 
 ip netns exec "$NS_UP1" $STAMP reflect --addr 198.51.100.254 --seconds 240 >"$WORK/reflector.json" 2>&1 &
+pids+=($!)
+ip netns exec "$NS_UP1" $STAMP reflect --addr fd00:30::fe --seconds 240 >"$WORK/reflector6.json" 2>&1 &
 pids+=($!)
 for n in 0 1; do
 	ns=$NS_UP0; [ $n = 1 ] && ns=$NS_UP1
@@ -82,10 +94,18 @@ check "STAMP sees wan1's 10 ms and ICMP sees wan0 fast ($(path direct-wan1 | jq 
 	bash -c "$CTL --json call path.list | jq -e '(.paths[1].rtt_ms.min >= 10) and (.paths[0].rtt_ms.avg < 10)' >/dev/null"
 check "the independent reflector answered our STAMP session-sender" \
 	bash -c "$CTL --json call path.list | jq -e '.paths[1].totals.answered > 0 and .paths[1].method == \"stamp\"' >/dev/null"
+check "IPv6 probes are answered too: ICMPv6 echo on wan0, STAMP over IPv6 on wan1 ($(path v6-wan1 | jq -c .rtt_ms))" \
+	bash -c "$CTL --json call path.list | jq -e '[.paths[] | select(.name | startswith(\"v6-\")) | .window.answered >= $WINDOW and .last_probe_age_ms <= 1000] | length == 2 and all' >/dev/null"
+check "... STAMP over IPv6 measures wan1's 10 ms" \
+	bash -c "$CTL --json call path.list | jq -e '.paths[] | select(.name == \"v6-wan1\") | .rtt_ms.min >= 10' >/dev/null"
+check "egressctl path list prints a row per egress" \
+	bash -c "$CTL path list | grep -E '^v6-wan1 +up +stamp +[0-9.]+/[0-9.]+/[0-9.]+' >/dev/null"
 "$BUILD/tools/egressctl" -s "$SOCK" --json events path.selected egress.state >"$WORK/events.log" 2>&1 &
 pids+=($!)
 check "voice (lowest-latency, RTT <= 50 ms) uses the faster wan0" wait_for 10 via_is direct-wan0
 check "... and its datagrams leave by wan0" voice_to "$WORK/up0.log"
+check "bulk (weighted) gives wan1, 10 ms slower and more than twice wan0's RTT, a quarter share" \
+	wait_for 10 bash -c "[ \"\$(shares bulk)\" = 'direct-wan0:1,direct-wan1:0.25' ]"
 
 # 80 ms more on wan0 (40 ms each way): it breaks the SLA and voice leaves at once.
 wire 0 set both delay_ms=40
@@ -116,12 +136,16 @@ check "... wan0 is down, and said so in an egress.state event" wait_for 3 bash -
 	 jq -se 'map(select(.method==\"egress.state\" and .params.name==\"direct-wan0\" and .params.state==\"down\")) | length >= 1' $WORK/events.log >/dev/null"
 check "... the default policy's flows left wan0 too" bash -c \
 	"$CTL --json call policy.list | jq -e '.policies[] | select(.name==\"default\") | .via == [\"direct-wan1\"]' >/dev/null"
+check "... and bulk's, at once: wan1 alone ($(shares bulk))" \
+	bash -c "$CTL --json call policy.list | jq -e '.policies[] | select(.name==\"bulk\") | .via == [\"direct-wan1\"]' >/dev/null"
 wire 0 reset both
 sleep 1.5
 check "wan0 back: voice stays on wan1 during the hold-down" via_is direct-wan1
 took=$(moved_to direct-wan0 12) || true
 check "... and returns after it ($((took + 1500)) ms after the restore)" \
 	[ "$took" != never ] && [ $((took + 1500)) -ge $HOLD ]
+check "... bulk takes wan0 back after the hold-down as well ($(shares bulk))" \
+	wait_for 5 bash -c "[ \"\$(shares bulk)\" = 'direct-wan0:1,direct-wan1:0.25' ]"
 
 # Random jitter on both paths for 6 s: at most a couple of moves.
 before=$(moves)
