@@ -4,7 +4,9 @@ layouts with struct and a plain UDP socket: none of the appliance's code.
 
   reflect --addr A [--port 862] --seconds S
       a stateless session-reflector (RFC 8762 4.3.1): answers every 44-byte test packet
-      with the reflected layout, for the appliance's session-sender to measure against.
+      with the reflected layout, for the appliance's session-sender to measure against;
+      prints a JSON line for each sender's 1st and 5th packet ({"from", "reflected"})
+      and one with the total at the end.
   send --dst A [--port 862] --count N [--timeout T]
       a session-sender toward the appliance's reflector: checks every answer's layout
       and fields, prints one JSON line, exits 0 when all N were answered correctly.
@@ -38,6 +40,7 @@ def reflect(args):
     s.settimeout(0.5)
     end = time.time() + args.seconds
     answered = 0
+    per_sender = {}
     while time.time() < end:
         try:
             data, anc, _, peer = s.recvmsg(2048, socket.CMSG_SPACE(4))
@@ -54,6 +57,9 @@ def reflect(args):
         reply = REFLECTED.pack(seq, ntp_now(), 0x8001, t2, seq, t1, err, ttl)
         s.sendto(reply + bytes(len(data) - 44), peer)
         answered += 1
+        n = per_sender[peer[0]] = per_sender.get(peer[0], 0) + 1
+        if n in (1, 5):
+            print(json.dumps({"from": peer[0], "reflected": n}), flush=True)
     print(json.dumps({"answered": answered}))
 
 

@@ -2,7 +2,7 @@
 # The appliance against wireguard-go: a site's traffic leaves through a wireguard egress,
 # wireguard-go decrypts it and the kernel behind it answers. Handshakes started by either
 # side, TCP both ways, a rekey forced by short timers under a ping stream, wireguard-go
-# moving to a new UDP port, a wrong key, keepalives on an idle tunnel, allowed IPs, and
+# moving to a new UDP port, probes through the tunnel (echo and STAMP), a wrong key, keepalives on an idle tunnel, allowed IPs, and
 # peers added and removed live, and cookie replies under load.
 #
 #   site 10.1.0.2 -- [lan0 10.1.0.1 | egress | wan0 192.0.2.1 udp/51820] --veth-- [192.0.2.2 udp/51820 wireguard-go egwgN 10.20.0.1]
@@ -94,7 +94,24 @@ check "... the appliance's endpoint for it is now 192.0.2.2:51999 ($(us '.peers[
 check "... and the site's traffic reaches it there" \
 	ip netns exec "$P-site" $TRAFFIC udp --dst 10.20.0.1 --port 5000 --count 3 --timeout 10
 
-# 5. Allowed IPs: a packet from wireguard-go with a source outside the peer's allowed
+# 5. Probes through the tunnel: ICMP echo answered by wireguard-go's kernel, and STAMP
+# answered by an independent reflector behind it, on egresses added live for the peer.
+ip netns exec "$P-wg" $PY "$SRC/tests/integration/stamp_peer.py" reflect --addr 10.20.0.1 --seconds 60 \
+	>"$WORK/reflector.json" 2>&1 &
+pids+=($!)
+for m in icmp stamp; do
+	$E egress add "{\"name\": \"probe-$m\", \"type\": \"wireguard\", \"peer\": \"go\",
+		\"probe\": {\"target\": \"10.20.0.1\", \"method\": \"$m\", \"interval_ms\": 100, \"window\": 5}}" >/dev/null
+done
+answered() { $E --json call path.list | jq -e ".paths[] | select(.name==\"$1\") |
+	.window.answered >= 5 and .window.lost == 0 and .rtt_ms.avg > 0 and .state == \"up\"" >/dev/null; }
+check "echo probes through the WireGuard tunnel are answered by wireguard-go's side" wait_for 10 answered probe-icmp
+check "STAMP probes through the tunnel are answered by the reflector behind wireguard-go" wait_for 10 answered probe-stamp
+check "... which saw them arrive from the appliance's site address, decrypted by wireguard-go" \
+	bash -c "jq -e 'select(.reflected >= 5 and .from == \"10.1.0.1\")' $WORK/reflector.json >/dev/null"
+for m in icmp stamp; do $E egress remove "probe-$m" >/dev/null; done
+
+# 6. Allowed IPs: a packet from wireguard-go with a source outside the peer's allowed
 # IPs is dropped after decryption and counted.
 ip -n "$P-wg" addr add 10.21.0.1/32 dev "$IF"
 d0=$(drops wg_allowed_ips)
@@ -102,7 +119,7 @@ ip netns exec "$P-wg" ping -c2 -i0.2 -W1 -I 10.21.0.1 10.1.0.2 >/dev/null 2>&1 |
 check "a decrypted packet from outside the peer's allowed IPs is dropped and counted" \
 	[ "$(drops wg_allowed_ips)" -ge $((d0 + 2)) ]
 
-# 6. A peer with the wrong key gets no session: wireguard-go with another private key.
+# 7. A peer with the wrong key gets no session: wireguard-go with another private key.
 wg genkey >"$WORK/other.key"
 gowg set "$IF" private-key "$WORK/other.key"
 go_fresh_peer 192.0.2.1:51820
@@ -113,7 +130,7 @@ check "an unknown key's initiations get no session (no handshake on either side)
 gowg set "$IF" private-key "$WORK/go.key"
 go_fresh_peer 192.0.2.1:51820
 
-# 7. Keepalives on an idle tunnel: a persistent keepalive of 1 s on a peer added live.
+# 8. Keepalives on an idle tunnel: a persistent keepalive of 1 s on a peer added live.
 check "with its right key back, wireguard-go gets a session again (it initiates)" \
 	ip netns exec "$P-wg" ping -c2 -i0.3 -W3 10.1.0.2
 check "a second peer can be added live" \
@@ -139,7 +156,7 @@ check "... just one (wireguard-go rx $rx0 -> $(go_rx))" [ "$(go_rx)" -eq $((rx0 
 check "egressctl wg show prints what wg show would" \
 	bash -c "$E wg show | tee $WORK/wgshow.txt | grep -q 'latest handshake: .* ago' && grep -q 'endpoint: 192.0.2.2:51999' $WORK/wgshow.txt && grep -q 'transfer: .* received, .* sent' $WORK/wgshow.txt"
 
-# 8. A live-added peer survives a control restart (state file); the restarted control
+# 9. A live-added peer survives a control restart (state file); the restarted control
 # starts sessions afresh and traffic flows again.
 gowg set "$IF" listen-port 51820	# where the config says it is: a new control starts there
 SPARE=$(wg genkey | wg pubkey)
@@ -154,7 +171,7 @@ check "... and the site reaches wireguard-go again through a fresh handshake" \
 check "... the state file has the peer's key, and is not world-readable" \
 	bash -c "jq -e '.wireguard_peers | length == 2' $WORK/state.json && [ \$(stat -c %a $WORK/state.json) = 600 ]"
 
-# 9. Under load: a handshake_load_threshold of 0 counts every handshake message as load,
+# 10. Under load: a handshake_load_threshold of 0 counts every handshake message as load,
 # so an initiation without a valid mac2 gets a cookie reply instead of a Diffie-Hellman;
 # wireguard-go opens the reply, retries with mac2 (after its REKEY_TIMEOUT) and gets a
 # session.
