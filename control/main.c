@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include "methods.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "rpc.h"
 #include "state.h"
 
@@ -20,6 +22,9 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
 	struct cp_rpc_server_opts opts = {0};
+	struct pollfd also[1 + CP_METRICS_MAX_CLIENTS];
+	struct cp_metrics_http *metrics = NULL;
+	unsigned n_also = 0;
 	const char *config = NULL;
 	struct cp_state st;
 	struct eg_error err = {0};
@@ -65,21 +70,35 @@ int main(int argc, char **argv)
 		cp_state_free(&st);
 		return 1;
 	}
-	fprintf(stderr, "egress-control: instance %s, socket %s, %u egress(es), %u policy(ies)\n",
-		st.cfg.instance, opts.path, st.n_egresses, st.n_policies);
+	if (st.cfg.control.metrics[0]) {
+		metrics = cp_metrics_http_open(st.cfg.control.metrics, cp_metrics_render, &st);
+		if (!metrics) {
+			cp_rpc_server_close(st.rpc);
+			st.rpc = NULL;
+			cp_state_free(&st);
+			return 1;
+		}
+	}
+	fprintf(stderr, "egress-control: instance %s, socket %s, %u egress(es), %u policy(ies)%s%s\n",
+		st.cfg.instance, opts.path, st.n_egresses, st.n_policies, metrics ? ", metrics on " : "",
+		metrics ? st.cfg.control.metrics : "");
 	while (!stop) {
 		/* WireGuard handshakes and probe answers wait in the punt ring: look often when
 		 * there can be any, and wake for the next probe. */
-		rc = cp_rpc_server_poll(st.rpc, cp_probes_due_ms(&st, st.wg.present ? 5 : 100));
+		n_also = metrics ? cp_metrics_http_pollfds(metrics, also) : 0;
+		rc = cp_rpc_server_poll_also(st.rpc, cp_probes_due_ms(&st, st.wg.present ? 5 : 100), also, n_also);
 		if (rc && rc != -EINTR) {
 			fprintf(stderr, "egress-control: socket failed: %s\n", strerror(-rc));
 			break;
 		}
+		if (metrics)
+			cp_metrics_http_handle(metrics, also, n_also);
 		cp_state_poll_punt(&st);
 		cp_state_tick(&st);
 		cp_wg_poll(&st);
 	}
 	fprintf(stderr, "egress-control: stopping\n");
+	cp_metrics_http_close(metrics);
 	cp_rpc_server_close(st.rpc);
 	st.rpc = NULL;
 	cp_state_free(&st);

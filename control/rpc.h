@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <jansson.h>
+#include <poll.h>
 
 enum cp_rpc_code {
 	CP_RPC_PARSE_ERROR = -32700,
@@ -79,6 +80,9 @@ struct cp_rpc_server *cp_rpc_server_open(const struct cp_rpc_server_opts *opts);
 /* Waits up to timeout_ms for activity, then accepts, reads, dispatches and writes what
  * is ready without blocking on any one client. Returns 0, or -errno on a fatal error. */
 int cp_rpc_server_poll(struct cp_rpc_server *s, int timeout_ms);
+/* The same, waiting on the n_also descriptors in also as well (their revents are filled
+ * in), so that other servers of the control loop wake it too. */
+int cp_rpc_server_poll_also(struct cp_rpc_server *s, int timeout_ms, struct pollfd *also, unsigned n_also);
 /* Sends a JSON-RPC notification {"jsonrpc":"2.0","method":type,"params":params} to each
  * client subscribed to type (events.subscribe with no types means all). Steals params. */
 void cp_rpc_server_notify(struct cp_rpc_server *s, const char *type, json_t *params);

@@ -708,18 +708,23 @@ static void server_accept(struct cp_rpc_server *s)
 
 int cp_rpc_server_poll(struct cp_rpc_server *s, int timeout_ms)
 {
+	return cp_rpc_server_poll_also(s, timeout_ms, NULL, 0);
+}
+
+int cp_rpc_server_poll_also(struct cp_rpc_server *s, int timeout_ms, struct pollfd *also, unsigned n_also)
+{
 	size_t n = s->nclients, i;
 	struct rpc_client *c;
 	int64_t pause = 0;
 	short re;
 
-	if (s->npfds < n + 1) {
-		struct pollfd *p = realloc(s->pfds, (n + 1) * sizeof(*p));
+	if (s->npfds < n + 1 + n_also) {
+		struct pollfd *p = realloc(s->pfds, (n + 1 + n_also) * sizeof(*p));
 
 		if (!p)
 			return -ENOMEM;
 		s->pfds = p;
-		s->npfds = n + 1;
+		s->npfds = n + 1 + n_also;
 	}
 	if (s->accept_pause_until) {
 		pause = s->accept_pause_until - now_ms();
@@ -741,8 +746,12 @@ int cp_rpc_server_poll(struct cp_rpc_server *s, int timeout_ms)
 		if (c->backlog)
 			timeout_ms = 0;
 	}
-	if (poll(s->pfds, n + 1, timeout_ms) < 0)
+	if (n_also)
+		memcpy(&s->pfds[n + 1], also, n_also * sizeof(*also));
+	if (poll(s->pfds, n + 1 + n_also, timeout_ms) < 0)
 		return errno == EINTR ? 0 : -errno;
+	for (i = 0; i < n_also; i++)
+		also[i].revents = s->pfds[n + 1 + i].revents;
 
 	s->in_poll = true;
 	for (i = 0; i < n; i++) {

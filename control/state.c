@@ -365,8 +365,8 @@ bool cp_state_dataplane_alive(const struct cp_state *st)
 
 /* Publishes b and waits until every worker runs on it. On a timeout the previous
  * generation is made current again, so the state stays the one operators last confirmed. */
-static int publish(struct cp_state *st, const struct eg_blob *b, uint64_t *gen, int *code,
-		   struct eg_error *err)
+static int publish_and_wait(struct cp_state *st, const struct eg_blob *b, uint64_t *gen, int *code,
+			    struct eg_error *err)
 {
 	unsigned timeout = st->cfg.control.publish_timeout_ms;
 	struct eg_shm_hdr *h = st->shm.hdr;
@@ -405,6 +405,35 @@ static int publish(struct cp_state *st, const struct eg_blob *b, uint64_t *gen, 
 	}
 	st->generation = *gen;
 	return 0;
+}
+
+const double cp_publish_bounds[CP_PUBLISH_BUCKETS] = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5};
+
+static void count_publish(struct cp_publish_stats *p, int rc, uint64_t took_ns)
+{
+	double s = (double)took_ns / 1e9;
+
+	if (rc) {
+		p->failed++;
+		return;
+	}
+	p->ok++;
+	p->seconds_sum += s;
+	for (unsigned i = 0; i < CP_PUBLISH_BUCKETS; i++)
+		if (s <= cp_publish_bounds[i])
+			p->le[i]++;
+}
+
+/* publish_and_wait, counted for metrics (not when there was no dataplane to ask). */
+static int publish(struct cp_state *st, const struct eg_blob *b, uint64_t *gen, int *code,
+		   struct eg_error *err)
+{
+	uint64_t t0 = eg_now_ns();
+	int rc = publish_and_wait(st, b, gen, code, err);
+
+	if (rc != -ENOTCONN)
+		count_publish(&st->publishes, rc, eg_now_ns() - t0);
+	return rc;
 }
 
 static void notify_applied(struct cp_state *st, uint64_t gen)

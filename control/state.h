@@ -18,6 +18,16 @@
 
 struct cp_rpc_server;
 
+/* Table publishes, for metrics: how many, and how long each took to go live (to the
+ * last worker's confirmation), as a histogram over cp_publish_bounds. */
+enum { CP_PUBLISH_BUCKETS = 10 };
+extern const double cp_publish_bounds[CP_PUBLISH_BUCKETS];	/* seconds */
+struct cp_publish_stats {
+	uint64_t ok, failed;
+	uint64_t le[CP_PUBLISH_BUCKETS];	/* successful publishes this fast or faster */
+	double seconds_sum;
+};
+
 struct cp_state {
 	struct eg_config cfg;		/* ports, control settings; egresses/policies moved below */
 	const char *config_path;
@@ -44,6 +54,7 @@ struct cp_state {
 	struct eg_blob table;		/* the table for the current state, as last built */
 	uint64_t generation;		/* last generation published (0: none) */
 	bool publish_pending;		/* st->table is not live yet: retried every tick */
+	struct cp_publish_stats publishes;
 
 	struct eg_shm_map shm;
 	bool mapped;

@@ -109,9 +109,11 @@ ip -n "$NS_UP1" route replace 10.10.0.0/24 dev "$WGIF"	# answers to the site go 
 # ---- the appliance (pop1): three paths, each probed through itself; three policies ----
 topo_config "$WORK/base.json" "$WORK/a.sock" "$WORK/a.state.json" "$TOPO-pop1"
 PROBE='{"target": "203.0.113.10", "interval_ms": 100, "window": 10, "down_after": 3}'
-jq --arg key "$(cat "$WORK/us.key")" --arg peer "$(cat "$WORK/pop2.pub")" --arg ko "$K_OUT" --arg ki "$K_IN" \
+METRICS_PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+jq --arg mport "$METRICS_PORT" --arg key "$(cat "$WORK/us.key")" --arg peer "$(cat "$WORK/pop2.pub")" --arg ko "$K_OUT" --arg ki "$K_IN" \
 	--argjson probe "$PROBE" '
 	.control.selection = {hold_down_ms: 5000}
+	| .control.metrics = "127.0.0.1:\($mport)"
 	| .wireguard = {private_key: $key, listen_port: 51820,
 		peers: [{name: "pop2", public_key: $peer, endpoint: "198.51.100.254:51820",
 			 allowed_ips: ["203.0.113.0/24"]}]}
@@ -259,6 +261,13 @@ echo "   voice moves (path.selected events): $(jq -s 'map(select(.method=="path.
 echo "   WireGuard: $($CTL --json call wg.show | jq -r '.peers[0] | "handshakes \(.handshakes), rx \(.rx_bytes) B, tx \(.tx_bytes) B"')"
 echo "   ESP (pop1's SAs): $($CTL --json call ipsec.sa.list | jq -r '[.sas[] | "\(.direction) spi \(.spi): \(.packets) packets"] | join(", ")')"
 echo "   drops at pop1: $($CTL --json stats | jq -c '.drops | with_entries(select(.value > 0))')"
+/usr/bin/python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$METRICS_PORT/metrics').read().decode())" \
+	>"$WORK/metrics.txt" 2>/dev/null || true
+echo "   Prometheus metrics (http://127.0.0.1:$METRICS_PORT/metrics, kept in metrics.txt), for example:"
+grep -E '^egress_path_rtt_avg_seconds|^egress_wireguard_peer_handshakes_total|^egress_ipsec_sa_packets_total' \
+	"$WORK/metrics.txt" | sed 's/^/     /'
+expect "the metrics endpoint answered with every path's RTT" \
+	[ "$(grep -c '^egress_path_rtt_avg_seconds' "$WORK/metrics.txt")" -eq 3 ]
 if [ $failed -eq 0 ]; then
 	printf '\n\033[1mdemo: every step did what it said\033[0m\n'
 else

@@ -7,6 +7,7 @@ packages=(
   build-essential meson ninja-build pkg-config
   libdpdk-dev dpdk-dev libipsec-mb-dev libsodium-dev libjansson-dev libcriterion-dev
   iproute2 iputils-ping ethtool jq python3 python3-cryptography python3-scapy tshark wireguard-go wireguard-tools
+  prometheus
 )
 
 missing=()

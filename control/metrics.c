@@ -1,0 +1,308 @@
+#include "metrics.h"
+
+#include <string.h>
+
+#include "ipsec.h"
+#include "methods.h"
+#include "rpc.h"
+#include "wg.h"
+
+/* The figures are the ones the control socket gives (stats.get, path.list, wg.show,
+ * ipsec.sa.list, status), rendered in Prometheus's text format, so the two never
+ * disagree. Names follow Prometheus's conventions: an egress_ prefix, base units
+ * (seconds, bytes, ratios), _total on counters. */
+
+static json_t *call(struct cp_state *st, const char *method)
+{
+	struct cp_rpc_error err = {0};
+	json_t *result = NULL;
+
+	for (const struct cp_rpc_method *m = cp_methods; m->name; m++)
+		if (strcmp(m->name, method) == 0 && m->fn(st, NULL, &result, &err) == 0)
+			return result;
+	return json_object();
+}
+
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value as the text format wants it: backslash, quote and newline escaped. */
+static void label_value(FILE *f, const json_t *v)
+{
+	if (json_is_integer(v)) {
+		fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		return;
+	}
+	for (const char *s = json_is_string(v) ? json_string_value(v) : ""; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			fputc('\\', f);
+		if (*s == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+/* Labels {name="value",...} from pairs of label name and JSON key of o; extra (may be
+ * NULL) is appended as it is, already formatted. */
+static void labels(FILE *f, const json_t *o, const char *const *pairs, const char *extra)
+{
+	bool any = false;
+
+	for (unsigned i = 0; pairs && pairs[i]; i += 2) {
+		fprintf(f, "%s%s=\"", any ? "," : "{", pairs[i]);
+		label_value(f, json_object_get(o, pairs[i + 1]));
+		fputc('"', f);
+		any = true;
+	}
+	if (extra) {
+		fprintf(f, "%s%s", any ? "," : "{", extra);
+		any = true;
+	}
+	if (any)
+		fputc('}', f);
+}
+
+/* A sample's value, scaled (ms to seconds, percent to a ratio); false when there is none. */
+static bool value(FILE *f, const json_t *v, double scale)
+{
+	if (json_is_integer(v) && scale == 1)
+		fprintf(f, " %" JSON_INTEGER_FORMAT "\n", json_integer_value(v));
+	else if (json_is_number(v))
+		fprintf(f, " %.9g\n", json_number_value(v) * scale);
+	else if (json_is_boolean(v))
+		fprintf(f, " %d\n", json_is_true(v));
+	else
+		return false;
+	return true;
+}
+
+/* One sample per object of arr that has key (found at the object's top level, or inside
+ * its sub-object when key is "sub.key"). */
+static void per_item(FILE *f, const char *name, const char *type, const char *help, const json_t *arr,
+		     const char *key, double scale, const char *const *label_pairs)
+{
+	const json_t *o;
+	size_t i;
+
+	family(f, name, type, help);
+	json_array_foreach(arr, i, o) {
+		const char *dot = strchr(key, '.');
+		const json_t *v;
+
+		if (dot) {
+			char outer[32];
+
+			snprintf(outer, sizeof(outer), "%.*s", (int)(dot - key), key);
+			v = json_object_get(json_object_get(o, outer), dot + 1);
+		} else {
+			v = json_object_get(o, key);
+		}
+		if (!v || json_is_null(v))
+			continue;
+		fputs(name, f);
+		labels(f, o, label_pairs, NULL);
+		value(f, v, scale);
+	}
+}
+
+static void ports_and_workers(FILE *f, const json_t *stats)
+{
+	static const char *const port[] = {"port", "name", "role", "role", NULL};
+	static const char *const worker[] = {"worker", "id", NULL};
+	const json_t *ports = json_object_get(stats, "ports"), *workers = json_object_get(stats, "workers");
+	const json_t *o, *v;
+	const char *reason;
+	size_t i;
+
+	per_item(f, "egress_port_rx_packets_total", "counter", "Packets received on a port.", ports,
+		 "rx_packets", 1, port);
+	per_item(f, "egress_port_rx_bytes_total", "counter", "Bytes received on a port.", ports, "rx_bytes", 1, port);
+	per_item(f, "egress_port_tx_packets_total", "counter", "Packets sent on a port.", ports, "tx_packets", 1,
+		 port);
+	per_item(f, "egress_port_tx_bytes_total", "counter", "Bytes sent on a port.", ports, "tx_bytes", 1, port);
+	per_item(f, "egress_port_drops_total", "counter", "Packets dropped that arrived on a port.", ports, "drops",
+		 1, port);
+	family(f, "egress_port_link_up", "gauge", "Whether a port's link is up.");
+	json_array_foreach(ports, i, o) {
+		fputs("egress_port_link_up", f);
+		labels(f, o, port, NULL);
+		fprintf(f, " %d\n", strcmp(json_string_value(json_object_get(o, "link")) ?: "", "up") == 0);
+	}
+	per_item(f, "egress_worker_rx_packets_total", "counter", "Packets a worker received.", workers,
+		 "rx_packets", 1, worker);
+	per_item(f, "egress_worker_tx_packets_total", "counter", "Packets a worker sent.", workers, "tx_packets", 1,
+		 worker);
+	per_item(f, "egress_worker_drops_total", "counter", "Packets a worker dropped.", workers, "drops", 1, worker);
+	per_item(f, "egress_worker_busy_loops_total", "counter", "Worker loop iterations that found packets.",
+		 workers, "busy_loops", 1, worker);
+	per_item(f, "egress_worker_idle_loops_total", "counter", "Worker loop iterations that found none.", workers,
+		 "idle_loops", 1, worker);
+	per_item(f, "egress_worker_reassembled_total", "counter", "Datagrams a worker reassembled from fragments.",
+		 workers, "reassembled", 1, worker);
+	per_item(f, "egress_worker_probes_sent_total", "counter", "Path probes a worker sent.", workers,
+		 "probes_sent", 1, worker);
+	per_item(f, "egress_worker_probe_answers_total", "counter", "Probe answers a worker received.", workers,
+		 "probe_answers", 1, worker);
+	per_item(f, "egress_worker_probes_reflected_total", "counter",
+		 "STAMP and echo probes a worker answered for a peer.", workers, "probes_reflected", 1, worker);
+	family(f, "egress_drops_total", "counter", "Packets dropped, by reason.");
+	json_object_foreach((json_t *)json_object_get(stats, "drops"), reason, v)
+		fprintf(f, "egress_drops_total{reason=\"%s\"} %" JSON_INTEGER_FORMAT "\n", reason,
+			json_integer_value(v));
+}
+
+static void paths_and_policies(FILE *f, const json_t *stats, const json_t *paths)
+{
+	static const char *const egress[] = {"egress", "name", NULL};
+	static const char *const policy[] = {"policy", "name", NULL};
+	static const char *const states[] = {"up", "degraded", "down"};
+	const json_t *list = json_object_get(paths, "paths"), *o;
+	size_t i;
+
+	per_item(f, "egress_path_tx_packets_total", "counter", "Packets sent through an egress.",
+		 json_object_get(stats, "egresses"), "tx_packets", 1, egress);
+	per_item(f, "egress_path_tx_bytes_total", "counter", "Bytes sent through an egress.",
+		 json_object_get(stats, "egresses"), "tx_bytes", 1, egress);
+	per_item(f, "egress_policy_hits_total", "counter", "Packets classified into a policy.",
+		 json_object_get(stats, "policies"), "hits", 1, policy);
+	family(f, "egress_path_state", "gauge", "An egress path's state: 1 for the state it is in.");
+	json_array_foreach(list, i, o) {
+		for (unsigned s = 0; s < 3; s++) {
+			char extra[32];
+
+			snprintf(extra, sizeof(extra), "state=\"%s\"", states[s]);
+			fputs("egress_path_state", f);
+			labels(f, o, egress, extra);
+			fprintf(f, " %d\n", strcmp(json_string_value(json_object_get(o, "state")) ?: "", states[s]) == 0);
+		}
+	}
+	per_item(f, "egress_path_rtt_min_seconds", "gauge", "Lowest probe round trip in the window.", list,
+		 "rtt_ms.min", 1e-3, egress);
+	per_item(f, "egress_path_rtt_avg_seconds", "gauge", "Mean probe round trip in the window.", list,
+		 "rtt_ms.avg", 1e-3, egress);
+	per_item(f, "egress_path_rtt_p50_seconds", "gauge", "Median probe round trip in the window.", list,
+		 "rtt_ms.p50", 1e-3, egress);
+	per_item(f, "egress_path_rtt_p99_seconds", "gauge", "99th percentile probe round trip in the window.", list,
+		 "rtt_ms.p99", 1e-3, egress);
+	per_item(f, "egress_path_jitter_seconds", "gauge", "Round-trip jitter (RFC 3550) over the window.", list,
+		 "jitter_ms", 1e-3, egress);
+	per_item(f, "egress_path_loss_ratio", "gauge", "Share of the window's settled probes that were lost.", list,
+		 "loss_pct", 1e-2, egress);
+	per_item(f, "egress_path_last_answer_age_seconds", "gauge", "Time since the last probe answer.", list,
+		 "last_answer_age_ms", 1e-3, egress);
+	per_item(f, "egress_path_probes_sent_total", "counter", "Probes sent on a path.", list, "totals.sent", 1,
+		 egress);
+	per_item(f, "egress_path_probes_answered_total", "counter", "Probes answered on a path.", list,
+		 "totals.answered", 1, egress);
+	per_item(f, "egress_path_probes_lost_total", "counter", "Probes lost on a path.", list, "totals.lost", 1,
+		 egress);
+}
+
+static void wireguard(FILE *f, struct cp_state *st)
+{
+	static const char *const peer[] = {"peer", "name", "public_key", "public_key", NULL};
+	json_t *wg = cp_wg_show(st);
+	const json_t *peers = json_object_get(wg, "peers");
+
+	per_item(f, "egress_wireguard_peer_rx_bytes_total", "counter", "Bytes received from a WireGuard peer.",
+		 peers, "rx_bytes", 1, peer);
+	per_item(f, "egress_wireguard_peer_tx_bytes_total", "counter", "Bytes sent to a WireGuard peer.", peers,
+		 "tx_bytes", 1, peer);
+	per_item(f, "egress_wireguard_peer_handshakes_total", "counter", "Handshakes completed with a peer.",
+		 peers, "handshakes", 1, peer);
+	per_item(f, "egress_wireguard_peer_latest_handshake_timestamp_seconds", "gauge",
+		 "Unix time of the latest handshake with a peer (0: none).", peers, "latest_handshake", 1, peer);
+	per_item(f, "egress_wireguard_peer_session", "gauge", "Whether a peer has a session to send with.", peers,
+		 "session", 1, peer);
+	family(f, "egress_wireguard_cookie_replies_sent_total", "counter", "Cookie replies sent under load.");
+	fputs("egress_wireguard_cookie_replies_sent_total", f);
+	value(f, json_object_get(wg, "cookie_replies_sent"), 1);
+	family(f, "egress_wireguard_handshakes_dropped_total", "counter", "Handshake messages dropped.");
+	fputs("egress_wireguard_handshakes_dropped_total", f);
+	value(f, json_object_get(wg, "handshakes_dropped"), 1);
+	family(f, "egress_wireguard_under_load", "gauge", "Whether handshakes must carry a cookie (mac2).");
+	fputs("egress_wireguard_under_load", f);
+	value(f, json_object_get(wg, "under_load"), 1);
+	json_decref(wg);
+}
+
+static void ipsec(FILE *f, struct cp_state *st)
+{
+	static const char *const sa[] = {"spi", "spi", "direction", "direction", NULL};
+	json_t *sas = json_array();
+	const json_t *o;
+	size_t i;
+
+	for (unsigned s = 0; s < st->ipsec.n; s++)
+		json_array_append_new(sas, cp_ipsec_sa_json(st, &st->ipsec.sas[s]));
+	per_item(f, "egress_ipsec_sa_packets_total", "counter", "Packets an ESP SA carried.", sas, "packets", 1, sa);
+	per_item(f, "egress_ipsec_sa_bytes_total", "counter", "Bytes an ESP SA carried.", sas, "bytes", 1, sa);
+	per_item(f, "egress_ipsec_sa_auth_failures_total", "counter", "Inbound packets failing authentication.",
+		 sas, "auth_failures", 1, sa);
+	per_item(f, "egress_ipsec_sa_replays_total", "counter", "Inbound packets the replay window refused.", sas,
+		 "replays", 1, sa);
+	per_item(f, "egress_ipsec_sa_padding_errors_total", "counter", "Inbound packets with bad padding.", sas,
+		 "padding_errors", 1, sa);
+	per_item(f, "egress_ipsec_sa_other_drops_total", "counter", "Other packets an SA dropped.", sas,
+		 "other_drops", 1, sa);
+	family(f, "egress_ipsec_sa_active", "gauge", "Whether an SA is installed and carrying traffic.");
+	json_array_foreach(sas, i, o) {
+		fputs("egress_ipsec_sa_active", f);
+		labels(f, o, sa, NULL);
+		fprintf(f, " %d\n", strcmp(json_string_value(json_object_get(o, "state")) ?: "", "active") == 0);
+	}
+	json_decref(sas);
+}
+
+static void table_and_daemon(FILE *f, struct cp_state *st, const json_t *status)
+{
+	static const char *const build[] = {"version", "version", "instance", "instance", NULL};
+	const struct cp_publish_stats *p = &st->publishes;
+	const json_t *dp = json_object_get(status, "dataplane");
+
+	family(f, "egress_build_info", "gauge", "Version and instance of this egress-control.");
+	fputs("egress_build_info", f);
+	labels(f, status, build, NULL);
+	fputs(" 1\n", f);
+	family(f, "egress_control_uptime_seconds", "gauge", "Seconds since egress-control started.");
+	fputs("egress_control_uptime_seconds", f);
+	value(f, json_object_get(status, "uptime_s"), 1);
+	family(f, "egress_control_clients", "gauge", "Clients connected to the control socket.");
+	fprintf(f, "egress_control_clients %u\n", st->rpc ? cp_rpc_server_clients(st->rpc) : 0);
+	family(f, "egress_dataplane_attached", "gauge", "Whether control is attached to a live dataplane.");
+	fputs("egress_dataplane_attached", f);
+	value(f, json_object_get(dp, "attached"), 1);
+	family(f, "egress_table_generation", "gauge", "Generation of the egress table the workers run on.");
+	fprintf(f, "egress_table_generation %llu\n", (unsigned long long)st->generation);
+	family(f, "egress_table_publishes_total", "counter", "Table publishes, by result.");
+	fprintf(f, "egress_table_publishes_total{result=\"ok\"} %llu\n", (unsigned long long)p->ok);
+	fprintf(f, "egress_table_publishes_total{result=\"failed\"} %llu\n", (unsigned long long)p->failed);
+	family(f, "egress_table_publish_duration_seconds", "histogram",
+	       "Time from publishing a table to every worker running on it.");
+	for (unsigned i = 0; i < CP_PUBLISH_BUCKETS; i++)
+		fprintf(f, "egress_table_publish_duration_seconds_bucket{le=\"%g\"} %llu\n", cp_publish_bounds[i],
+			(unsigned long long)p->le[i]);
+	fprintf(f, "egress_table_publish_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)p->ok);
+	fprintf(f, "egress_table_publish_duration_seconds_sum %.9g\n", p->seconds_sum);
+	fprintf(f, "egress_table_publish_duration_seconds_count %llu\n", (unsigned long long)p->ok);
+}
+
+void cp_metrics_render(void *ctx, FILE *f)
+{
+	struct cp_state *st = ctx;
+	json_t *status = call(st, "status"), *stats = call(st, "stats.get"), *paths = call(st, "path.list");
+
+	table_and_daemon(f, st, status);
+	ports_and_workers(f, stats);
+	paths_and_policies(f, stats, paths);
+	if (st->wg.present)
+		wireguard(f, st);
+	if (st->ipsec.n)
+		ipsec(f, st);
+	json_decref(status);
+	json_decref(stats);
+	json_decref(paths);
+}
