@@ -108,6 +108,83 @@ static void per_item(FILE *f, const char *name, const char *type, const char *he
 	}
 }
 
+/* One family per entry, each over the same array and labels. */
+struct item_metric {
+	const char *name, *type, *key;
+	double scale;
+	const char *help;
+};
+
+static void per_item_all(FILE *f, const struct item_metric *defs, const json_t *arr, const char *const *label_pairs)
+{
+	for (const struct item_metric *d = defs; d->name; d++)
+		per_item(f, d->name, d->type, d->help, arr, d->key, d->scale, label_pairs);
+}
+
+static const struct item_metric port_metrics[] = {
+	{"egress_port_rx_packets_total", "counter", "rx_packets", 1, "Packets received on a port."},
+	{"egress_port_rx_bytes_total", "counter", "rx_bytes", 1, "Bytes received on a port."},
+	{"egress_port_tx_packets_total", "counter", "tx_packets", 1, "Packets sent on a port."},
+	{"egress_port_tx_bytes_total", "counter", "tx_bytes", 1, "Bytes sent on a port."},
+	{"egress_port_drops_total", "counter", "drops", 1, "Packets dropped that arrived on a port."},
+	{NULL, NULL, NULL, 0, NULL},
+};
+
+static const struct item_metric worker_metrics[] = {
+	{"egress_worker_rx_packets_total", "counter", "rx_packets", 1, "Packets a worker received."},
+	{"egress_worker_tx_packets_total", "counter", "tx_packets", 1, "Packets a worker sent."},
+	{"egress_worker_drops_total", "counter", "drops", 1, "Packets a worker dropped."},
+	{"egress_worker_busy_loops_total", "counter", "busy_loops", 1, "Worker loop iterations that found packets."},
+	{"egress_worker_idle_loops_total", "counter", "idle_loops", 1, "Worker loop iterations that found none."},
+	{"egress_worker_reassembled_total", "counter", "reassembled", 1, "Datagrams a worker reassembled from fragments."},
+	{"egress_worker_probes_sent_total", "counter", "probes_sent", 1, "Path probes a worker sent."},
+	{"egress_worker_probe_answers_total", "counter", "probe_answers", 1, "Probe answers a worker received."},
+	{"egress_worker_probes_reflected_total", "counter", "probes_reflected", 1,
+	 "STAMP and echo probes a worker answered for a peer."},
+	{NULL, NULL, NULL, 0, NULL},
+};
+
+static const struct item_metric path_metrics[] = {
+	{"egress_path_rtt_min_seconds", "gauge", "rtt_ms.min", 1e-3, "Lowest probe round trip in the window."},
+	{"egress_path_rtt_avg_seconds", "gauge", "rtt_ms.avg", 1e-3, "Mean probe round trip in the window."},
+	{"egress_path_rtt_p50_seconds", "gauge", "rtt_ms.p50", 1e-3, "Median probe round trip in the window."},
+	{"egress_path_rtt_p99_seconds", "gauge", "rtt_ms.p99", 1e-3, "99th percentile probe round trip in the window."},
+	{"egress_path_jitter_seconds", "gauge", "jitter_ms", 1e-3, "Round-trip jitter (RFC 3550) over the window."},
+	{"egress_path_loss_ratio", "gauge", "loss_pct", 1e-2, "Share of the window's settled probes that were lost."},
+	{"egress_path_last_answer_age_seconds", "gauge", "last_answer_age_ms", 1e-3, "Time since the last probe answer."},
+	{"egress_path_probes_sent_total", "counter", "totals.sent", 1, "Probes sent on a path."},
+	{"egress_path_probes_answered_total", "counter", "totals.answered", 1, "Probes answered on a path."},
+	{"egress_path_probes_lost_total", "counter", "totals.lost", 1, "Probes lost on a path."},
+	{NULL, NULL, NULL, 0, NULL},
+};
+
+static const struct item_metric peer_metrics[] = {
+	{"egress_wireguard_peer_rx_bytes_total", "counter", "rx_bytes", 1, "Bytes received from a WireGuard peer."},
+	{"egress_wireguard_peer_tx_bytes_total", "counter", "tx_bytes", 1, "Bytes sent to a WireGuard peer."},
+	{"egress_wireguard_peer_handshakes_total", "counter", "handshakes", 1, "Handshakes completed with a peer."},
+	{"egress_wireguard_peer_latest_handshake_timestamp_seconds", "gauge", "latest_handshake", 1,
+	 "Unix time of the latest handshake with a peer (0: none)."},
+	{"egress_wireguard_peer_session", "gauge", "session", 1, "Whether a peer has a session to send with."},
+	{NULL, NULL, NULL, 0, NULL},
+};
+
+static const struct item_metric sa_metrics[] = {
+	{"egress_ipsec_sa_packets_total", "counter", "packets", 1, "Packets an ESP SA carried."},
+	{"egress_ipsec_sa_bytes_total", "counter", "bytes", 1, "Bytes an ESP SA carried."},
+	{"egress_ipsec_sa_auth_failures_total", "counter", "auth_failures", 1, "Inbound packets failing authentication."},
+	{"egress_ipsec_sa_replays_total", "counter", "replays", 1, "Inbound packets the replay window refused."},
+	{"egress_ipsec_sa_padding_errors_total", "counter", "padding_errors", 1, "Inbound packets with bad padding."},
+	{"egress_ipsec_sa_other_drops_total", "counter", "other_drops", 1, "Other packets an SA dropped."},
+	{NULL, NULL, NULL, 0, NULL},
+};
+
+static const struct item_metric wg_metrics[] = {
+	{"egress_wireguard_cookie_replies_sent_total", "counter", "cookie_replies_sent", 1, "Cookie replies sent under load."},
+	{"egress_wireguard_handshakes_dropped_total", "counter", "handshakes_dropped", 1, "Handshake messages dropped."},
+	{"egress_wireguard_under_load", "gauge", "under_load", 1, "Whether handshakes must carry a cookie (mac2)."},
+	{NULL, NULL, NULL, 0, NULL},
+};
+
 static void ports_and_workers(FILE *f, const json_t *stats)
 {
 	static const char *const port[] = {"port", "name", "role", "role", NULL};
@@ -117,37 +194,14 @@ static void ports_and_workers(FILE *f, const json_t *stats)
 	const char *reason;
 	size_t i;
 
-	per_item(f, "egress_port_rx_packets_total", "counter", "Packets received on a port.", ports,
-		 "rx_packets", 1, port);
-	per_item(f, "egress_port_rx_bytes_total", "counter", "Bytes received on a port.", ports, "rx_bytes", 1, port);
-	per_item(f, "egress_port_tx_packets_total", "counter", "Packets sent on a port.", ports, "tx_packets", 1,
-		 port);
-	per_item(f, "egress_port_tx_bytes_total", "counter", "Bytes sent on a port.", ports, "tx_bytes", 1, port);
-	per_item(f, "egress_port_drops_total", "counter", "Packets dropped that arrived on a port.", ports, "drops",
-		 1, port);
+	per_item_all(f, port_metrics, ports, port);
 	family(f, "egress_port_link_up", "gauge", "Whether a port's link is up.");
 	json_array_foreach(ports, i, o) {
 		fputs("egress_port_link_up", f);
 		labels(f, o, port, NULL);
 		fprintf(f, " %d\n", strcmp(json_string_value(json_object_get(o, "link")) ?: "", "up") == 0);
 	}
-	per_item(f, "egress_worker_rx_packets_total", "counter", "Packets a worker received.", workers,
-		 "rx_packets", 1, worker);
-	per_item(f, "egress_worker_tx_packets_total", "counter", "Packets a worker sent.", workers, "tx_packets", 1,
-		 worker);
-	per_item(f, "egress_worker_drops_total", "counter", "Packets a worker dropped.", workers, "drops", 1, worker);
-	per_item(f, "egress_worker_busy_loops_total", "counter", "Worker loop iterations that found packets.",
-		 workers, "busy_loops", 1, worker);
-	per_item(f, "egress_worker_idle_loops_total", "counter", "Worker loop iterations that found none.", workers,
-		 "idle_loops", 1, worker);
-	per_item(f, "egress_worker_reassembled_total", "counter", "Datagrams a worker reassembled from fragments.",
-		 workers, "reassembled", 1, worker);
-	per_item(f, "egress_worker_probes_sent_total", "counter", "Path probes a worker sent.", workers,
-		 "probes_sent", 1, worker);
-	per_item(f, "egress_worker_probe_answers_total", "counter", "Probe answers a worker received.", workers,
-		 "probe_answers", 1, worker);
-	per_item(f, "egress_worker_probes_reflected_total", "counter",
-		 "STAMP and echo probes a worker answered for a peer.", workers, "probes_reflected", 1, worker);
+	per_item_all(f, worker_metrics, workers, worker);
 	family(f, "egress_drops_total", "counter", "Packets dropped, by reason.");
 	json_object_foreach((json_t *)json_object_get(stats, "drops"), reason, v)
 		fprintf(f, "egress_drops_total{reason=\"%s\"} %" JSON_INTEGER_FORMAT "\n", reason,
@@ -179,26 +233,7 @@ static void paths_and_policies(FILE *f, const json_t *stats, const json_t *paths
 			fprintf(f, " %d\n", strcmp(json_string_value(json_object_get(o, "state")) ?: "", states[s]) == 0);
 		}
 	}
-	per_item(f, "egress_path_rtt_min_seconds", "gauge", "Lowest probe round trip in the window.", list,
-		 "rtt_ms.min", 1e-3, egress);
-	per_item(f, "egress_path_rtt_avg_seconds", "gauge", "Mean probe round trip in the window.", list,
-		 "rtt_ms.avg", 1e-3, egress);
-	per_item(f, "egress_path_rtt_p50_seconds", "gauge", "Median probe round trip in the window.", list,
-		 "rtt_ms.p50", 1e-3, egress);
-	per_item(f, "egress_path_rtt_p99_seconds", "gauge", "99th percentile probe round trip in the window.", list,
-		 "rtt_ms.p99", 1e-3, egress);
-	per_item(f, "egress_path_jitter_seconds", "gauge", "Round-trip jitter (RFC 3550) over the window.", list,
-		 "jitter_ms", 1e-3, egress);
-	per_item(f, "egress_path_loss_ratio", "gauge", "Share of the window's settled probes that were lost.", list,
-		 "loss_pct", 1e-2, egress);
-	per_item(f, "egress_path_last_answer_age_seconds", "gauge", "Time since the last probe answer.", list,
-		 "last_answer_age_ms", 1e-3, egress);
-	per_item(f, "egress_path_probes_sent_total", "counter", "Probes sent on a path.", list, "totals.sent", 1,
-		 egress);
-	per_item(f, "egress_path_probes_answered_total", "counter", "Probes answered on a path.", list,
-		 "totals.answered", 1, egress);
-	per_item(f, "egress_path_probes_lost_total", "counter", "Probes lost on a path.", list, "totals.lost", 1,
-		 egress);
+	per_item_all(f, path_metrics, list, egress);
 }
 
 static void wireguard(FILE *f, struct cp_state *st)
@@ -207,25 +242,12 @@ static void wireguard(FILE *f, struct cp_state *st)
 	json_t *wg = cp_wg_show(st);
 	const json_t *peers = json_object_get(wg, "peers");
 
-	per_item(f, "egress_wireguard_peer_rx_bytes_total", "counter", "Bytes received from a WireGuard peer.",
-		 peers, "rx_bytes", 1, peer);
-	per_item(f, "egress_wireguard_peer_tx_bytes_total", "counter", "Bytes sent to a WireGuard peer.", peers,
-		 "tx_bytes", 1, peer);
-	per_item(f, "egress_wireguard_peer_handshakes_total", "counter", "Handshakes completed with a peer.",
-		 peers, "handshakes", 1, peer);
-	per_item(f, "egress_wireguard_peer_latest_handshake_timestamp_seconds", "gauge",
-		 "Unix time of the latest handshake with a peer (0: none).", peers, "latest_handshake", 1, peer);
-	per_item(f, "egress_wireguard_peer_session", "gauge", "Whether a peer has a session to send with.", peers,
-		 "session", 1, peer);
-	family(f, "egress_wireguard_cookie_replies_sent_total", "counter", "Cookie replies sent under load.");
-	fputs("egress_wireguard_cookie_replies_sent_total", f);
-	value(f, json_object_get(wg, "cookie_replies_sent"), 1);
-	family(f, "egress_wireguard_handshakes_dropped_total", "counter", "Handshake messages dropped.");
-	fputs("egress_wireguard_handshakes_dropped_total", f);
-	value(f, json_object_get(wg, "handshakes_dropped"), 1);
-	family(f, "egress_wireguard_under_load", "gauge", "Whether handshakes must carry a cookie (mac2).");
-	fputs("egress_wireguard_under_load", f);
-	value(f, json_object_get(wg, "under_load"), 1);
+	per_item_all(f, peer_metrics, peers, peer);
+	for (const struct item_metric *d = wg_metrics; d->name; d++) {
+		family(f, d->name, d->type, d->help);
+		fputs(d->name, f);
+		value(f, json_object_get(wg, d->key), 1);
+	}
 	json_decref(wg);
 }
 
@@ -238,16 +260,7 @@ static void ipsec(FILE *f, struct cp_state *st)
 
 	for (unsigned s = 0; s < st->ipsec.n; s++)
 		json_array_append_new(sas, cp_ipsec_sa_json(st, &st->ipsec.sas[s]));
-	per_item(f, "egress_ipsec_sa_packets_total", "counter", "Packets an ESP SA carried.", sas, "packets", 1, sa);
-	per_item(f, "egress_ipsec_sa_bytes_total", "counter", "Bytes an ESP SA carried.", sas, "bytes", 1, sa);
-	per_item(f, "egress_ipsec_sa_auth_failures_total", "counter", "Inbound packets failing authentication.",
-		 sas, "auth_failures", 1, sa);
-	per_item(f, "egress_ipsec_sa_replays_total", "counter", "Inbound packets the replay window refused.", sas,
-		 "replays", 1, sa);
-	per_item(f, "egress_ipsec_sa_padding_errors_total", "counter", "Inbound packets with bad padding.", sas,
-		 "padding_errors", 1, sa);
-	per_item(f, "egress_ipsec_sa_other_drops_total", "counter", "Other packets an SA dropped.", sas,
-		 "other_drops", 1, sa);
+	per_item_all(f, sa_metrics, sas, sa);
 	family(f, "egress_ipsec_sa_active", "gauge", "Whether an SA is installed and carrying traffic.");
 	json_array_foreach(sas, i, o) {
 		fputs("egress_ipsec_sa_active", f);
