@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net_addr.h"
+
 #define REQUEST_MAX 4096	/* a scrape's request is a few hundred bytes */
 #define CLIENT_TIMEOUT_MS 5000	/* to ask and to read the answer, together */
 
@@ -39,32 +41,18 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* "host:port" or "[v6]:port" (the config checked the form) into a bound, listening socket. */
+/* "host:port" or "[v6]:port" (the config checked the form; a host may be a name, such
+ * as localhost) into a bound, listening socket. */
 static int listen_on(const char *spec)
 {
-	char host[64];
+	char host[EG_ADDR_STR_LEN + 2];
 	const char *port;
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
 	struct addrinfo *ai;
 	int fd, one = 1, rc;
 
-	if (spec[0] == '[') {
-		const char *end = strchr(spec, ']');
-
-		if (!end || end[1] != ':' || (size_t)(end - spec - 1) >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, spec + 1, (size_t)(end - spec - 1));
-		host[end - spec - 1] = '\0';
-		port = end + 2;
-	} else {
-		const char *colon = strrchr(spec, ':');
-
-		if (!colon || (size_t)(colon - spec) >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, spec, (size_t)(colon - spec));
-		host[colon - spec] = '\0';
-		port = colon + 1;
-	}
+	if (eg_hostport_split(spec, host, sizeof(host), &port))
+		return -EINVAL;
 	rc = getaddrinfo(host, port, &hints, &ai);
 	if (rc)
 		return -EINVAL;

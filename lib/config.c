@@ -422,33 +422,22 @@ static int want_group(const json_t *v, const char *path, char out[EG_NAME_LEN],
 static bool valid_listen(const char *s)
 {
 	char host[EG_ADDR_STR_LEN + 2];
-	const char *colon, *c;
+	const char *c;
 	struct eg_addr a;
 	unsigned port = 0;
-	size_t hlen;
 
+	if (eg_hostport_split(s, host, sizeof(host), &c))
+		return false;
 	if (s[0] == '[') {
-		const char *end = strchr(s, ']');
-
-		if (!end || end[1] != ':' || (size_t)(end - s - 1) >= sizeof(host))
-			return false;
-		memcpy(host, s + 1, (size_t)(end - s - 1));
-		host[end - s - 1] = '\0';
 		if (eg_addr_parse(host, &a) || a.family != EG_AF_INET6)
 			return false;
-		colon = end + 1;
 	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
+		if (!host[0] || strchr(host, ':'))
 			return false;
-		hlen = (size_t)(colon - s);
-		if (hlen == 0 || memchr(s, ':', hlen))
-			return false;
-		for (c = s; c < colon; c++)
-			if (!isalnum((unsigned char)*c) && *c != '.' && *c != '-')
+		for (const char *h = host; *h; h++)
+			if (!isalnum((unsigned char)*h) && *h != '.' && *h != '-')
 				return false;
 	}
-	c = colon + 1;
 	if (!*c || strlen(c) > 5)
 		return false;
 	for (; *c; c++) {

@@ -62,6 +62,28 @@ static bool host_bits_zero(const struct eg_prefix *p)
 	return true;
 }
 
+int eg_hostport_split(const char *s, char *host, size_t host_len, const char **port)
+{
+	const char *start = s, *end;
+
+	if (s[0] == '[') {
+		start = s + 1;
+		end = strchr(start, ']');
+		if (!end || end[1] != ':')
+			return -EINVAL;
+	} else {
+		end = strrchr(s, ':');
+		if (!end)
+			return -EINVAL;
+	}
+	if ((size_t)(end - start) >= host_len)
+		return -EINVAL;
+	memcpy(host, start, (size_t)(end - start));
+	host[end - start] = '\0';
+	*port = strchr(end, ':') + 1;
+	return 0;
+}
+
 int eg_prefix_parse(const char *s, bool allow_host_bits, struct eg_prefix *out)
 {
 	char buf[EG_ADDR_STR_LEN];

@@ -55,6 +55,15 @@ static bool not_down(const struct eg_policy_cfg *p, const struct eg_path_view *v
 	return v->state != EG_PATH_DOWN;
 }
 
+/* Whether an RTT of `better` beats one of `worse` by both latency margins (the share is
+ * taken of the worse one). */
+static bool rtt_better_by_margin(const struct eg_select_tuning *t, double better, double worse)
+{
+	double gain = worse - better;
+
+	return gain > 0 && gain >= t->latency_margin_ms && gain >= worse * t->latency_margin_pct / 100.0;
+}
+
 /* Whether moving from cur to cand is worth it: strictly better by the margins. For the
  * list-order strategies an eligible earlier entry is always better. */
 static bool better_by_margin(enum eg_strategy s, const struct eg_select_tuning *t, const struct eg_path_view *cand,
@@ -66,9 +75,7 @@ static bool better_by_margin(enum eg_strategy s, const struct eg_select_tuning *
 		return false;
 	if (s == EG_STRATEGY_LOWEST_LOSS && cand->loss_pct != cur->loss_pct)
 		return cand->loss_pct < cur->loss_pct && cur->loss_pct - cand->loss_pct >= t->loss_margin_pct;
-	double gain = cur->rtt_ms - cand->rtt_ms;
-
-	return gain > 0 && gain >= t->latency_margin_ms && gain >= cur->rtt_ms * t->latency_margin_pct / 100.0;
+	return rtt_better_by_margin(t, cand->rtt_ms, cur->rtt_ms);
 }
 
 static int position(const int *idx, unsigned k, int e)
@@ -86,14 +93,6 @@ static void single(struct eg_path_pick *out, int e)
 	out->share[0] = EG_SHARE_FULL;
 }
 
-/* Whether a path's RTT is worse than the best by the margins (as better_by_margin). */
-static bool worse_rtt(const struct eg_select_tuning *t, const struct eg_path_view *v, double best)
-{
-	double extra = v->rtt_ms - best;
-
-	return extra > 0 && extra >= t->latency_margin_ms && extra >= v->rtt_ms * t->latency_margin_pct / 100.0;
-}
-
 /* A weighted member's share from how it compares with the best eligible figures: each
  * way it is worse by the margins (RTT, loss, RTT beyond twice the best) halves it, down
  * to a quarter. Unmeasured paths have nothing against them. */
@@ -104,7 +103,7 @@ static uint8_t share_of(const struct eg_select_tuning *t, const struct eg_path_v
 
 	if (!v->measured)
 		return EG_SHARE_FULL;
-	if (worse_rtt(t, v, best_rtt))
+	if (rtt_better_by_margin(t, best_rtt, v->rtt_ms))
 		halvings += 1 + (v->rtt_ms > 2 * best_rtt);
 	if (v->loss_pct > best_loss && v->loss_pct - best_loss >= t->loss_margin_pct)
 		halvings++;

@@ -186,33 +186,30 @@ $CTL policy list
 arrivals() { # server, proto: how many flows or datagrams it has logged
 	jq -c "select(.proto==\"$2\")" "$WORK/server-$1.log" 2>/dev/null | wc -l
 }
-declare -A seen
-where() { # proto: this round's arrivals at each server
+declare -A seen last
+where() { # proto: this round's arrivals at each server, printed and kept in last[]
 	local out="" n s
 	for s in direct wg esp; do
 		n=$(arrivals $s "$1")
-		out+=$(printf '%-8s %3d   ' "$s:" $((n - ${seen[$s$1]:-0})))
+		last[$s]=$((n - ${seen[$s$1]:-0}))
 		seen[$s$1]=$n
+		out+=$(printf '%-8s %3d   ' "$s:" "${last[$s]}")
 	done
 	echo "   arrived by  $out"
 }
-round() { # proto: where, kept in round.txt for the checks (not in a pipe: seen must stick)
-	where "$1" >"$WORK/round.txt"
-	cat "$WORK/round.txt"
-}
-got() { awk -v p="$1:" '{for (i = 1; i < NF; i++) if ($i == p) print $(i + 1)}' "$WORK/round.txt"; }
+got() { echo "${last[$1]}"; }
 voice() { ip netns exec "$NS_SITE" $TRAFFIC udp --dst "$SERVER4" --port 6000 --sport 40000 --count 20 >/dev/null; }
 
 say "A voice call: 20 datagrams of one UDP flow to port 6000"
 voice
-round udp
+where udp
 expect "voice takes the direct path, the fastest" [ "$(got direct)" -eq 20 ]
 say "Bulk: 12 TCP transfers of 256 KiB to port 5002, each echoed back and compared"
 ok=0
 for i in $(seq 12); do
 	ip netns exec "$NS_SITE" $TRAFFIC tcp --dst "$SERVER4" --port 5002 --bytes 262144 >/dev/null && ok=$((ok + 1))
 done
-round tcp
+where tcp
 expect "all 12 came back intact" [ $ok -eq 12 ]
 expect "bulk is spread over both tunnels, none direct" \
 	bash -c "[ $(got wg) -gt 0 ] && [ $(got esp) -gt 0 ] && [ $(got direct) -eq 0 ]"
@@ -233,7 +230,7 @@ new=$(voice_via)
 expect "voice left the direct path in $moved_ms ms, for $new" [ "$new" != direct ]
 $CTL path list
 voice
-round udp
+where udp
 expect "the call's datagrams now arrive through $new" \
 	bash -c "[ $(got direct) -eq 0 ] && [ $(( $(got wg) + $(got esp) )) -eq 20 ]"
 
@@ -245,7 +242,7 @@ back_ms=$(($(date +%s%3N) - t0))
 expect "voice came back to the direct path $back_ms ms after the recovery (not before the hold-down)" \
 	bash -c "[ \"$(voice_via)\" = direct ] && [ $back_ms -ge 4000 ]"
 voice
-round udp
+where udp
 expect "the call's datagrams arrive directly again" [ "$(got direct)" -eq 20 ]
 
 # ---- summary ----

@@ -69,11 +69,13 @@ static void teardown(void)
 
 TestSuite(table, .init = setup, .fini = teardown);
 
-static struct eg_blob build(void)
+/* picks: the control process's choices per policy; NULL: from egress state alone. */
+static struct eg_blob build_with(const struct eg_path_pick *picks)
 {
 	struct eg_table_input in = {
 		.dp = &dp, .egresses = egs, .n_egresses = n_egs, .egress_ids = eids,
 		.egress_state = estate, .policies = pols, .n_policies = n_pols, .policy_ids = pids,
+		.picks = picks,
 	};
 	struct eg_blob b;
 	struct eg_error err;
@@ -82,6 +84,11 @@ static struct eg_blob build(void)
 	cr_assert_eq(eg_table_build(&in, &b, &err), 0, "%s", err.msg);
 	cr_assert_eq(eg_table_validate(b.data, b.len), 0);
 	return b;
+}
+
+static struct eg_blob build(void)
+{
+	return build_with(NULL);
 }
 
 static struct eg_flow_key v4(const char *src, const char *dst, uint8_t proto, uint16_t sport,
@@ -288,19 +295,13 @@ Test(table, measured_shares_scale_the_weights)
 	static unsigned got[FLOWS];
 	unsigned per[2] = {0};
 	struct eg_path_pick pick = {.n = 2, .egress = {0, 1}, .share = {EG_SHARE_FULL, EG_SHARE_QUARTER}};
-	struct eg_table_input in = {
-		.dp = &dp, .egresses = egs, .n_egresses = 2, .egress_ids = eids, .egress_state = estate,
-		.policies = pols, .n_policies = 1, .policy_ids = pids, .picks = &pick,
-	};
-	struct eg_blob b;
-	struct eg_error err;
 
 	add_egress("a", "wan0");
 	add_egress("b", "wan1");
 	egs[1].weight = 2;		/* 2 x a quarter: half of a's 1 x full */
 	add_policy("{\"name\":\"w\",\"priority\":1,\"egresses\":[\"a\",\"b\"],\"strategy\":\"weighted\"}");
-	eg_blob_init(&b, 0);
-	cr_assert_eq(eg_table_build(&in, &b, &err), 0, "%s", err.msg);
+	struct eg_blob b = build_with(&pick);
+
 	spread(&b, got, FLOWS);
 	for (unsigned i = 0; i < FLOWS; i++)
 		per[got[i]]++;
