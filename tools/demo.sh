@@ -8,10 +8,15 @@
 #   ESP       out of wan1, routed by up1 to a second egress instance (pop3), which
 #             decrypts and hands the traffic to the server host behind it
 #
-# The tunnels run over a path 10 ms long. Each path is probed through itself. Voice takes the lowest-latency path within a 30 ms
-# SLA; bulk is spread over both tunnels by weight and score. Then the path simulator adds
-# 50 ms to the direct path, voice moves off it within about half a second, and comes back
-# after the hold-down once the path recovers. A summary closes the run.
+# The tunnels run over a path 10 ms long. Each path is probed through itself. Voice takes
+# the lowest-latency path within a 40 ms SLA; bulk is spread over both tunnels by weight
+# and score. Then the path simulator adds 80 ms to the direct path, voice moves off it
+# within about a second, and comes back after the hold-down once the path recovers. A
+# summary closes the run.
+#
+# Two cores carry two dataplanes, wireguard-go, two path simulators and the traffic, so
+# a probe now and then waits tens of milliseconds for a CPU: the probe window (20) and
+# down_after (5) are sized so that such outliers move no flows.
 #
 # Needs root (network namespaces). Everything it creates is removed at the end. The test
 # suite runs it too (tests/integration/meson.build, with EGRESS_BUILD set): then it skips
@@ -108,7 +113,7 @@ ip -n "$NS_UP1" route replace 10.10.0.0/24 dev "$WGIF"	# answers to the site go 
 
 # ---- the appliance (pop1): three paths, each probed through itself; three policies ----
 topo_config "$WORK/base.json" "$WORK/a.sock" "$WORK/a.state.json" "$TOPO-pop1"
-PROBE='{"target": "203.0.113.10", "interval_ms": 100, "window": 10, "down_after": 3}'
+PROBE='{"target": "203.0.113.10", "interval_ms": 100, "window": 20, "down_after": 5}'
 METRICS_PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 jq --arg mport "$METRICS_PORT" --arg key "$(cat "$WORK/us.key")" --arg peer "$(cat "$WORK/pop2.pub")" --arg ko "$K_OUT" --arg ki "$K_IN" \
 	--argjson probe "$PROBE" '
@@ -126,7 +131,7 @@ jq --arg mport "$METRICS_PORT" --arg key "$(cat "$WORK/us.key")" --arg peer "$(c
 		{name: "esp-pop3", type: "ipsec", sa_out: 4097, sa_in: 8193, probe: $probe}]
 	| .policies = [
 		{name: "voice", priority: 10, match: {proto: "udp", dport: "6000"},
-		 egresses: ["direct", "wg-pop2", "esp-pop3"], strategy: "lowest-latency", sla: {max_rtt_ms: 30}},
+		 egresses: ["direct", "wg-pop2", "esp-pop3"], strategy: "lowest-latency", sla: {max_rtt_ms: 40}},
 		{name: "bulk", priority: 20, match: {proto: "tcp", dport: "5002"},
 		 egresses: ["wg-pop2", "esp-pop3"], strategy: "weighted"},
 		{name: "default", priority: 1000, match: {}, egresses: ["direct", "wg-pop2"]}]' \
@@ -176,10 +181,10 @@ EOF
 wait_until 40 bash -c "$CTL --json status | jq -e '.dataplane.attached' && $CTL3 --json status | jq -e '.dataplane.attached'" ||
 	{ echo "demo: the appliances did not attach (see $WORK/*.log)" >&2; exit 1; }
 say "Probing every path through itself (ICMP echo to the server, 10 per second)"
-answered() { $CTL --json call path.list | jq -e '[.paths[] | .window.answered >= 10] | all'; }
+answered() { $CTL --json call path.list | jq -e '[.paths[] | .window.answered >= 20] | all'; }
 expect "all three paths answer their probes" wait_until 20 answered
 $CTL path list
-say "Policies: voice takes the lowest latency within 30 ms; bulk is spread over both tunnels"
+say "Policies: voice takes the lowest latency within 40 ms; bulk is spread over both tunnels"
 $CTL policy list
 
 # ---- traffic ----
@@ -204,15 +209,18 @@ say "A voice call: 20 datagrams of one UDP flow to port 6000"
 voice
 where udp
 expect "voice takes the direct path, the fastest" [ "$(got direct)" -eq 20 ]
-say "Bulk: 12 TCP transfers of 256 KiB to port 5002, each echoed back and compared"
+say "Bulk: 12 TCP transfers of 128 KiB to port 5002, each echoed back and compared"
 ok=0
 for i in $(seq 12); do
-	ip netns exec "$NS_SITE" $TRAFFIC tcp --dst "$SERVER4" --port 5002 --bytes 262144 >/dev/null && ok=$((ok + 1))
+	ip netns exec "$NS_SITE" $TRAFFIC tcp --dst "$SERVER4" --port 5002 --bytes 131072 >/dev/null && ok=$((ok + 1))
 done
 where tcp
 expect "all 12 came back intact" [ $ok -eq 12 ]
 expect "bulk is spread over both tunnels, none direct" \
 	bash -c "[ $(got wg) -gt 0 ] && [ $(got esp) -gt 0 ] && [ $(got direct) -eq 0 ]"
+
+all_up() { $CTL --json call path.list | jq -e '[.paths[] | .state == "up"] | all'; }
+expect "every path is up, its figures settled after the transfers" wait_until 15 all_up
 
 # ---- the direct path degrades ----
 "$BUILD/tools/egressctl" -s "$WORK/a.sock" --json events path.selected egress.state >"$WORK/events.log" 2>&1 &
@@ -221,9 +229,9 @@ sleep 0.3
 voice_via() { $CTL --json call policy.list | jq -r '.policies[] | select(.name=="voice") | .via[0]'; }
 voice_off_direct() { [ "$(voice_via)" != direct ]; }
 voice_on_direct() { [ "$(voice_via)" = direct ]; }
-say "The path simulator adds 50 ms to the direct path (25 ms each way)"
+say "The path simulator adds 80 ms to the direct path (40 ms each way)"
 t0=$(date +%s%3N)
-"$SIM" ctl "$WORK/wire0.sock" set both delay_ms=25 >/dev/null
+"$SIM" ctl "$WORK/wire0.sock" set both delay_ms=40 >/dev/null
 wait_until 10 voice_off_direct || true
 moved_ms=$(($(date +%s%3N) - t0))
 new=$(voice_via)
