@@ -95,6 +95,7 @@ int main(int argc, char **argv)
 			cp_metrics_http_handle(metrics, also, n_also);
 		cp_state_poll_punt(&st);
 		cp_state_tick(&st);
+		cp_capture_tick(&st);
 		cp_wg_poll(&st);
 	}
 	fprintf(stderr, "egress-control: stopping\n");

@@ -11,25 +11,6 @@
 
 static const char *const state_names[] = {"up", "degraded", "down"};
 
-/* params must be an object whose keys are all in allowed (NULL-terminated). */
-static int object_params(json_t *params, const char *const *allowed, struct cp_rpc_error *err)
-{
-	const char *key;
-	json_t *v;
-
-	if (!json_is_object(params))
-		return cp_rpc_invalid(err, "$.params", "expected an object");
-	json_object_foreach(params, key, v) {
-		bool ok = false;
-
-		for (unsigned i = 0; allowed[i]; i++)
-			ok |= strcmp(key, allowed[i]) == 0;
-		if (!ok)
-			return cp_rpc_invalid(err, "$.params", "unknown key \"%.64s\"", key);
-	}
-	return 0;
-}
-
 static int from_eg_error(struct cp_rpc_error *err, int code, const struct eg_error *e)
 {
 	return cp_rpc_fail(err, code, e->path[0] ? e->path : NULL, "%s", e->msg);
@@ -78,7 +59,7 @@ static int m_stats_get(void *ctx, json_t *params, json_t **result, struct cp_rpc
 	uint64_t drop_sum[EG_DROP_MAX] = {0};
 
 	if (params && !(json_is_array(params) && json_array_size(params) == 0)) {
-		if (object_params(params, keys, err))
+		if (cp_rpc_object_params(params, keys, err))
 			return -1;
 		json_t *p = json_object_get(params, "port");
 
@@ -266,7 +247,7 @@ static int name_param(json_t *params, const char **name, struct cp_rpc_error *er
 	static const char *const keys[] = {"name", NULL};
 	json_t *n;
 
-	if (object_params(params, keys, err))
+	if (cp_rpc_object_params(params, keys, err))
 		return -1;
 	n = json_object_get(params, "name");
 	if (!json_is_string(n))
@@ -371,7 +352,7 @@ static int m_policy_set(void *ctx, json_t *params, json_t **result, struct cp_rp
 	unsigned parsed = 0;
 	uint64_t gen;
 
-	if (object_params(params, keys, err))
+	if (cp_rpc_object_params(params, keys, err))
 		return -1;
 	arr = json_object_get(params, "policies");
 	if (!json_is_array(arr))
@@ -420,20 +401,6 @@ static int addr_field(json_t *params, const char *key, struct eg_addr *a, struct
 	return 0;
 }
 
-static int int_field(json_t *params, const char *key, long max, long *out, struct cp_rpc_error *err)
-{
-	json_t *v = json_object_get(params, key);
-	char path[32];
-
-	snprintf(path, sizeof(path), "$.params.%s", key);
-	if (!v)
-		return 0;
-	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max)
-		return cp_rpc_invalid(err, path, "expected an integer 0..%ld", max);
-	*out = (long)json_integer_value(v);
-	return 0;
-}
-
 static int m_flow_lookup(void *ctx, json_t *params, json_t **result, struct cp_rpc_error *err)
 {
 	static const char *const keys[] = {"src", "dst", "proto", "sport", "dport", "dscp", "port", NULL};
@@ -448,7 +415,7 @@ static int m_flow_lookup(void *ctx, json_t *params, json_t **result, struct cp_r
 	int in_port = -1, p;
 	enum eg_verdict v;
 
-	if (object_params(params, keys, err) || addr_field(params, "src", &src, err) ||
+	if (cp_rpc_object_params(params, keys, err) || addr_field(params, "src", &src, err) ||
 	    addr_field(params, "dst", &dst, err))
 		return -1;
 	if (src.family != dst.family)
@@ -461,8 +428,9 @@ static int m_flow_lookup(void *ctx, json_t *params, json_t **result, struct cp_r
 		? (int)json_integer_value(proto) : -1;
 	if (p < 0)
 		return cp_rpc_invalid(err, "$.params.proto", "expected a protocol name or number 0..255");
-	if (int_field(params, "sport", 65535, &sport, err) || int_field(params, "dport", 65535, &dport, err) ||
-	    int_field(params, "dscp", 63, &dscp, err))
+	if (cp_rpc_int_param(params, "sport", 0, 65535, &sport, err) ||
+	    cp_rpc_int_param(params, "dport", 0, 65535, &dport, err) ||
+	    cp_rpc_int_param(params, "dscp", 0, 63, &dscp, err))
 		return -1;
 	port = json_object_get(params, "port");
 	if (port) {
@@ -514,5 +482,9 @@ const struct cp_rpc_method cp_methods[] = {
 	{"wg.show", cp_m_wg_show, "WireGuard interface and peers, as wg show tells them"},
 	{"wg.peer.add", cp_m_wg_peer_add, "add a WireGuard peer live"},
 	{"wg.peer.remove", cp_m_wg_peer_remove, "remove a WireGuard peer {\"public_key\"} or {\"name\"}"},
+	{"capture.start", cp_m_capture_start,
+	 "capture what a port or egress sends and receives {port|egress|target, count?, duration_s?, decrypted?, snaplen?}"},
+	{"capture.read", cp_m_capture_read, "the next captured packets {id, max?}"},
+	{"capture.stop", cp_m_capture_stop, "end a capture {id}"},
 	{NULL, NULL, NULL},
 };

@@ -49,6 +49,11 @@ int cp_rpc_invalid(struct cp_rpc_error *err, const char *path, const char *fmt, 
 /* Methods that take nothing accept an absent, empty-object or empty-array params: 0, or
  * -1 with err filled. */
 int cp_rpc_no_params(const json_t *params, struct cp_rpc_error *err);
+/* params must be an object whose keys are all in allowed (NULL-terminated). */
+int cp_rpc_object_params(const json_t *params, const char *const *allowed, struct cp_rpc_error *err);
+/* An optional integer member key in min..max: *out is left alone when it is absent. */
+int cp_rpc_int_param(const json_t *params, const char *key, long min, long max, long *out,
+		     struct cp_rpc_error *err);
 /* Fills err with any code; returns -1. data may be NULL. */
 int cp_rpc_fail(struct cp_rpc_error *err, int code, const char *data, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -95,6 +95,39 @@ int cp_rpc_no_params(const json_t *params, struct cp_rpc_error *err)
 	return cp_rpc_invalid(err, "$.params", "this method takes no parameters");
 }
 
+int cp_rpc_object_params(const json_t *params, const char *const *allowed, struct cp_rpc_error *err)
+{
+	const char *key;
+	json_t *v;
+
+	if (!json_is_object(params))
+		return cp_rpc_invalid(err, "$.params", "expected an object");
+	json_object_foreach((json_t *)params, key, v) {
+		bool ok = false;
+
+		for (unsigned i = 0; allowed[i]; i++)
+			ok |= strcmp(key, allowed[i]) == 0;
+		if (!ok)
+			return cp_rpc_invalid(err, "$.params", "unknown key \"%.64s\"", key);
+	}
+	return 0;
+}
+
+int cp_rpc_int_param(const json_t *params, const char *key, long min, long max, long *out,
+		     struct cp_rpc_error *err)
+{
+	json_t *v = json_object_get(params, key);
+	char path[80];
+
+	snprintf(path, sizeof(path), "$.params.%.64s", key);
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+		return cp_rpc_invalid(err, path, "expected an integer %ld..%ld", min, max);
+	*out = (long)json_integer_value(v);
+	return 0;
+}
+
 int cp_rpc_fail(struct cp_rpc_error *err, int code, const char *data, const char *fmt, ...)
 {
 	va_list ap;

@@ -664,6 +664,7 @@ int cp_state_init(struct cp_state *st, const char *config_path, struct eg_error 
 	memset(st, 0, sizeof(*st));
 	st->config_path = config_path;
 	st->started_ns = eg_now_ns();
+	cp_capture_init(&st->capture);
 	rc = eg_config_load(config_path, &st->cfg, err);
 	if (rc)
 		return rc;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "blob.h"
+#include "capture.h"
 #include "config.h"
 #include "ipsec.h"
 #include "path_select.h"
@@ -64,6 +65,7 @@ struct cp_state {
 	struct cp_ipsec ipsec;		/* ESP SAs and their slots */
 	struct cp_wg wg;		/* WireGuard identity, peers, sessions */
 	struct cp_probes probes;	/* per egress, parallel to egresses */
+	struct cp_capture capture;	/* egressctl capture */
 
 	struct cp_rpc_server *rpc;	/* for events; may be NULL in tests */
 };

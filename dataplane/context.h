@@ -142,6 +142,7 @@ struct dp_worker {
 		uint64_t tsc;
 	} asked[64];
 	uint64_t idle_polls;
+	struct eg_capture_spec cap;		/* control's capture spec as of this loop */
 	struct eg_aead_ctx aead;		/* this worker's crypto manager */
 	struct dp_esp_batch esp_out, esp_in;
 	struct dp_wg_batch wg_out, wg_in;

@@ -114,6 +114,7 @@ void dp_esp_inb_run(struct dp_worker *w, const struct eg_table_hdr *t)
 		p->sa = sa;
 		p->slot = slot;
 		p->seq = seq;
+		dp_capture_tunnel_in(w, EG_EGRESS_IPSEC, slot, p->m, false);
 		ops[n] = (struct eg_aead_op){
 			.key = &sa->key, .nonce = p->nonce, .aad = p->aad, .aad_len = sa->esn ? 12 : 8,
 			.src = esp + DP_ESP_HDR_LEN + DP_ESP_IV_LEN, .dst = esp + DP_ESP_HDR_LEN + DP_ESP_IV_LEN,

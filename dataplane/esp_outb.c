@@ -47,6 +47,7 @@ void dp_esp_stage_out(struct dp_worker *w, struct rte_mbuf *m, uint16_t l3_off, 
 	 * goes through the crypto library now. */
 	if (unlikely(b->n == DP_BURST))
 		outb_run(w);
+	dp_capture_egress_inner(w, egress_id, m, l3_off);
 	p = &b->p[b->n++];
 	p->m = m;
 	p->slot = sa_slot;
@@ -143,6 +144,7 @@ static bool send_outer(struct dp_worker *w, struct rte_mbuf *m, const struct dp_
 		return false;
 	ec->tx_packets++;
 	ec->tx_bytes += rte_pktmbuf_pkt_len(m);
+	dp_capture_egress_sent(w, egress_id, m);
 	dp_queue_tx(w, out->index, m);
 	return true;
 }

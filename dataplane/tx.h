@@ -5,6 +5,7 @@
 
 #include <rte_ethdev.h>
 
+#include "capture.h"
 #include "context.h"
 
 static inline void dp_count_drop(struct dp_worker *w, uint16_t port, enum eg_drop_reason r)
@@ -23,6 +24,7 @@ static inline void dp_tx_flush_port(struct dp_worker *w, uint16_t out)
 
 	if (b->n == 0)
 		return;
+	dp_capture_port(w, out, b->pkts, b->n, EG_CAPTURE_OUT);
 	sent = rte_eth_tx_burst(w->ctx->ports[out].port_id, (uint16_t)w->id, b->pkts, b->n);
 	for (uint16_t i = 0; i < sent; i++)
 		pc->tx_bytes += rte_pktmbuf_pkt_len(b->pkts[i]);

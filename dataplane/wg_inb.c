@@ -159,6 +159,7 @@ static void inb_run(struct dp_worker *w, const struct eg_table_hdr *t)
 			drop(w, p, EG_DROP_WG_UNKNOWN_INDEX);
 			continue;
 		}
+		dp_capture_tunnel_in(w, EG_EGRESS_WIREGUARD, slot, p->m, false);
 		p->counter = wg_data_counter(msg);
 		/* The window counts from 1: counter 0 is a valid first message. */
 		if (unlikely(p->counter >= reject)) {

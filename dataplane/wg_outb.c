@@ -45,6 +45,7 @@ void dp_wg_stage_out(struct dp_worker *w, struct rte_mbuf *m, uint16_t l3_off, u
 
 	if (unlikely(b->n == DP_BURST))
 		outb_run(w);
+	dp_capture_egress_inner(w, egress_id, m, l3_off);
 	p = &b->p[b->n++];
 	p->m = m;
 	p->slot = slot;
@@ -253,6 +254,7 @@ static void outb_run(struct dp_worker *w)
 		wc->tx_bytes += p->off;
 		ec->tx_packets++;
 		ec->tx_bytes += rte_pktmbuf_pkt_len(p->m);
+		dp_capture_egress_sent(w, p->egress_id, p->m);
 		if (__atomic_load_n(&p->peer->last_tx_ms, __ATOMIC_RELAXED) != now_ms)
 			__atomic_store_n(&p->peer->last_tx_ms, now_ms, __ATOMIC_RELAXED);
 		dp_queue_tx(w, out->index, p->m);

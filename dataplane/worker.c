@@ -437,6 +437,7 @@ static enum eg_drop_reason to_port(struct dp_worker *w, const struct dp_port *ou
 
 		ec->tx_packets++;
 		ec->tx_bytes += rte_pktmbuf_pkt_len(m);
+		dp_capture_egress_sent(w, e->id, m);
 	}
 	dp_queue_tx(w, out->index, m);
 	return EG_DROP_MAX;
@@ -516,6 +517,7 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 		return EG_DROP_NO_ROUTE;
 	out = &ctx->ports[r->port];
 	memcpy(nh, r->via_family ? r->via : p->key.dst, 16);
+	dp_capture_direct_in(w, in->index, m);
 	return to_port(w, out, m, p, nh, NULL);
 }
 
@@ -778,6 +780,8 @@ void dp_worker_route_inner(struct dp_worker *w, const struct eg_table_hdr *t, ui
 	struct parsed p;
 	enum eg_drop_reason r = parse_l3(w, in_port, m, family, &p, &o);
 
+	dp_capture_tunnel_in(w, from->kind == DP_FROM_WG ? EG_EGRESS_WIREGUARD : EG_EGRESS_IPSEC, from->slot, m,
+			     true);
 	dispatch(w, t, &w->ctx->ports[in_port], m, &p, r, o, from);
 }
 
@@ -849,6 +853,8 @@ int dp_worker_main(void *arg)
 		const struct eg_table_hdr *t = eg_shm_table_acquire(h, &gen);
 		unsigned total = 0;
 
+		dp_capture_refresh(w);
+
 		for (unsigned pi = 0; pi < ctx->n_ports; pi++) {
 			const struct dp_port *p = &ctx->ports[pi];
 			struct eg_port_counters *pc = &w->shm->port[pi];
@@ -860,6 +866,7 @@ int dp_worker_main(void *arg)
 			if (n == 0)
 				continue;
 			total += n;
+			dp_capture_port(w, (uint16_t)pi, pkts, n, EG_CAPTURE_IN);
 			pc->rx_packets += n;
 			for (uint16_t i = 0; i < n; i++)
 				pc->rx_bytes += rte_pktmbuf_pkt_len(pkts[i]);

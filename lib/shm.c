@@ -77,7 +77,9 @@ int eg_shm_create(const char *name, const char *instance, const struct eg_shm_ge
 	size_t wg_off = align_up(sa_off + eg_sa_slot_stride() * n_sa, 4096);
 	size_t punt_off = align_up(wg_off + eg_wg_slot_stride() * g->n_wg_slots, 4096);
 	size_t inject_off = align_up(punt_off + sizeof(struct eg_msg_ring), 4096);
-	size_t slots_off = align_up(inject_off + sizeof(struct eg_msg_ring), 4096);
+	size_t capture_stride = align_up(sizeof(struct eg_capture_ring), 4096);
+	size_t capture_off = align_up(inject_off + sizeof(struct eg_msg_ring), 4096);
+	size_t slots_off = capture_off + capture_stride * g->n_workers;
 	size_t total = slots_off + slot * EG_TABLE_SLOTS;
 	struct eg_shm_hdr *h;
 	struct stat st;
@@ -134,6 +136,8 @@ int eg_shm_create(const char *name, const char *instance, const struct eg_shm_ge
 	h->wg_stride = eg_wg_slot_stride();
 	h->punt_off = punt_off;
 	h->inject_off = inject_off;
+	h->capture_off = capture_off;
+	h->capture_stride = capture_stride;
 	for (unsigned w = 0; w < g->n_workers; w++)
 		eg_shm_offline(eg_shm_worker(h, w));
 	__atomic_store_n(&h->heartbeat_ns, eg_now_ns(), __ATOMIC_RELEASE);
@@ -180,7 +184,8 @@ int eg_shm_attach(const char *name, struct eg_shm_map *out)
 	    h->total_size != (uint64_t)st.st_size || h->n_workers == 0 ||
 	    h->n_workers > EG_MAX_WORKERS || h->n_sa_slots > EG_MAX_SAS ||
 	    h->sa_stride != eg_sa_slot_stride() || h->n_wg_slots > EG_WG_MAX_SLOTS ||
-	    h->wg_stride != eg_wg_slot_stride()) {
+	    h->wg_stride != eg_wg_slot_stride() || h->capture_stride < sizeof(struct eg_capture_ring) ||
+	    h->capture_off + h->capture_stride * h->n_workers > h->total_size) {
 		munmap(h, (size_t)st.st_size);
 		rc = -EPROTO;
 		goto fail;

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "capture_ring.h"
 #include "config.h"
 #include "drop_reasons.h"
 #include "msg_ring.h"
@@ -21,7 +22,7 @@
 #include "wg_slot.h"
 
 #define EG_SHM_MAGIC 0x31304d4853474745ULL	/* "EGSHM01" */
-#define EG_SHM_LAYOUT_VERSION 4u
+#define EG_SHM_LAYOUT_VERSION 5u
 #define EG_SHM_NAME_LEN 64
 #define EG_CACHE_LINE 64
 
@@ -94,9 +95,13 @@ struct eg_shm_hdr {
 	uint64_t wg_stride;
 	uint64_t punt_off;		/* struct eg_msg_ring: service lcore -> control */
 	uint64_t inject_off;		/* struct eg_msg_ring: control -> service lcore */
+	uint64_t capture_off;		/* struct eg_capture_ring per worker, every capture_stride */
+	uint64_t capture_stride;
 
 	uint64_t heartbeat_ns __attribute__((aligned(EG_CACHE_LINE))); /* CLOCK_MONOTONIC; atomic */
 	uint64_t current __attribute__((aligned(EG_CACHE_LINE)));	/* atomic; 0: none yet */
+	/* Written by control only, read by workers every loop: a line of its own. */
+	struct eg_capture_spec capture __attribute__((aligned(EG_CACHE_LINE)));
 	struct eg_shm_port ports[EG_MAX_PORTS] __attribute__((aligned(EG_CACHE_LINE)));
 };
 
@@ -169,6 +174,11 @@ static inline struct eg_msg_ring *eg_shm_punt(const struct eg_shm_hdr *h)
 static inline struct eg_msg_ring *eg_shm_inject(const struct eg_shm_hdr *h)
 {
 	return (struct eg_msg_ring *)((uint8_t *)h + h->inject_off);
+}
+
+static inline struct eg_capture_ring *eg_shm_capture(const struct eg_shm_hdr *h, unsigned w)
+{
+	return (struct eg_capture_ring *)((uint8_t *)h + h->capture_off + (size_t)w * h->capture_stride);
 }
 
 static inline struct eg_sa_slot *eg_shm_sa(const struct eg_shm_hdr *h, unsigned slot)

@@ -22,38 +22,20 @@
 
 #include <jansson.h>
 
+#include "egressctl.h"
+
 #ifndef EG_VERSION
 #define EG_VERSION "unknown"
 #endif
 
-#define DEFAULT_SOCKET "/run/egress/egress.sock"
-
-enum {
-	EXIT_OK = 0,
-	EXIT_REPLY_ERROR = 1,		/* the daemon answered with an error */
-	EXIT_LOCAL = 2,			/* no daemon, no reply, or a bad command line */
-	CTL_TIMEOUT_S = 30,		/* policy.set waits for workers; be patient */
-	CTL_MAX_REPLY = 256 << 20,	/* a "line" longer than this is not a reply */
-	CTL_READ_CHUNK = 64 << 10,
-};
-
-struct ctl {
-	const char *socket;
-	bool json;
-	int timeout_ms;			/* -1: wait forever */
-	int fd;
-	char *buf;			/* bytes received past the last line returned */
-	size_t len, cap;
-};
-
-static volatile sig_atomic_t interrupted;
+volatile sig_atomic_t interrupted;
 
 static void on_signal(int sig)
 {
 	interrupted = 1;
 }
 
-static void __attribute__((noreturn, format(printf, 2, 3))) die(int code, const char *fmt, ...)
+void die(int code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -115,7 +97,7 @@ static void ctl_send_line(struct ctl *c, const char *s)
 
 /* One line from the socket, '\n' and a trailing '\r' cut. Returns a malloc'd string, or
  * NULL at EOF; dies on a timeout or an error. An interrupted wait returns NULL too. */
-static char *ctl_read_line(struct ctl *c, int timeout_ms)
+char *ctl_read_line(struct ctl *c, int timeout_ms)
 {
 	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 	struct timespec t0;
@@ -199,7 +181,7 @@ static void print_error(json_t *e)
 
 /* Sends method(params) and waits for its reply. Steals params (NULL: none). Returns the
  * result (a new reference); on an error reply prints it and exits 1. */
-static json_t *rpc_call(struct ctl *c, const char *method, json_t *params)
+json_t *rpc_call(struct ctl *c, const char *method, json_t *params)
 {
 	json_t *req, *reply, *id, *result, *err;
 	json_error_t jerr;
@@ -275,7 +257,7 @@ static json_t *json_arg(const char *arg)
 	return j;
 }
 
-static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
+bool parse_uint(const char *s, unsigned long max, unsigned long *out)
 {
 	char *end;
 
@@ -299,7 +281,7 @@ static void print_json(const json_t *j)
 }
 
 /* A value as a table cell: absent and null are "-". */
-static char *cell(const json_t *v)
+char *cell(const json_t *v)
 {
 	char *s = NULL;
 
@@ -322,14 +304,7 @@ static char *cell(const json_t *v)
 	return s;
 }
 
-/* Columns sized to their widest cell; 'r' in align right-aligns a (numeric) column. */
-struct table {
-	size_t ncols, n, cap;
-	const char *align;
-	char **cells;
-};
-
-static void table_add(struct table *t, char *s)
+void table_add(struct table *t, char *s)
 {
 	if (t->n == t->cap) {
 		t->cap = t->cap ? t->cap * 2 : 64;
@@ -340,7 +315,7 @@ static void table_add(struct table *t, char *s)
 	t->cells[t->n++] = s;
 }
 
-static void table_str(struct table *t, const char *s)
+void table_str(struct table *t, const char *s)
 {
 	char *d = strdup(s);
 
@@ -349,7 +324,7 @@ static void table_str(struct table *t, const char *s)
 	table_add(t, d);
 }
 
-static void table_init(struct table *t, const char *align, const char *const *head)
+void table_init(struct table *t, const char *align, const char *const *head)
 {
 	*t = (struct table){ .ncols = strlen(align), .align = align };
 	for (size_t i = 0; head && i < t->ncols; i++)
@@ -366,7 +341,7 @@ static size_t width(const char *s)
 	return w;
 }
 
-static void table_print(struct table *t)
+void table_print(struct table *t)
 {
 	size_t *w = calloc(t->ncols, sizeof(*w)), i, col, pad;
 
@@ -1051,6 +1026,10 @@ static const struct command commands[] = {
 	{ "wg show", cmd_wg_show, "", "WireGuard interface and peers, as wg show prints them" },
 	{ "wg add", cmd_wg_peer_add, "JSON|@FILE", "add a WireGuard peer (an object as in the config)" },
 	{ "wg remove", cmd_wg_peer_remove, "PUBKEY|NAME", "remove a WireGuard peer" },
+	{ "capture", cmd_capture,
+	  "PORT|EGRESS -w FILE|- [-c COUNT] [-d SECONDS] [-s SNAPLEN] [--decrypted] [--port|--egress]",
+	  "write what a port or egress sends and receives to a pcapng file (default 1000 packets, 60 s)" },
+	{ "top", cmd_top, "[-n ITERATIONS] [-i SECONDS]", "live rates per port and egress, and path quality" },
 	{ "call", cmd_call, "METHOD [JSON|@FILE|-]", "send any request, print the raw result" },
 	{ "help", cmd_help, "", "this text" },
 };

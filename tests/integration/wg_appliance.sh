@@ -68,6 +68,44 @@ check "an oversized ping with DF gets fragmentation-needed with the tunnel MTU (
 check "an oversized ping without DF is fragmented into the tunnel and answered" \
 	ip netns exec "$P-site" ping -c2 -W3 -M dont -s 1460 10.20.0.1
 
+# Capture (egressctl capture): the tunnel's encrypted side, its inner packets and a port,
+# each while a ping stream runs, read back by tshark.
+ping_stream() { ip netns exec "$P-site" ping -q -c 40 -i 0.1 -W 2 10.20.0.1 >/dev/null 2>&1 & pinger=$!; }
+capture() { timeout 30 $E capture "$@" 2>>"$WORK/capture.log"; }
+shark() { tshark -r "$@" 2>/dev/null; }
+ping_stream
+check "egressctl capture takes 10 packets of the wireguard egress" capture wg-go -w "$WORK/wg.pcapng" -c 10
+check "... which tshark reads as 10 WireGuard transport messages" \
+	[ "$(shark "$WORK/wg.pcapng" -Y 'wg.type == 4' | wc -l)" -eq 10 ]
+check "... in both directions (flags of the packets: $(shark "$WORK/wg.pcapng" -T fields -e frame.packet_flags_direction | sort | uniq -c | xargs))" \
+	bash -c "[ \$(tshark -r '$WORK/wg.pcapng' -T fields -e frame.packet_flags_direction 2>/dev/null | sort -u | wc -l) -eq 2 ]"
+check "--decrypted takes the tunnel's inner packets: echo requests out, replies in" \
+	capture wg-go --decrypted -w "$WORK/wg-inner.pcapng" -c 10
+check "... tshark sees 10 ICMP packets between 10.1.0.2 and 10.20.0.1, on a raw IP interface" \
+	[ "$(shark "$WORK/wg-inner.pcapng" -Y 'icmp && ip.addr == 10.1.0.2 && ip.addr == 10.20.0.1 && frame.encap_type == 7' | wc -l)" -eq 10 ]
+check "... echo requests going out and replies coming in" \
+	[ "$(shark "$WORK/wg-inner.pcapng" -T fields -e icmp.type -e frame.packet_flags_direction | sort -u | xargs)" = "0 0x00000001 8 0x00000002" ]
+check "a port capture (wan0) takes 6 Ethernet frames, cut to a snap length of 96 bytes" \
+	bash -c "timeout 30 $E capture wan0 -w '$WORK/wan0.pcapng' -c 6 -s 96 2>>'$WORK/capture.log' &&
+		[ \$(tshark -r '$WORK/wan0.pcapng' -Y 'eth && frame.cap_len <= 96' 2>/dev/null | wc -l) -eq 6 ]"
+check "... WireGuard over UDP 51820 among them" \
+	[ "$(shark "$WORK/wan0.pcapng" -Y 'udp.port == 51820 && wg.type == 4' | wc -l)" -ge 2 ]
+wait "$pinger" || true
+check "a capture with nothing to take ends at its duration, with an empty but readable file" \
+	bash -c "$E capture wan0 -w '$WORK/quiet.pcapng' -d 1 2>&1 | grep -q 'ended: duration' && tshark -r '$WORK/quiet.pcapng' >/dev/null"
+check "--decrypted on a port is refused, naming the field" \
+	output_has 'decrypted' $E capture lan0 --decrypted -w "$WORK/x.pcapng"
+check "an unknown name is refused (exit 1)" bash -c "rc=0; $E capture nosuch -w '$WORK/x.pcapng' 2>/dev/null || rc=\$?; [ \$rc -eq 1 ]"
+check "a second capture while one runs is refused" bash -c "set +e +o pipefail
+	$E capture wan0 -w '$WORK/a.pcapng' -d 3 2>/dev/null & a=\$!
+	sleep 1
+	$E capture lan0 -w '$WORK/b.pcapng' -d 1 2>&1 | grep -q 'one at a time'; rc=\$?
+	wait \$a; exit \$rc"
+check "^C ends a capture and keeps what it took" bash -c "
+	$E capture lan0 -w '$WORK/int.pcapng' -d 30 2>'$WORK/int.log' & c=\$!
+	sleep 1; ip netns exec $P-site ping -c 3 -i 0.2 -W 2 10.20.0.1 >/dev/null; kill -INT \$c; wait \$c &&
+	grep -q 'ended: stopped' '$WORK/int.log' && [ \$(tshark -r '$WORK/int.pcapng' -Y icmp 2>/dev/null | wc -l) -ge 6 ]"
+
 # 2. A forced rekey (every 4 s of sending) while pings flow: at most one is lost.
 hs0=$(us '.peers[0].handshakes')
 ip netns exec "$P-site" ping -c 120 -i 0.1 -W 1 10.20.0.1 >"$WORK/rekey-ping.txt" 2>&1 || true
