@@ -1,5 +1,6 @@
 #include "capture.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -130,6 +131,18 @@ static int resolve(struct cp_state *st, const char *key, const char *name, bool 
 	return 0;
 }
 
+json_t *cp_capture_status(const struct cp_state *st)
+{
+	const struct cp_capture *c = &st->capture;
+	uint64_t now = eg_now_ns();
+
+	if (!c->active)
+		return NULL;
+	return json_pack("{s:I,s:s,s:b,s:I,s:I}", "id", (json_int_t)c->session, "target", c->target, "decrypted",
+			 c->decrypted, "captured", (json_int_t)c->delivered, "seconds_left",
+			 (json_int_t)(c->deadline_ns > now ? (c->deadline_ns - now) / 1000000000ull : 0));
+}
+
 int cp_m_capture_start(void *ctx, json_t *params, json_t **result, struct cp_rpc_error *err)
 {
 	static const char *const keys[] = {"port", "egress", "target", "count", "duration_s", "decrypted",
@@ -202,6 +215,7 @@ int cp_m_capture_start(void *ctx, json_t *params, json_t **result, struct cp_rpc
 	c->deadline_ns = c->last_read_ns + (uint64_t)seconds * 1000000000ull;
 	c->decrypted = decrypted;
 	c->snaplen = (uint32_t)snaplen;
+	snprintf(c->target, sizeof(c->target), "%s", json_string_value(json_object_get(params, key)));
 	__atomic_store_n(&sh->session, c->session, __ATOMIC_RELEASE);
 	*result = json_pack("{s:I,s:o,s:I,s:I,s:I}", "id", (json_int_t)c->session, "interface", iface, "count",
 			    (json_int_t)count, "duration_s", (json_int_t)seconds, "snaplen", (json_int_t)snaplen);

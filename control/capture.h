@@ -37,6 +37,7 @@ struct cp_capture {
 	uint64_t dropped;		/* ring full, as of the last read */
 	bool decrypted;
 	uint32_t snaplen;
+	char target[EG_NAME_LEN];
 };
 
 struct cp_state;
@@ -45,6 +46,10 @@ void cp_capture_init(struct cp_capture *c);
 /* Ends a capture whose time is up or whose reader went away; turns off a capture that a
  * previous control process left running in the segment. Called from the main loop. */
 void cp_capture_tick(struct cp_state *st);
+
+/* For status: the running capture ({id, target, decrypted, captured, seconds_left}), or
+ * NULL when none runs. */
+json_t *cp_capture_status(const struct cp_state *st);
 
 int cp_m_capture_start(void *ctx, json_t *params, json_t **result, struct cp_rpc_error *err);
 int cp_m_capture_read(void *ctx, json_t *params, json_t **result, struct cp_rpc_error *err);

@@ -47,6 +47,8 @@ static int m_status(void *ctx, json_t *params, json_t **result, struct cp_rpc_er
 			    st->cfg.instance, "uptime_s", (json_int_t)((eg_now_ns() - st->started_ns) / 1000000000ull),
 			    "generation", (json_int_t)st->generation, "dataplane", dp, "egresses",
 			    (int)st->n_egresses, "policies", (int)st->n_policies);
+	if (st->capture.active)
+		json_object_set_new(*result, "capture", cp_capture_status(st));
 	return 0;
 }
 

@@ -162,7 +162,8 @@ static void frame(const struct sample *cur, const struct sample *old, bool tty)
 		idle = rate(e, o, "idle_loops", dt);
 		table_add(&t, cell(json_object_get(e, "id")));
 		table_add(&t, cell(json_object_get(e, "lcore")));
-		table_add(&t, num(busy + idle > 0 ? 100 * busy / (busy + idle) : 0, "%.0f"));
+		/* Share of loops that found packets: with idle backoff, a rough load figure. */
+		table_add(&t, num(busy + idle > 0 ? 100 * busy / (busy + idle) : 0, "%.1f"));
 		table_add(&t, pps(rate(e, o, "rx_packets", dt)));
 		table_add(&t, pps(rate(e, o, "tx_packets", dt)));
 		table_add(&t, pps(rate(e, o, "drops", dt)));

@@ -63,6 +63,22 @@ lookup=$($CTL --json call flow.lookup '{"src":"10.10.0.2","dst":"203.0.113.10","
 check "flow.lookup explains the bulk flow" \
 	[ "$(jq -r '.policy + " " + .egress' <<<"$lookup")" = "bulk direct-wan1" ]
 
+# While bulk UDP flows (6 s of it): egressctl top into a pipe, then a capture of the
+# direct egress that carries it.
+site $TRAFFIC udp --fire --dst "$SERVER4" --port 5001 --count 120 --gap 0.05 >/dev/null &
+flow=$!
+$CTL top -n 2 >"$WORK/top.txt" 2>&1 || true
+check "egressctl top prints 2 frames of ports, egresses and workers" \
+	bash -c "[ \$(grep -c '^--\$' '$WORK/top.txt') -eq 2 ] && grep -q '^PORT' '$WORK/top.txt' &&
+		grep -q '^EGRESS' '$WORK/top.txt' && grep -q '^WORKER' '$WORK/top.txt'"
+check "... with a packet rate on direct-wan1 while bulk flows ($(awk '$1=="direct-wan1" {print $4 " pps"; exit}' "$WORK/top.txt"))" \
+	bash -c "awk '\$1==\"direct-wan1\" && \$4+0 > 0 {ok=1} END {exit !ok}' '$WORK/top.txt'"
+check "a capture of direct egress direct-wan1 takes its frames out and the answers in" \
+	bash -c "$CTL capture direct-wan1 -w '$WORK/wan1.pcapng' -c 8 -d 20 2>/dev/null &&
+		tshark -r '$WORK/wan1.pcapng' -Y 'udp.dstport == 5001 && frame.packet_flags_direction == 2' 2>/dev/null | grep -q . &&
+		tshark -r '$WORK/wan1.pcapng' -Y 'udp.srcport == 5001 && frame.packet_flags_direction == 1' 2>/dev/null | grep -q ."
+wait $flow || true
+
 # Move the default policy to uplink 1 and the bulk one to uplink 0.
 cat >"$WORK/policies.json" <<'JSON'
 {"policies": [
