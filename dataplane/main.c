@@ -19,6 +19,7 @@
 #include "routes.h"
 #include "segment.h"
 #include "service.h"
+#include "telemetry.h"
 #include "reassembly.h"
 #include "worker.h"
 
@@ -171,6 +172,7 @@ int main(int argc, char **argv)
 	}
 	dp_segment_describe_ports(&ctx);
 	dp_service_init(&ctx);
+	dp_telemetry_register(&ctx);
 
 	unsigned w = 0, lcore;
 

@@ -89,6 +89,22 @@ check "the table's generation and publish latency histogram" \
 		positive egress_table_publish_duration_seconds_count"
 check "no key material in the exposition" bash -c "! grep -qiE '$KEY|$(cat "$WORK/us.key")' $WORK/metrics.txt"
 
+# DPDK telemetry: our /egress/ commands beside DPDK's own, through DPDK's own client.
+telemetry() { printf '%s\n' "$@" | /usr/bin/python3 /usr/bin/dpdk-telemetry.py -f "egress-$TOPO" 2>&1; }
+telemetry /ethdev/list /egress/stats /egress/drops /egress/port_stats,lan0 /egress/egresses \
+	/egress/egress_stats,direct-wan0 /egress/worker_stats,0 /egress/info >"$WORK/telemetry.txt" || true
+tel() { grep -F "\"$1\"" "$WORK/telemetry.txt" | jq -c ".[\"$1\"]"; }
+check "dpdk-telemetry.py lists ethdev ports and our commands answer beside them" \
+	bash -c "$(declare -f tel); WORK=$WORK; [ \"\$(tel /ethdev/list)\" = '[0,1,2]' ] && tel /egress/stats | jq -e '.rx_packets >= 5'"
+check "... drops by reason (policy_drop 3)" [ "$(tel /egress/drops | jq '.policy_drop')" = 3 ]
+check "... a port's counters by name" bash -c "$(declare -f tel); WORK=$WORK; tel /egress/port_stats | jq -e '.name == \"lan0\" and .rx_packets >= 8 and .link_up == 1'"
+check "... the egresses of the current table, and one's state and counters" \
+	bash -c "$(declare -f tel); WORK=$WORK; [ \"\$(tel /egress/egresses)\" = '[\"direct-wan0\",\"direct-wan1\",\"wg-far\",\"esp-far\"]' ] &&
+		tel /egress/egress_stats | jq -e '.state == \"up\" and .type == \"direct\" and .tx_packets >= 5'"
+check "... a worker's loops and the generation it passed" \
+	bash -c "$(declare -f tel); WORK=$WORK; tel /egress/worker_stats | jq -e '.busy_loops > 0 and .quiescent_generation >= 1'"
+check "... and the instance" bash -c "$(declare -f tel); WORK=$WORK; tel /egress/info | jq -e '.instance == \"$TOPO\" and .workers == 1'"
+
 # Anything but GET or HEAD /metrics is refused.
 check "another path gets 404" [ "$(http GET /other | head -1)" = 404 ]
 check "POST gets 405" [ "$(http POST /metrics | head -1)" = 405 ]
