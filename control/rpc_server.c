@@ -876,6 +876,20 @@ unsigned cp_rpc_server_clients(const struct cp_rpc_server *s)
 	return n;
 }
 
+/* Gives path the group gid (-1: leave it), calling chown only when it has another: a
+ * daemon whose own group is already the socket group needs no chown (and its unit may
+ * forbid the call). */
+static int set_group(const char *path, gid_t gid)
+{
+	struct stat st;
+
+	if (gid == (gid_t)-1)
+		return 0;
+	if (stat(path, &st) < 0)
+		return -1;
+	return st.st_gid == gid ? 0 : chown(path, (uid_t)-1, gid);
+}
+
 /* mkdir -p of path's parent; directories we create get 0750 and, with a group, that
  * group, so its members can reach the socket. */
 static int make_parent(const char *path, gid_t gid)
@@ -897,8 +911,7 @@ static int make_parent(const char *path, gid_t gid)
 		*p = '\0';
 		if (mkdir(dir, 0750) == 0) {
 			/* umask may have narrowed it */
-			if (chmod(dir, 0750) < 0 ||
-			    (gid != (gid_t)-1 && chown(dir, (uid_t)-1, gid) < 0)) {
+			if (chmod(dir, 0750) < 0 || set_group(dir, gid) < 0) {
 				rc = -errno;
 				fprintf(stderr, "rpc: %s: %s\n", dir, strerror(errno));
 				goto out;
@@ -1021,9 +1034,7 @@ struct cp_rpc_server *cp_rpc_server_open(const struct cp_rpc_server_opts *opts)
 		goto fail;
 	}
 	bound = true;
-	if (chmod(opts->path, mode) < 0 ||
-	    (gid != (gid_t)-1 && chown(opts->path, (uid_t)-1, gid) < 0) ||
-	    stat(opts->path, &st) < 0) {
+	if (chmod(opts->path, mode) < 0 || set_group(opts->path, gid) < 0 || stat(opts->path, &st) < 0) {
 		rc = -errno;
 		fprintf(stderr, "rpc: %s: %s\n", opts->path, strerror(errno));
 		goto fail;
