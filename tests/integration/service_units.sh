@@ -15,7 +15,11 @@ done
 TOPO=egu$$
 USR=egu$$		# the appliance's user for this run, removed at the end
 . "$SRC/tools/topology.sh"
-topology_down() { topo_down; userdel "$USR" 2>/dev/null || true; groupdel "$USR" 2>/dev/null || true; }
+topology_down() {
+	topo_down
+	userdel "$USR" 2>/dev/null || echo "service_units: could not remove user $USR" >&2
+	groupdel "$USR" 2>/dev/null || true
+}
 
 # 1. The units as installed, with ExecStart pointing into this build.
 mkdir "$WORK/units"
@@ -66,7 +70,9 @@ ip netns exec "$NS_DP" setpriv --reuid "$USR" --regid "$USR" --init-groups \
 	--inh-caps "-all,+${caps//,/,+}" --ambient-caps "-all,+${caps//,/,+}" --bounding-set "-all,+${caps//,/,+}" \
 	env XDG_RUNTIME_DIR="$run" "$BUILD/dataplane/egress-dataplane" -c "$WORK/egress.json" >"$WORK/dataplane.log" 2>&1 &
 pids+=($!)
-as_user --inh-caps -all --bounding-set -all "$BUILD/control/egress-control" -c "$WORK/egress.json" >"$WORK/control.log" 2>&1 &
+# (setpriv itself in the background, not a function: $! must be the daemon's PID)
+setpriv --reuid "$USR" --regid "$USR" --init-groups --no-new-privs --inh-caps -all --bounding-set -all \
+	"$BUILD/control/egress-control" -c "$WORK/egress.json" >"$WORK/control.log" 2>&1 &
 pids+=($!)
 ip netns exec "$NS_UP0" $TRAFFIC serve --addr "$SERVER4" --udp 5000 --log "$WORK/up0.log" --seconds 60 &
 pids+=($!)
