@@ -11,8 +11,9 @@
 # The tunnels run over a path 10 ms long. Each path is probed through itself. Voice takes
 # the lowest-latency path within a 40 ms SLA; bulk is spread over both tunnels by weight
 # and score. Then the path simulator adds 80 ms to the direct path, voice moves off it
-# within about a second, and comes back after the hold-down once the path recovers. A
-# summary closes the run.
+# within about a second (egressctl capture records the call inside the tunnel it moved
+# to), and comes back after the hold-down once the path recovers. A summary closes the
+# run, with the Prometheus metrics and the capture file it produced.
 #
 # Two cores carry two dataplanes, wireguard-go, two path simulators and the traffic, so
 # a probe now and then waits tens of milliseconds for a CPU: the probe window (20) and
@@ -237,10 +238,20 @@ moved_ms=$(($(date +%s%3N) - t0))
 new=$(voice_via)
 expect "voice left the direct path in $moved_ms ms, for $new" [ "$new" != direct ]
 $CTL path list
+# The call again, with egressctl capture taking the inner packets of the tunnel it now uses.
+$CTL capture "$new" --decrypted -d 3 -w "$WORK/voice-$new.pcapng" 2>"$WORK/capture.log" &
+capture=$!
+wait_until 5 bash -c "$CTL --json status | jq -e .capture >/dev/null" || true
 voice
 where udp
 expect "the call's datagrams now arrive through $new" \
 	bash -c "[ $(got direct) -eq 0 ] && [ $(( $(got wg) + $(got esp) )) -eq 20 ]"
+wait $capture || true
+call_pkts=$(tshark -r "$WORK/voice-$new.pcapng" -Y 'udp.port == 6000' 2>/dev/null | wc -l)
+probe_pkts=$(tshark -r "$WORK/voice-$new.pcapng" -Y icmp 2>/dev/null | wc -l)
+echo "   captured inside $new: $call_pkts packets of the call and $probe_pkts probe packets (voice-$new.pcapng)"
+expect "the capture of $new's inner packets holds the call both ways (tshark counts $call_pkts of 40)" \
+	[ "$call_pkts" -eq 40 ]
 
 say "The direct path recovers; voice waits out the 5 s hold-down before it returns"
 "$SIM" ctl "$WORK/wire0.sock" reset both >/dev/null
@@ -273,6 +284,7 @@ grep -E '^egress_path_rtt_avg_seconds|^egress_wireguard_peer_handshakes_total|^e
 	"$WORK/metrics.txt" | sed 's/^/     /'
 expect "the metrics endpoint answered with every path's RTT" \
 	[ "$(grep -c '^egress_path_rtt_avg_seconds' "$WORK/metrics.txt")" -eq 3 ]
+echo "   Packet capture of the call inside $new: $WORK/voice-$new.pcapng (tshark -r it, or Wireshark)"
 if [ $failed -eq 0 ]; then
 	printf '\n\033[1mdemo: every step did what it said\033[0m\n'
 else
