@@ -70,27 +70,33 @@ check "an oversized ping without DF is fragmented into the tunnel and answered" 
 
 # Capture (egressctl capture): the tunnel's encrypted side, its inner packets and a port,
 # each while a ping stream runs, read back by tshark.
-ping_stream() { ip netns exec "$P-site" ping -q -c 40 -i 0.1 -W 2 10.20.0.1 >/dev/null 2>&1 & pinger=$!; }
+# A stream for each capture (tshark is slow to start here: one stream would run out).
+ping_stream() { ip netns exec "$P-site" ping -q -c 100 -i 0.1 -W 2 10.20.0.1 >/dev/null 2>&1 & pinger=$!; }
+ping_stop() { kill "$pinger" 2>/dev/null || true; wait "$pinger" 2>/dev/null || true; }
 capture() { timeout 30 $E capture "$@" 2>>"$WORK/capture.log"; }
 shark() { tshark -r "$@" 2>/dev/null; }
 ping_stream
 check "egressctl capture takes 10 packets of the wireguard egress" capture wg-go -w "$WORK/wg.pcapng" -c 10
+ping_stop
 check "... which tshark reads as 10 WireGuard transport messages" \
 	[ "$(shark "$WORK/wg.pcapng" -Y 'wg.type == 4' | wc -l)" -eq 10 ]
 check "... in both directions (flags of the packets: $(shark "$WORK/wg.pcapng" -T fields -e frame.packet_flags_direction | sort | uniq -c | xargs))" \
 	bash -c "[ \$(tshark -r '$WORK/wg.pcapng' -T fields -e frame.packet_flags_direction 2>/dev/null | sort -u | wc -l) -eq 2 ]"
+ping_stream
 check "--decrypted takes the tunnel's inner packets: echo requests out, replies in" \
 	capture wg-go --decrypted -w "$WORK/wg-inner.pcapng" -c 10
+ping_stop
 check "... tshark sees 10 ICMP packets between 10.1.0.2 and 10.20.0.1, on a raw IP interface" \
 	[ "$(shark "$WORK/wg-inner.pcapng" -Y 'icmp && ip.addr == 10.1.0.2 && ip.addr == 10.20.0.1 && frame.encap_type == 7' | wc -l)" -eq 10 ]
 check "... echo requests going out and replies coming in" \
 	[ "$(shark "$WORK/wg-inner.pcapng" -T fields -e icmp.type -e frame.packet_flags_direction | sort -u | xargs)" = "0 0x00000001 8 0x00000002" ]
+ping_stream
 check "a port capture (wan0) takes 6 Ethernet frames, cut to a snap length of 96 bytes" \
 	bash -c "timeout 30 $E capture wan0 -w '$WORK/wan0.pcapng' -c 6 -s 96 2>>'$WORK/capture.log' &&
 		[ \$(tshark -r '$WORK/wan0.pcapng' -Y 'eth && frame.cap_len <= 96' 2>/dev/null | wc -l) -eq 6 ]"
 check "... WireGuard over UDP 51820 among them" \
 	[ "$(shark "$WORK/wan0.pcapng" -Y 'udp.port == 51820 && wg.type == 4' | wc -l)" -ge 2 ]
-wait "$pinger" || true
+ping_stop
 check "a capture with nothing to take ends at its duration, with an empty but readable file" \
 	bash -c "$E capture wan0 -w '$WORK/quiet.pcapng' -d 1 2>&1 | grep -q 'ended: duration' && tshark -r '$WORK/quiet.pcapng' >/dev/null"
 check "--decrypted on a port is refused, naming the field" \
