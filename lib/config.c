@@ -33,7 +33,7 @@
  *   control             object, optional
  *     socket            string of 1..107 bytes, default "/run/egress/egress.sock" (API.md; give each instance its own when several share a host)
  *     socket_group      group name (1-31 of A-Z a-z 0-9 _ . -), default the daemon's group
- *     metrics           "host:port" or "[v6]:port", default off
+ *     metrics           "host:port", "[v6]:port", or a port alone for loopback ("9469"), default off
  *     state_file        string of 1..255 bytes, default "/var/lib/egress/<instance>.state.json"
  *     publish_timeout_ms integer 10..60000, default 1000
  *     selection         object, optional: hysteresis of path selection (path_select.h)

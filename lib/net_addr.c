@@ -66,6 +66,13 @@ int eg_hostport_split(const char *s, char *host, size_t host_len, const char **p
 {
 	const char *start = s, *end;
 
+	if (s[0] && strspn(s + (s[0] == ':'), "0123456789") == strlen(s + (s[0] == ':'))) {
+		if (host_len < sizeof("127.0.0.1"))
+			return -EINVAL;
+		memcpy(host, "127.0.0.1", sizeof("127.0.0.1"));
+		*port = s + (s[0] == ':');
+		return **port ? 0 : -EINVAL;
+	}
 	if (s[0] == '[') {
 		start = s + 1;
 		end = strchr(start, ']');

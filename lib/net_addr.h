@@ -59,7 +59,8 @@ static inline bool eg_addr_bit(const uint8_t *addr, unsigned bit)
 /* Parses "a.b.c.d" or an IPv6 address. 0 or -EINVAL. */
 int eg_addr_parse(const char *s, struct eg_addr *out);
 /* Splits a listen address, "host:port" or "[v6]:port", into host (brackets removed) and
- * the port's text (*port points into s). Checks the form only. 0 or -EINVAL. */
+ * the port's text (*port points into s). A port alone ("9469" or ":9469") means loopback:
+ * host is "127.0.0.1". Checks the form only. 0 or -EINVAL. */
 int eg_hostport_split(const char *s, char *host, size_t host_len, const char **port);
 /* Parses "addr/len" (a bare address means a host prefix). Host bits must be zero unless
  * allow_host_bits, in which case they are kept in the address and the caller decides

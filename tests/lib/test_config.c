@@ -364,7 +364,7 @@ static const struct bad_case bad[] = {
 	/* 56 */ {"dataplane/routes/2", "{\"prefix\": \"10.99.0.0/16\", \"via\": \"10.10.0.9\", \"port\": \"lan0\"}", "$.dataplane.routes[2].prefix", "duplicate route"},
 	/* control */
 	/* 57 */ {"control/socket", "\"/run/egress/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\"", "$.control.socket", "too long"},
-	/* 58 */ {"control/metrics", "\"9469\"", "$.control.metrics", "invalid listen address \"9469\""},
+	/* 58 */ {"control/metrics", "\":\"", "$.control.metrics", "invalid listen address \":\""},
 	/* 59 */ {"control/metrics", "\"::1:9469\"", "$.control.metrics", "invalid listen address"},
 	/* 60 */ {"control/metrics", "\"127.0.0.1:65536\"", "$.control.metrics", "invalid listen address"},
 	/* 61 */ {"control/publish_timeout_ms", "5", "$.control.publish_timeout_ms", "out of range 10..60000"},
@@ -506,17 +506,18 @@ static const struct {
 	/*  4 */ {"dataplane/ports/2/ipv4", "\"198.51.100.2/32\""},	/* then the gateway... */
 	/*  5 */ {"control/metrics", "\"[::1]:9469\""},
 	/*  6 */ {"control/metrics", "\"localhost:1\""},
-	/*  7 */ {"egresses/1/weight", "0.001"},
-	/*  8 */ {"policies/0/priority", "0"},
-	/*  9 */ {"policies/0/match/dscp", "63"},
-	/* 10 */ {"policies/0/match/proto", "\"132\""},
-	/* 11 */ {"policies/0/match/dport", "65535"},
-	/* 12 */ {"policies/0/sla/max_loss_pct", "0"},
-	/* 13 */ {"policies/1/egresses", "[]"},
-	/* 14 */ {"policies/0/match/src", "[\"0.0.0.0/0\", \"::/0\"]"},
-	/* 15 */ {"policies/1/match/proto", NULL},
-	/* 16 */ {"dataplane/ports/1/gateway6", "\"2001:db8:1::fe\""},
-	/* 17 */ {"ipsec/sas/1/replay_window", "64"},
+	/*  7 */ {"control/metrics", "\"9469\""},	/* a port alone: loopback */
+	/*  8 */ {"egresses/1/weight", "0.001"},
+	/*  9 */ {"policies/0/priority", "0"},
+	/* 10 */ {"policies/0/match/dscp", "63"},
+	/* 11 */ {"policies/0/match/proto", "\"132\""},
+	/* 12 */ {"policies/0/match/dport", "65535"},
+	/* 13 */ {"policies/0/sla/max_loss_pct", "0"},
+	/* 14 */ {"policies/1/egresses", "[]"},
+	/* 15 */ {"policies/0/match/src", "[\"0.0.0.0/0\", \"::/0\"]"},
+	/* 16 */ {"policies/1/match/proto", NULL},
+	/* 17 */ {"dataplane/ports/1/gateway6", "\"2001:db8:1::fe\""},
+	/* 18 */ {"ipsec/sas/1/replay_window", "64"},
 };
 
 Test(config, good_table)

@@ -272,3 +272,34 @@ Test(net_addr, format_small_buffer)
 	eg_addr_format(99, p.addr, buf, sizeof(buf));
 	cr_assert_str_eq(buf, "?");
 }
+
+Test(net_addr, hostport_split_forms)
+{
+	static const struct {
+		const char *in, *host, *port;	/* host NULL: refused */
+	} cases[] = {
+		{"127.0.0.1:9469", "127.0.0.1", "9469"},
+		{"[::1]:9469", "::1", "9469"},
+		{"localhost:9469", "localhost", "9469"},
+		{"9469", "127.0.0.1", "9469"},		/* a port alone: loopback */
+		{":9469", "127.0.0.1", "9469"},
+		{"", NULL, NULL},
+		{":", NULL, NULL},
+		{"[::1]9469", NULL, NULL},
+		{"no-port", NULL, NULL},
+	};
+	char host[64];
+	const char *port;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = eg_hostport_split(cases[i].in, host, sizeof(host), &port);
+
+		if (!cases[i].host) {
+			cr_expect_neq(rc, 0, "\"%s\" accepted", cases[i].in);
+			continue;
+		}
+		cr_assert_eq(rc, 0, "\"%s\" refused", cases[i].in);
+		cr_expect_str_eq(host, cases[i].host, "%s", cases[i].in);
+		cr_expect_str_eq(port, cases[i].port, "%s", cases[i].in);
+	}
+}
