@@ -253,8 +253,10 @@ say "The direct path recovers; voice waits out the 5 s hold-down before it retur
 t0=$(date +%s%3N)
 wait_until 15 voice_on_direct || true
 back_ms=$(($(date +%s%3N) - t0))
-expect "voice came back to the direct path $back_ms ms after the recovery (not before the hold-down)" \
-	bash -c "[ \"$(voice_via)\" = direct ] && [ $back_ms -ge 4000 ]"
+# Normally after the 5 s hold-down. Sooner only when the tunnel voice is on fails its SLA
+# meanwhile (a probe held up for a CPU on this loaded machine counts as lost): leaving a
+# failed path skips the hold-down. path_selection.sh checks the hold-down itself.
+expect "voice came back to the direct path $back_ms ms after the recovery" [ "$(voice_via)" = direct ]
 voice
 where udp
 expect "the call's datagrams arrive directly again" [ "$(got direct)" -eq 20 ]
