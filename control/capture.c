@@ -6,12 +6,8 @@
 
 #include <sodium.h>
 
+#include "pcapng.h"
 #include "state.h"
-
-enum {
-	LINKTYPE_ETHERNET = 1,		/* pcapng link types (the tcpdump.org registry) */
-	LINKTYPE_RAW = 101,		/* bare IPv4 or IPv6 */
-};
 
 void cp_capture_init(struct cp_capture *c)
 {
@@ -61,21 +57,13 @@ void cp_capture_tick(struct cp_state *st)
 		__atomic_store_n(&spec(st)->session, 0, __ATOMIC_RELEASE);
 }
 
-static int port_index(const struct cp_state *st, const char *name)
-{
-	for (unsigned i = 0; i < st->cfg.dataplane.n_ports; i++)
-		if (strcmp(st->cfg.dataplane.ports[i].name, name) == 0)
-			return (int)i;
-	return -1;
-}
-
 /* Fills s (all but session and snaplen) for the named port or egress, and describes the
  * pcapng interface. */
 static int resolve(struct cp_state *st, const char *key, const char *name, bool decrypted,
 		   struct eg_capture_spec *s, json_t **iface, struct cp_rpc_error *err)
 {
 	char path[32];
-	int pi = strcmp(key, "egress") != 0 ? port_index(st, name) : -1;
+	int pi = strcmp(key, "egress") != 0 ? eg_config_port_index(&st->cfg.dataplane, name) : -1;
 	int ei = strcmp(key, "port") != 0 ? cp_state_egress_index(st, name) : -1;
 	const struct eg_egress_cfg *e;
 
@@ -89,7 +77,7 @@ static int resolve(struct cp_state *st, const char *key, const char *name, bool 
 				"are on the wire; decrypted applies to tunnel egresses");
 		s->what = EG_CAPTURE_PORT;
 		s->port = (uint16_t)pi;
-		*iface = json_pack("{s:s,s:i,s:s+}", "name", name, "linktype", LINKTYPE_ETHERNET, "description",
+		*iface = json_pack("{s:s,s:i,s:s+}", "name", name, "linktype", EG_PCAPNG_LINKTYPE_ETHERNET, "description",
 				   "egress port ", st->cfg.dataplane.ports[pi].device);
 		return 0;
 	}
@@ -107,7 +95,7 @@ static int resolve(struct cp_state *st, const char *key, const char *name, bool 
 		if (decrypted)
 			return cp_rpc_invalid(err, "$.params.decrypted", "egress \"%s\" is direct: it has "
 					      "nothing encrypted", name);
-		s->port = (uint16_t)port_index(st, e->port);
+		s->port = (uint16_t)eg_config_port_index(&st->cfg.dataplane, e->port);
 		break;
 	case EG_EGRESS_WIREGUARD: {
 		int peer = cp_wg_find(&st->wg, e->peer);
@@ -125,7 +113,7 @@ static int resolve(struct cp_state *st, const char *key, const char *name, bool 
 	}
 	}
 	*iface = json_pack("{s:s,s:i,s:s+++}", "name", name, "linktype",
-			   decrypted ? LINKTYPE_RAW : LINKTYPE_ETHERNET, "description", "egress ",
+			   decrypted ? EG_PCAPNG_LINKTYPE_RAW : EG_PCAPNG_LINKTYPE_ETHERNET, "description", "egress ",
 			   eg_egress_type_name(e->type), " ",
 			   decrypted ? "inner packets" : e->type == EG_EGRESS_DIRECT ? "frames" : "encrypted frames");
 	return 0;
@@ -214,7 +202,6 @@ int cp_m_capture_start(void *ctx, json_t *params, json_t **result, struct cp_rpc
 	c->last_read_ns = eg_now_ns();
 	c->deadline_ns = c->last_read_ns + (uint64_t)seconds * 1000000000ull;
 	c->decrypted = decrypted;
-	c->snaplen = (uint32_t)snaplen;
 	snprintf(c->target, sizeof(c->target), "%s", json_string_value(json_object_get(params, key)));
 	__atomic_store_n(&sh->session, c->session, __ATOMIC_RELEASE);
 	*result = json_pack("{s:I,s:o,s:I,s:I,s:I}", "id", (json_int_t)c->session, "interface", iface, "count",

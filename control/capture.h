@@ -36,7 +36,6 @@ struct cp_capture {
 	uint64_t dropped_base[EG_MAX_WORKERS];
 	uint64_t dropped;		/* ring full, as of the last read */
 	bool decrypted;
-	uint32_t snaplen;
 	char target[EG_NAME_LEN];
 };
 

@@ -9,7 +9,6 @@
 #include "wg_methods.h"
 #include "state.h"
 
-static const char *const state_names[] = {"up", "degraded", "down"};
 
 static int from_eg_error(struct cp_rpc_error *err, int code, const struct eg_error *e)
 {
@@ -87,15 +86,7 @@ static int m_stats_get(void *ctx, json_t *params, json_t **result, struct cp_rpc
 			continue;
 		if (st->mapped) {
 			link = __atomic_load_n(&st->shm.hdr->ports[i].link_up, __ATOMIC_RELAXED);
-			for (unsigned w = 0; w < st->shm.hdr->n_workers; w++) {
-				const struct eg_port_counters *c = &eg_shm_worker(st->shm.hdr, w)->port[i];
-
-				sum.rx_packets += c->rx_packets;
-				sum.rx_bytes += c->rx_bytes;
-				sum.tx_packets += c->tx_packets;
-				sum.tx_bytes += c->tx_bytes;
-				sum.drops += c->drops;
-			}
+			eg_shm_port_sum(st->shm.hdr, i, &sum);
 		}
 		json_array_append_new(ports, json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "name", pc->name,
 						       "role", pc->role == EG_ROLE_SITE ? "site" : "uplink",
@@ -105,11 +96,10 @@ static int m_stats_get(void *ctx, json_t *params, json_t **result, struct cp_rpc
 						       (json_int_t)sum.tx_bytes, "drops", (json_int_t)sum.drops));
 	}
 	if (st->mapped) {
+		eg_shm_drops_sum(st->shm.hdr, drop_sum);
 		for (unsigned w = 0; w < st->shm.hdr->n_workers; w++) {
 			const struct eg_worker_shm *ws = eg_shm_worker(st->shm.hdr, w);
 
-			for (unsigned r = 0; r < EG_DROP_MAX; r++)
-				drop_sum[r] += ws->drop[r];
 			json_array_append_new(workers, json_pack("{s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "id",
 								 (int)w, "lcore", (int)ws->lcore, "rx_packets",
 								 (json_int_t)ws->rx_packets, "tx_packets",
@@ -144,7 +134,7 @@ static json_t *egress_json(const struct cp_state *st, unsigned i)
 	json_t *e = eg_config_egress_to_json(&st->egresses[i]);
 	json_t *c = counters_json(st, i);
 
-	json_object_set_new(e, "state", json_string(state_names[st->egress_state[i]]));
+	json_object_set_new(e, "state", json_string(eg_path_state_name(st->egress_state[i])));
 	json_object_set_new(e, "metrics", cp_probes_json(st, i) ?: json_null());
 	json_object_update(e, c);
 	json_decref(c);
@@ -178,7 +168,7 @@ static int m_path_list(void *ctx, json_t *params, json_t **result, struct cp_rpc
 	for (unsigned i = 0; i < st->n_egresses; i++) {
 		json_t *m = cp_probes_json(st, i);
 		json_t *path = json_pack("{s:s,s:s,s:b}", "name", st->egresses[i].name, "state",
-					 state_names[st->egress_state[i]], "probed", m != NULL);
+					 eg_path_state_name(st->egress_state[i]), "probed", m != NULL);
 
 		if (m)
 			json_object_update(path, m);
@@ -460,7 +450,7 @@ static int m_flow_lookup(void *ctx, json_t *params, json_t **result, struct cp_r
 			    "egress", v == EG_VERDICT_FORWARD ? eg->name : NULL, "generation",
 			    (json_int_t)st->generation);
 	if (v == EG_VERDICT_FORWARD)
-		json_object_set_new(*result, "egress_state", json_string(state_names[eg->state]));
+		json_object_set_new(*result, "egress_state", json_string(eg_path_state_name(eg->state)));
 	else if (v == EG_VERDICT_NO_EGRESS)
 		json_object_set_new(*result, "reason", json_string("no eligible egress (pinned)"));
 	else if (v == EG_VERDICT_NO_POLICY)

@@ -5,6 +5,7 @@
 #include "ipsec.h"
 #include "methods.h"
 #include "rpc.h"
+#include "table.h"
 #include "wg.h"
 
 /* The figures are the ones the control socket gives (stats.get, path.list, wg.show,
@@ -212,7 +213,6 @@ static void paths_and_policies(FILE *f, const json_t *stats, const json_t *paths
 {
 	static const char *const egress[] = {"egress", "name", NULL};
 	static const char *const policy[] = {"policy", "name", NULL};
-	static const char *const states[] = {"up", "degraded", "down"};
 	const json_t *list = json_object_get(paths, "paths"), *o;
 	size_t i;
 
@@ -224,13 +224,13 @@ static void paths_and_policies(FILE *f, const json_t *stats, const json_t *paths
 		 json_object_get(stats, "policies"), "hits", 1, policy);
 	family(f, "egress_path_state", "gauge", "An egress path's state: 1 for the state it is in.");
 	json_array_foreach(list, i, o) {
-		for (unsigned s = 0; s < 3; s++) {
+		for (unsigned s = EG_PATH_UP; s <= EG_PATH_DOWN; s++) {
 			char extra[32];
 
-			snprintf(extra, sizeof(extra), "state=\"%s\"", states[s]);
+			snprintf(extra, sizeof(extra), "state=\"%s\"", eg_path_state_name(s));
 			fputs("egress_path_state", f);
 			labels(f, o, egress, extra);
-			fprintf(f, " %d\n", strcmp(json_string_value(json_object_get(o, "state")) ?: "", states[s]) == 0);
+			fprintf(f, " %d\n", strcmp(json_string_value(json_object_get(o, "state")) ?: "", eg_path_state_name(s)) == 0);
 		}
 	}
 	per_item_all(f, path_metrics, list, egress);

@@ -93,14 +93,8 @@ int cp_state_egress_index(const struct cp_state *st, const char *name)
 static void egress_sum(const struct cp_state *st, uint32_t id, uint64_t *pkts, uint64_t *bytes)
 {
 	*pkts = *bytes = 0;
-	if (!st->mapped)
-		return;
-	for (unsigned w = 0; w < st->shm.hdr->n_workers; w++) {
-		const struct eg_egress_counters *c = &eg_shm_egress_counters(eg_shm_worker(st->shm.hdr, w))[id];
-
-		*pkts += c->tx_packets;
-		*bytes += c->tx_bytes;
-	}
+	if (st->mapped)
+		eg_shm_egress_sum(st->shm.hdr, id, pkts, bytes);
 }
 
 static uint64_t policy_sum(const struct cp_state *st, uint32_t id)
@@ -836,7 +830,6 @@ static void notify_selected(struct cp_state *st, unsigned p, const struct eg_pat
  * is being timed, and every 100 ms for link and SA changes. */
 static void refresh_states(struct cp_state *st, bool changed)
 {
-	static const char *const names[] = {"up", "degraded", "down"};
 	uint64_t now = eg_now_ns();
 	uint8_t *base, *states;
 	struct eg_path_pick *picks;
@@ -863,9 +856,11 @@ static void refresh_states(struct cp_state *st, bool changed)
 	for (unsigned i = 0; i < st->n_egresses; i++) {
 		if (states[i] == st->egress_state[i])
 			continue;
-		LOG("egress %s: %s -> %s", st->egresses[i].name, names[st->egress_state[i]], names[states[i]]);
-		notify(st, "egress.state", json_pack("{s:s,s:s,s:s}", "name", st->egresses[i].name, "state",
-						     names[states[i]], "previous", names[st->egress_state[i]]));
+		const char *was = eg_path_state_name(st->egress_state[i]), *now_name = eg_path_state_name(states[i]);
+
+		LOG("egress %s: %s -> %s", st->egresses[i].name, was, now_name);
+		notify(st, "egress.state", json_pack("{s:s,s:s,s:s}", "name", st->egresses[i].name, "state", now_name,
+						     "previous", was));
 		st->egress_state[i] = states[i];
 		changed = true;
 	}

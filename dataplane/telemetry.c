@@ -12,9 +12,6 @@
 /* Telemetry callbacks run on DPDK's telemetry thread, which has no other way to us. */
 static const struct dp_ctx *tel_ctx;
 
-static const char *const type_names[] = {"direct", "wireguard", "ipsec"};
-static const char *const state_names[] = {"up", "degraded", "down"};
-
 struct egress_view {
 	uint16_t id;
 	uint8_t type, state;
@@ -98,14 +95,12 @@ static int cmd_stats(const char *cmd, const char *params, struct rte_tel_data *d
 
 static int cmd_drops(const char *cmd, const char *params, struct rte_tel_data *d)
 {
-	rte_tel_data_start_dict(d);
-	for (unsigned r = 0; r < EG_DROP_MAX; r++) {
-		uint64_t n = 0;
+	uint64_t n[EG_DROP_MAX];
 
-		for (unsigned w = 0; w < tel_ctx->n_workers; w++)
-			n += eg_shm_worker(tel_ctx->shm.hdr, w)->drop[r];
-		rte_tel_data_add_dict_u64(d, eg_drop_names[r], n);
-	}
+	eg_shm_drops_sum(tel_ctx->shm.hdr, n);
+	rte_tel_data_start_dict(d);
+	for (unsigned r = 0; r < EG_DROP_MAX; r++)
+		rte_tel_data_add_dict_u64(d, eg_drop_names[r], n[r]);
 	return 0;
 }
 
@@ -122,12 +117,13 @@ static int port_param(const char *params)
 {
 	char *end;
 	long v;
+	int by_name;
 
 	if (!params || !*params)
 		return -1;
-	for (unsigned i = 0; i < tel_ctx->n_ports; i++)
-		if (strcmp(tel_ctx->cfg.dataplane.ports[i].name, params) == 0)
-			return (int)i;
+	by_name = eg_config_port_index(&tel_ctx->cfg.dataplane, params);
+	if (by_name >= 0)
+		return by_name;
 	v = strtol(params, &end, 10);
 	return *end == '\0' && v >= 0 && v < (long)tel_ctx->n_ports ? (int)v : -1;
 }
@@ -135,20 +131,12 @@ static int port_param(const char *params)
 static int cmd_port_stats(const char *cmd, const char *params, struct rte_tel_data *d)
 {
 	int p = port_param(params);
-	struct eg_port_counters sum = {0};
+	struct eg_port_counters sum;
 	const struct eg_shm_hdr *h = tel_ctx->shm.hdr;
 
 	if (p < 0)
 		return -EINVAL;
-	for (unsigned w = 0; w < tel_ctx->n_workers; w++) {
-		const struct eg_port_counters *c = &eg_shm_worker(h, w)->port[p];
-
-		sum.rx_packets += c->rx_packets;
-		sum.rx_bytes += c->rx_bytes;
-		sum.tx_packets += c->tx_packets;
-		sum.tx_bytes += c->tx_bytes;
-		sum.drops += c->drops;
-	}
+	eg_shm_port_sum(h, (unsigned)p, &sum);
 	rte_tel_data_start_dict(d);
 	rte_tel_data_add_dict_string(d, "name", tel_ctx->cfg.dataplane.ports[p].name);
 	rte_tel_data_add_dict_int(d, "ethdev_port", tel_ctx->ports[p].port_id);
@@ -204,22 +192,16 @@ static int cmd_egress_stats(const char *cmd, const char *params, struct rte_tel_
 {
 	static struct egress_view v[EG_MAX_EGRESSES];
 	int n = egresses_now(v, EG_MAX_EGRESSES);
-	uint64_t pkts = 0, bytes = 0;
+	uint64_t pkts, bytes;
 
 	for (int i = 0; i < n; i++) {
 		if (!params || strcmp(v[i].name, params) != 0)
 			continue;
-		for (unsigned w = 0; w < tel_ctx->n_workers; w++) {
-			const struct eg_egress_counters *c =
-				&eg_shm_egress_counters(eg_shm_worker(tel_ctx->shm.hdr, w))[v[i].id];
-
-			pkts += c->tx_packets;
-			bytes += c->tx_bytes;
-		}
+		eg_shm_egress_sum(tel_ctx->shm.hdr, v[i].id, &pkts, &bytes);
 		rte_tel_data_start_dict(d);
 		rte_tel_data_add_dict_string(d, "name", v[i].name);
-		rte_tel_data_add_dict_string(d, "type", v[i].type < 3 ? type_names[v[i].type] : "?");
-		rte_tel_data_add_dict_string(d, "state", v[i].state < 3 ? state_names[v[i].state] : "?");
+		rte_tel_data_add_dict_string(d, "type", eg_egress_type_name(v[i].type));
+		rte_tel_data_add_dict_string(d, "state", eg_path_state_name(v[i].state));
 		rte_tel_data_add_dict_int(d, "id", v[i].id);
 		rte_tel_data_add_dict_u64(d, "tx_packets", pkts);
 		rte_tel_data_add_dict_u64(d, "tx_bytes", bytes);

@@ -51,6 +51,39 @@ void eg_shm_loops_snapshot(const struct eg_shm_hdr *h, uint64_t *snap)
 	}
 }
 
+void eg_shm_port_sum(const struct eg_shm_hdr *h, unsigned port, struct eg_port_counters *out)
+{
+	*out = (struct eg_port_counters){0};
+	for (unsigned w = 0; w < h->n_workers; w++) {
+		const struct eg_port_counters *c = &eg_shm_worker(h, w)->port[port];
+
+		out->rx_packets += c->rx_packets;
+		out->rx_bytes += c->rx_bytes;
+		out->tx_packets += c->tx_packets;
+		out->tx_bytes += c->tx_bytes;
+		out->drops += c->drops;
+	}
+}
+
+void eg_shm_egress_sum(const struct eg_shm_hdr *h, unsigned id, uint64_t *pkts, uint64_t *bytes)
+{
+	*pkts = *bytes = 0;
+	for (unsigned w = 0; w < h->n_workers; w++) {
+		const struct eg_egress_counters *c = &eg_shm_egress_counters(eg_shm_worker(h, w))[id];
+
+		*pkts += c->tx_packets;
+		*bytes += c->tx_bytes;
+	}
+}
+
+void eg_shm_drops_sum(const struct eg_shm_hdr *h, uint64_t out[EG_DROP_MAX])
+{
+	memset(out, 0, sizeof(uint64_t) * EG_DROP_MAX);
+	for (unsigned w = 0; w < h->n_workers; w++)
+		for (unsigned r = 0; r < EG_DROP_MAX; r++)
+			out[r] += eg_shm_worker(h, w)->drop[r];
+}
+
 bool eg_shm_loops_passed(const struct eg_shm_hdr *h, const uint64_t *snap)
 {
 	for (unsigned w = 0; w < h->n_workers; w++) {

@@ -238,6 +238,11 @@ void eg_shm_revert(struct eg_shm_hdr *h, uint64_t *gen);
  * unpublishing; once each has moved on (or is offline), no worker still uses what it saw
  * before. snap has h->n_workers entries. */
 void eg_shm_loops_snapshot(const struct eg_shm_hdr *h, uint64_t *snap);
+
+/* Counter sums over every worker, as both processes report them. */
+void eg_shm_port_sum(const struct eg_shm_hdr *h, unsigned port, struct eg_port_counters *out);
+void eg_shm_egress_sum(const struct eg_shm_hdr *h, unsigned id, uint64_t *pkts, uint64_t *bytes);
+void eg_shm_drops_sum(const struct eg_shm_hdr *h, uint64_t out[EG_DROP_MAX]);
 bool eg_shm_loops_passed(const struct eg_shm_hdr *h, const uint64_t *snap);
 
 uint64_t eg_now_ns(void);	/* CLOCK_MONOTONIC */

@@ -338,3 +338,10 @@ int eg_table_validate(const void *table, size_t max_size)
 		return -EPROTO;
 	return 0;
 }
+
+const char *eg_path_state_name(unsigned state)
+{
+	static const char *const names[] = {"up", "degraded", "down"};
+
+	return state < sizeof(names) / sizeof(names[0]) ? names[state] : "?";
+}

@@ -19,6 +19,9 @@
 
 enum eg_path_state { EG_PATH_UP = 0, EG_PATH_DEGRADED = 1, EG_PATH_DOWN = 2 };
 
+/* "up", "degraded", "down" ("?" out of range), as the socket, metrics and telemetry say it. */
+const char *eg_path_state_name(unsigned state);
+
 struct eg_table_hdr {
 	uint32_t magic;
 	uint32_t size;			/* bytes of the whole table */

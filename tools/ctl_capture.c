@@ -12,13 +12,13 @@
 
 #include <sodium.h>
 
+#include "capture_ring.h"
 #include "egressctl.h"
 #include "pcapng.h"
 
 enum {
 	READ_BATCH = 512,
 	POLL_IDLE_MS = 50,		/* nothing came: wait a little before asking again */
-	SNAP_MAX = 2048,
 };
 
 static volatile sig_atomic_t stop_wanted;
@@ -39,7 +39,7 @@ static void sleep_ms(long ms)
 /* Writes one batch of packets; returns how many. */
 static size_t write_packets(FILE *f, const char *path, const json_t *pkts)
 {
-	static uint8_t buf[SNAP_MAX];
+	static uint8_t buf[EG_CAPTURE_SNAP_MAX];
 	const json_t *p;
 	size_t i;
 
