@@ -30,7 +30,6 @@ struct cp_metrics_http {
 	void *ctx;
 	struct client *clients[CP_METRICS_MAX_CLIENTS];
 	unsigned n;
-	unsigned long scrapes;
 };
 
 static int64_t now_ms(void)
@@ -154,7 +153,6 @@ static void respond(struct cp_metrics_http *m, struct client *c)
 	}
 	answer(c, "200 OK", "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n", body, len, !head);
 	free(body);
-	m->scrapes++;
 }
 
 static bool request_complete(const struct client *c)
@@ -235,10 +233,6 @@ void cp_metrics_http_handle(struct cp_metrics_http *m, const struct pollfd *pfds
 	}
 }
 
-unsigned long cp_metrics_http_scrapes(const struct cp_metrics_http *m)
-{
-	return m->scrapes;
-}
 
 void cp_metrics_http_close(struct cp_metrics_http *m)
 {

@@ -22,8 +22,6 @@ struct cp_metrics_http *cp_metrics_http_open(const char *listen, cp_metrics_rend
 unsigned cp_metrics_http_pollfds(struct cp_metrics_http *m, struct pollfd *out);
 /* Handles what poll reported in the n entries pollfds gave. */
 void cp_metrics_http_handle(struct cp_metrics_http *m, const struct pollfd *pfds, unsigned n);
-/* Scrapes answered since open. */
-unsigned long cp_metrics_http_scrapes(const struct cp_metrics_http *m);
 void cp_metrics_http_close(struct cp_metrics_http *m);
 
 #endif

@@ -165,8 +165,6 @@ void cp_probes_poll(struct cp_state *st)
 			q->next_ns = q->next_ns && now - q->next_ns < interval ? q->next_ns + interval : now + interval;
 			if (send_probe(st, q))
 				eg_path_probe_sent(&q->win, q->seq, now);
-			else
-				q->sent_failed++;
 			q->seq++;
 		}
 		lost_before = q->win.lost;

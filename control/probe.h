@@ -28,7 +28,6 @@ struct cp_probe {
 	uint64_t next_ns;		/* when the next probe is due */
 	struct eg_path_window win;
 	bool down;			/* no answer for down_after intervals */
-	uint64_t sent_failed;		/* inject ring full, no source address */
 };
 
 struct cp_probes {

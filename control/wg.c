@@ -717,8 +717,7 @@ static int install_peer(struct cp_state *st, unsigned i)
 	p->hs_active = false;
 	memset(&p->ep, 0, sizeof(p->ep));
 	configured_endpoint(st, p, &ep);
-	set_endpoint(st, p, &ep);
-	eg_wg_endpoint_write(s, &ep);
+	set_endpoint(st, p, &ep);	/* into the slot too: install_peer runs mapped */
 	__atomic_store_n(&s->state, EG_WG_ACTIVE, __ATOMIC_RELEASE);
 	return 0;
 }
