@@ -6,6 +6,7 @@
 
 #include "drop_reasons.h"
 #include "ipsec_methods.h"
+#include "nat_methods.h"
 #include "wg_methods.h"
 #include "state.h"
 
@@ -478,5 +479,7 @@ const struct cp_rpc_method cp_methods[] = {
 	 "capture what a port or egress sends and receives {port|egress|target, count?, duration_s?, decrypted?, snaplen?}"},
 	{"capture.read", cp_m_capture_read, "the next captured packets {id, max?}"},
 	{"capture.stop", cp_m_capture_stop, "end a capture {id}"},
+	{"nat.sessions", cp_m_nat_sessions,
+	 "source NAT: counts, pool addresses and their blocks, sessions {address?, egress?, limit?}"},
 	{NULL, NULL, NULL},
 };

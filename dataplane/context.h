@@ -151,6 +151,11 @@ struct dp_worker {
 	uint32_t frag_id;
 	struct dp_flow_cache *flows;		/* classification results by flow */
 	struct eg_reasm *reasm;			/* fragments addressed to us */
+	/* Source NAT's random bits (dataplane/nat.c). */
+	uint64_t nat_rnd[32];
+	unsigned nat_rnd_left;
+	bool nat_seeded;
+	uint8_t nat_seed[32];
 	uint16_t reasm_port;			/* where the last one came in, for expiry drops */
 } __rte_cache_aligned;
 
@@ -161,6 +166,7 @@ struct dp_ctx {
 	unsigned n_workers;
 	struct dp_worker *workers;
 	struct eg_shm_map shm;
+	struct eg_nat_hdr *nat;		/* the segment's source NAT region, NULL if none */
 	struct dp_neigh_table *neigh;
 	struct dp_routes *routes;
 	struct rte_mempool *pool;

@@ -14,6 +14,7 @@
 #include <rte_mbuf.h>
 
 #include "context.h"
+#include "nat.h"
 #include "neigh.h"
 #include "ports.h"
 #include "routes.h"
@@ -170,6 +171,7 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
+	ctx.nat = eg_shm_nat(ctx.shm.hdr);
 	dp_segment_describe_ports(&ctx);
 	dp_service_init(&ctx);
 	dp_telemetry_register(&ctx);
@@ -196,6 +198,7 @@ out:
 		rte_free(ctx.workers[i].flows);
 	}
 	dp_routes_free(&ctx);
+	dp_nat_service_free();
 	dp_segment_destroy(&ctx);
 out_eal:
 	rte_eal_cleanup();

@@ -21,10 +21,12 @@
 #include <rte_udp.h>
 
 #include "blob.h"
+#include "nat.h"
 #include "neigh.h"
 #include "ports.h"
 #include "reassembly.h"
 #include "routes.h"
+#include "segment.h"
 #include "service.h"
 #include "shm.h"
 #include "worker.h"
@@ -138,10 +140,12 @@ void dp_offline_start(struct dp_offline *f, const char *name, const char *config
 	g.n_wg_slots = ctx->cfg.wg.present ? RTE_MAX(ctx->cfg.wg.n_peers, (unsigned)MIN_WG_SLOTS) : 0;
 	g.slot_size = (size_t)ctx->cfg.dataplane.table_mb << 20;
 	g.imb_arch = ctx->imb_arch;
+	dp_segment_nat_params(&ctx->cfg.dataplane.nat, &g.nat);
 	eg_shm_name(ctx->cfg.instance, shm_name);
 	if (eg_shm_create(shm_name, ctx->cfg.instance, &g, &ctx->shm) != 0)
 		DIE("cannot create shared memory %s", shm_name);
 	shm_unlink(shm_name);	/* nothing else attaches */
+	ctx->nat = eg_shm_nat(ctx->shm.hdr);
 
 	ctx->workers = rte_zmalloc("workers", sizeof(*ctx->workers), RTE_CACHE_LINE_SIZE);
 	if (!ctx->workers)
@@ -235,6 +239,7 @@ void dp_offline_publish(struct dp_offline *f)
 	free(in);
 	free(wg_peers);
 	f->table = eg_shm_table_acquire(ctx->shm.hdr, &gen);
+	dp_nat_service(ctx, rte_rdtsc());	/* the pools of the new table */
 	if (!f->table)
 		DIE("no table after publishing");
 }
@@ -349,4 +354,11 @@ void dp_offline_drain(struct dp_offline *f)
 		rte_pktmbuf_free_bulk(pkts, n);
 	while (rte_ring_dequeue_burst_elem(w->resolve, req, sizeof(req[0]), DP_BURST, NULL) > 0)
 		;
+}
+
+void dp_offline_nat_tick(struct dp_offline *f, uint64_t now)
+{
+	/* The caller's thread is the worker, between bursts: one loop of it ends here. */
+	f->w->shm->idle_loops++;
+	dp_nat_service(&f->ctx, now);
 }

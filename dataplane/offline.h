@@ -58,6 +58,10 @@ unsigned dp_offline_take_tx(struct dp_offline *f, uint16_t port, struct rte_mbuf
 /* Port index of a port name in the config. */
 uint16_t dp_offline_port(const struct dp_offline *f, const char *name);
 
+/* The service lcore's source NAT duties once (clock, pools, expiry, reclaim), as if now
+ * were the time (rte_rdtsc()-based). */
+void dp_offline_nat_tick(struct dp_offline *f, uint64_t now);
+
 /* Frames the worker handed to the service, and resolve requests, back to the pool. */
 void dp_offline_drain(struct dp_offline *f);
 

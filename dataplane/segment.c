@@ -5,6 +5,15 @@
 #include <string.h>
 #include <sys/mman.h>
 
+void dp_segment_nat_params(const struct eg_nat_cfg *c, struct eg_nat_params *p)
+{
+	*p = (struct eg_nat_params){
+		.sessions = c->sessions, .hosts = c->hosts, .ports_per_block = c->ports_per_block,
+		.blocks_per_host = c->blocks_per_host,
+		.timeout_s = {c->tcp_established_s, c->tcp_transitory_s, c->udp_s, c->icmp_s},
+	};
+}
+
 int dp_segment_create(struct dp_ctx *ctx)
 {
 	struct eg_shm_geometry g = {
@@ -16,6 +25,10 @@ int dp_segment_create(struct dp_ctx *ctx)
 		 * slots cost address space, not memory. */
 		.n_wg_slots = ctx->cfg.wg.present ? EG_WG_MAX_SLOTS : 0,
 	};
+
+	/* Always there, so that a pool added live finds room; untouched records cost
+	 * address space only. */
+	dp_segment_nat_params(&ctx->cfg.dataplane.nat, &g.nat);
 	char name[EG_SHM_NAME_LEN];
 	int rc;
 

@@ -11,6 +11,7 @@
 #include <rte_ip.h>
 
 #include "control_link.h"
+#include "nat.h"
 #include "neigh.h"
 #include "ports.h"
 #include "tx.h"
@@ -52,8 +53,10 @@ static bool push_l2(struct rte_mbuf *m, const struct dp_port *p, const struct rt
 	return dp_push_l2(m, p, dst, rte_cpu_to_be_16(ethertype));
 }
 
-static bool send_arp(struct dp_ctx *ctx, const struct dp_port *p, uint16_t op,
-		     const struct rte_ether_addr *dmac, const struct rte_ether_addr *tha, uint32_t tip)
+/* An ARP message from sip (our port's address, or a pool address we answer for). */
+static bool send_arp_from(struct dp_ctx *ctx, const struct dp_port *p, uint16_t op,
+			  const struct rte_ether_addr *dmac, const struct rte_ether_addr *tha, uint32_t tip,
+			  uint32_t sip)
 {
 	struct rte_mbuf *m = rte_pktmbuf_alloc(ctx->pool);
 	struct rte_arp_hdr *a;
@@ -71,7 +74,7 @@ static bool send_arp(struct dp_ctx *ctx, const struct dp_port *p, uint16_t op,
 	a->arp_plen = 4;
 	a->arp_opcode = rte_cpu_to_be_16(op);
 	a->arp_data.arp_sha = p->mac;
-	a->arp_data.arp_sip = p->ipv4;
+	a->arp_data.arp_sip = sip;
 	a->arp_data.arp_tha = *tha;
 	a->arp_data.arp_tip = tip;
 	if (!push_l2(m, p, dmac, RTE_ETHER_TYPE_ARP)) {
@@ -79,6 +82,12 @@ static bool send_arp(struct dp_ctx *ctx, const struct dp_port *p, uint16_t op,
 		return false;
 	}
 	return dp_service_send(ctx, m, p->index);
+}
+
+static bool send_arp(struct dp_ctx *ctx, const struct dp_port *p, uint16_t op,
+		     const struct rte_ether_addr *dmac, const struct rte_ether_addr *tha, uint32_t tip)
+{
+	return send_arp_from(ctx, p, op, dmac, tha, tip, p->ipv4);
 }
 
 static bool send_nd(struct dp_ctx *ctx, const struct dp_port *p, uint8_t type, const uint8_t *dst_ip,
@@ -189,9 +198,12 @@ static void handle_arp(struct dp_ctx *ctx, const struct dp_port *p, struct rte_m
 	if (a->arp_data.arp_sip != 0)
 		learn(ctx, p->index, EG_AF_INET, (const uint8_t *)&a->arp_data.arp_sip,
 		      &a->arp_data.arp_sha, a->arp_data.arp_tip == p->ipv4, true);
-	if (op == RTE_ARP_OP_REQUEST && a->arp_data.arp_tip == p->ipv4)
-		send_arp(ctx, p, RTE_ARP_OP_REPLY, &a->arp_data.arp_sha, &a->arp_data.arp_sha,
-			 a->arp_data.arp_sip);
+	/* Pool addresses are answered for on their egress's port, so that a pool inside the
+	 * uplink's subnet needs no route on the router. */
+	if (op == RTE_ARP_OP_REQUEST &&
+	    (a->arp_data.arp_tip == p->ipv4 || dp_nat_answers_arp(ctx, p->index, a->arp_data.arp_tip)))
+		send_arp_from(ctx, p, RTE_ARP_OP_REPLY, &a->arp_data.arp_sha, &a->arp_data.arp_sha,
+			      a->arp_data.arp_sip, a->arp_data.arp_tip);
 }
 
 static void handle_icmp4(struct dp_ctx *ctx, const struct dp_port *p, struct rte_mbuf *m, uint16_t l2)
@@ -536,6 +548,7 @@ void dp_service_run(struct dp_ctx *ctx)
 			work += n;
 		}
 		work += dp_control_inject(ctx, DP_BURST);
+		work += dp_nat_service(ctx, now);
 		if (now >= next_link) {
 			dp_ports_update_link(ctx);
 			next_link = now + ctx->tsc_hz / 2;

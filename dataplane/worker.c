@@ -16,6 +16,7 @@
 
 #include "flow_cache.h"
 #include "flow_select.h"
+#include "nat.h"
 #include "neigh.h"
 #include "probe.h"
 #include "routes.h"
@@ -477,6 +478,12 @@ static enum eg_drop_reason via_egress(struct dp_worker *w, const struct dp_port 
 	out = &ctx->ports[e->port];
 	if (unlikely(!next_hop(out, e, &p->key, nh)))
 		return EG_DROP_NO_ROUTE;
+	if (e->n_snat && p->key.family == EG_AF_INET) {
+		enum eg_drop_reason r = dp_nat_out(w, p->l3, p->l3_len, e);
+
+		if (r != EG_DROP_MAX)
+			return r;
+	}
 	return to_port(w, out, m, p, nh, e);
 }
 
@@ -510,7 +517,15 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 		}
 		return via_egress(w, in, m, p, e);
 	}
-	/* Return traffic from an uplink goes to the site side by route. */
+	/* Return traffic from an uplink goes to the site side by route; to a pool address,
+	 * after source NAT translated it back to the inside host. */
+	if (p->key.family == EG_AF_INET && ctx->nat) {
+		bool ours;
+		enum eg_drop_reason nr = dp_nat_in(w, p->l3, p->l3_len, p->key.dst, &ours);
+
+		if (ours && nr != EG_DROP_MAX)
+			return nr;
+	}
 	const struct dp_route *r = dp_routes_lookup(ctx->routes, p->key.family, p->key.dst);
 
 	if (unlikely(!r))

@@ -26,6 +26,14 @@
  *       vlan            integer 0..4094, default 0 (untagged)
  *       mtu             integer 68..9216 (1280.. with ipv6), default the device's
  *       neighbours      array of at most 64 {"ip": address, "mac": "aa:.."}, default none
+ *     nat               object, optional: source NAT state for direct egresses with a pool
+ *       sessions        integer 1024..16777216, default 1048576: sessions (and mappings) held
+ *       hosts           integer 16..4194304, default 65536: inside hosts held
+ *       ports_per_block integer 64..4096, a multiple of 64, default 256
+ *       blocks_per_host integer 1..32, default 8
+ *       log_blocks      bool, default false: log each port block given to or taken from a host
+ *       timeouts        object of seconds, integers 1..86400: tcp_established (default 7440),
+ *                       tcp_transitory (240), udp (300), icmp (60)
  *     routes            array of at most 256 route objects, default none
  *       prefix          prefix, host bits zero, required, unique
  *       via             address of the same family, required
@@ -61,7 +69,10 @@
  *       window          integer 1..10000, default 100: probes the metrics cover
  *       down_after      integer 1..100, default 3: intervals without answers until down
  *       timeout_ms      integer 10..60000, default max(1000, 3 x interval_ms): lost after
- *     (API.md's "snat" for direct egresses has no field in config.h yet: refused.)
+ *     snat              direct only: {"pool": [...]}, source NAT (NAPT) behind the pool: 1..64
+ *                       IPv4 addresses in all, each an address or a prefix /26../32 (every
+ *                       address in it); unique over all egresses, none a port's own address;
+ *                       the egress's port needs an IPv4 address
  *   policies            array of at most 65536 policy objects, default none
  *     name              name, required, unique
  *     priority          integer 0..2147483647, required; lower wins
@@ -316,11 +327,47 @@ static int parse_eal(const json_t *v, const char *path, struct eg_dataplane_cfg 
 	return 0;
 }
 
+static int parse_nat(const json_t *v, const char *path, struct eg_nat_cfg *n, struct eg_error *err)
+{
+	static const char *const keys[] = {"sessions", "hosts", "ports_per_block", "blocks_per_host", "log_blocks",
+		"timeouts", NULL};
+	static const char *const tkeys[] = {"tcp_established", "tcp_transitory", "udp", "icmp", NULL};
+	unsigned *const tval[] = {&n->tcp_established_s, &n->tcp_transitory_s, &n->udp_s, &n->icmp_s};
+	char kp[EG_PATH_LEN], tp[EG_PATH_LEN];
+	const json_t *m, *t;
+	int ret;
+
+	if ((ret = want_object(v, path, err)) || (ret = check_keys(v, path, keys, err)))
+		return ret;
+	if ((m = get(v, path, "sessions", kp)) && (ret = want_uint(m, kp, 1024, 16777216, &n->sessions, err)))
+		return ret;
+	if ((m = get(v, path, "hosts", kp)) && (ret = want_uint(m, kp, 16, 4194304, &n->hosts, err)))
+		return ret;
+	if ((m = get(v, path, "ports_per_block", kp))) {
+		if ((ret = want_uint(m, kp, 64, 4096, &n->ports_per_block, err)))
+			return ret;
+		if (n->ports_per_block % 64)
+			return fail(err, kp, "%u is not a multiple of 64", n->ports_per_block);
+	}
+	if ((m = get(v, path, "blocks_per_host", kp)) && (ret = want_uint(m, kp, 1, 32, &n->blocks_per_host, err)))
+		return ret;
+	if ((m = get(v, path, "log_blocks", kp)) && (ret = want_bool(m, kp, &n->log_blocks, err)))
+		return ret;
+	if ((t = get(v, path, "timeouts", kp))) {
+		if ((ret = want_object(t, kp, err)) || (ret = check_keys(t, kp, tkeys, err)))
+			return ret;
+		for (unsigned i = 0; tkeys[i]; i++)
+			if ((m = get(t, kp, tkeys[i], tp)) && (ret = want_uint(m, tp, 1, 86400, tval[i], err)))
+				return ret;
+	}
+	return 0;
+}
+
 static int parse_dataplane(const json_t *v, const char *path, struct eg_dataplane_cfg *dp,
 			   struct eg_error *err)
 {
 	static const char *const keys[] = {"eal", "workers", "idle_backoff", "idle_sleep_max_us",
-		"stamp_reflector", "table_mb", "neigh_timeout_s", "ports", "routes", NULL};
+		"stamp_reflector", "table_mb", "neigh_timeout_s", "ports", "routes", "nat", NULL};
 	char kp[EG_PATH_LEN], ep[EG_PATH_LEN], np[EG_PATH_LEN];
 	const json_t *m, *e;
 	size_t i;
@@ -332,6 +379,10 @@ static int parse_dataplane(const json_t *v, const char *path, struct eg_dataplan
 	dp->stamp_reflector = true;
 	dp->table_mb = 64;
 	dp->neigh_timeout_s = 60;
+	dp->nat = (struct eg_nat_cfg){
+		.sessions = 1048576, .hosts = 65536, .ports_per_block = 256, .blocks_per_host = 8,
+		.tcp_established_s = 7440, .tcp_transitory_s = 240, .udp_s = 300, .icmp_s = 60,
+	};
 
 	if ((ret = want_object(v, path, err)) || (ret = check_keys(v, path, keys, err)))
 		return ret;
@@ -354,6 +405,8 @@ static int parse_dataplane(const json_t *v, const char *path, struct eg_dataplan
 		return ret;
 	if ((m = get(v, path, "neigh_timeout_s", kp)) &&
 	    (ret = want_uint(m, kp, 1, 86400, &dp->neigh_timeout_s, err)))
+		return ret;
+	if ((m = get(v, path, "nat", kp)) && (ret = parse_nat(m, kp, &dp->nat, err)))
 		return ret;
 
 	if (!(m = get(v, path, "ports", kp)))
@@ -523,10 +576,10 @@ static const char *const egress_type_names[] = {
 };
 
 /* Keys that belong to one type only, NULL-terminated per type. */
-static const char *const egress_type_keys[][3] = {
-	[EG_EGRESS_DIRECT] = {"port", "next_hop", NULL},
-	[EG_EGRESS_WIREGUARD] = {"peer", NULL, NULL},
-	[EG_EGRESS_IPSEC] = {"sa_out", "sa_in", NULL},
+static const char *const egress_type_keys[][4] = {
+	[EG_EGRESS_DIRECT] = {"port", "next_hop", "snat", NULL},
+	[EG_EGRESS_WIREGUARD] = {"peer", NULL, NULL, NULL},
+	[EG_EGRESS_IPSEC] = {"sa_out", "sa_in", NULL, NULL},
 };
 
 const char *eg_egress_type_name(enum eg_egress_type t)
@@ -585,11 +638,72 @@ static int parse_probe(const json_t *v, const char *path, struct eg_probe_cfg *p
 	return 0;
 }
 
+/* {"pool": [addresses or prefixes]}: the IPv4 addresses a direct egress's flows leave from. */
+static int parse_snat(const json_t *v, const char *path, struct eg_egress_cfg *e, struct eg_error *err)
+{
+	static const char *const keys[] = {"pool", NULL};
+	char kp[EG_PATH_LEN], ep[EG_PATH_LEN];
+	const json_t *m, *a;
+	size_t i;
+	int ret;
+
+	if ((ret = want_object(v, path, err)) || (ret = check_keys(v, path, keys, err)))
+		return ret;
+	if (!(m = get(v, path, "pool", kp)))
+		return missing(err, kp);
+	if ((ret = want_array(m, kp, err)))
+		return ret;
+	if (json_array_size(m) == 0)
+		return fail(err, kp, "an empty pool: give 1..%d IPv4 addresses, or leave snat out",
+			    EG_SNAT_POOL_MAX);
+	json_array_foreach(m, i, a) {
+		struct eg_prefix pf;
+		const char *s;
+
+		idx_path(ep, kp, i);
+		if ((ret = want_string(a, ep, &s, err)))
+			return ret;
+		if (strchr(s, '/')) {
+			if ((ret = want_prefix(a, ep, &pf, err)))
+				return ret;
+		} else {
+			struct eg_addr ad;
+
+			if ((ret = want_addr(a, ep, EG_AF_ANY, &ad, err)))
+				return ret;
+			pf.family = ad.family;
+			pf.len = ad.family == EG_AF_INET ? 32 : 128;
+			memcpy(pf.addr, ad.addr, sizeof(pf.addr));
+		}
+		if (pf.family != EG_AF_INET)
+			return fail(err, ep, "%s is not IPv4: source NAT pools are IPv4", Q(s));
+		if (pf.len < 26)
+			return fail(err, ep, "prefix %s is larger than /26: list the addresses to use", Q(s));
+		uint32_t base = (uint32_t)pf.addr[0] << 24 | (uint32_t)pf.addr[1] << 16 | (uint32_t)pf.addr[2] << 8 |
+				pf.addr[3];
+
+		for (uint64_t k = 0; k < (1ull << (32 - pf.len)); k++) {
+			uint32_t host = base + (uint32_t)k, net;
+
+			if (e->n_snat == EG_SNAT_POOL_MAX)
+				return fail(err, ep, "the pool has more than %d addresses", EG_SNAT_POOL_MAX);
+			net = (uint32_t)((host >> 24) | ((host >> 8) & 0xff00) | ((host << 8) & 0xff0000) | (host << 24));
+			for (unsigned j = 0; j < e->n_snat; j++)
+				if (e->snat[j] == net)
+					return fail(err, ep, "%s repeats an address of the pool", Q(s));
+			if (host == 0 || (host >> 24) == 127 || (host >> 28) >= 14)
+				return fail(err, ep, "%s is not a unicast address", Q(s));
+			e->snat[e->n_snat++] = net;
+		}
+	}
+	return 0;
+}
+
 static int parse_egress(const json_t *v, const char *path, struct eg_egress_cfg *e,
 			struct eg_error *err)
 {
 	static const char *const keys[] = {"name", "type", "weight", "probe", "port",
-		"next_hop", "peer", "sa_out", "sa_in", NULL};
+		"next_hop", "snat", "peer", "sa_out", "sa_in", NULL};
 	char kp[EG_PATH_LEN];
 	const json_t *m, *mv;
 	const char *s, *k;
@@ -639,6 +753,8 @@ static int parse_egress(const json_t *v, const char *path, struct eg_egress_cfg 
 				return ret;
 			e->has_next_hop = true;
 		}
+		if ((m = get(v, path, "snat", kp)) && (ret = parse_snat(m, kp, e, err)))
+			return ret;
 		break;
 	case EG_EGRESS_WIREGUARD:
 		if (!(m = get(v, path, "peer", kp)))
@@ -1102,6 +1218,40 @@ static int check_egress_refs(const struct eg_dataplane_cfg *dp, const struct eg_
 			    family_name(e->next_hop.family), Q(e->port),
 			    family_name(e->next_hop.family));
 	}
+	if (e->n_snat && !p->has_ipv4) {
+		key_path(kp, path, "snat");
+		return fail(err, kp, "port %s has no IPv4 address to send translated flows from", Q(e->port));
+	}
+	for (unsigned i = 0; i < e->n_snat; i++)
+		for (unsigned q = 0; q < dp->n_ports; q++)
+			if (dp->ports[q].has_ipv4 && memcmp(dp->ports[q].ipv4.addr, &e->snat[i], 4) == 0) {
+				char ap[EG_PATH_LEN];
+
+				key_path(kp, path, "snat");
+				key_path(ap, kp, "pool");
+				return fail(err, ap, "%u.%u.%u.%u is port %s's own address: pool addresses are "
+					    "the NAT's alone", dp->ports[q].ipv4.addr[0], dp->ports[q].ipv4.addr[1],
+					    dp->ports[q].ipv4.addr[2], dp->ports[q].ipv4.addr[3], Q(dp->ports[q].name));
+			}
+	return 0;
+}
+
+/* No address in two pools: a returning packet must name one mapping. */
+static int check_pool_unique(const struct eg_egress_cfg *egs, unsigned i, const char *path, struct eg_error *err)
+{
+	char kp[EG_PATH_LEN], ap[EG_PATH_LEN];
+
+	for (unsigned j = 0; j < i; j++)
+		for (unsigned a = 0; a < egs[i].n_snat; a++)
+			for (unsigned b = 0; b < egs[j].n_snat; b++)
+				if (egs[i].snat[a] == egs[j].snat[b]) {
+					const uint8_t *x = (const uint8_t *)&egs[i].snat[a];
+
+					key_path(kp, path, "snat");
+					key_path(ap, kp, "pool");
+					return fail(err, ap, "%u.%u.%u.%u is in egress %s's pool too", x[0], x[1], x[2],
+						    x[3], Q(egs[j].name));
+				}
 	return 0;
 }
 
@@ -1163,6 +1313,8 @@ int eg_config_check_refs(const struct eg_dataplane_cfg *dp,
 	for (unsigned i = 0; i < n_egresses; i++) {
 		idx_path(ip, egress_path, i);
 		if ((ret = check_egress_refs(dp, &egresses[i], ip, err)))
+			goto out;
+		if ((ret = check_pool_unique(egresses, i, ip, err)))
 			goto out;
 	}
 
@@ -1372,6 +1524,22 @@ json_t *eg_config_egress_to_json(const struct eg_egress_cfg *e)
 		put(o, "port", json_string(e->port), &ok);
 		if (e->has_next_hop)
 			put(o, "next_hop", addr_json(&e->next_hop), &ok);
+		if (e->n_snat) {
+			json_t *snat = json_object(), *pool = json_array();
+
+			for (unsigned i = 0; pool && i < e->n_snat; i++) {
+				struct eg_addr a = {.family = EG_AF_INET};
+
+				memcpy(a.addr, &e->snat[i], 4);
+				if (json_array_append_new(pool, addr_json(&a)))
+					ok = false;
+			}
+			if (snat && pool)
+				put(snat, "pool", pool, &ok);
+			else
+				json_decref(pool);
+			put(o, "snat", snat, &ok);
+		}
 		break;
 	case EG_EGRESS_WIREGUARD:
 		put(o, "peer", json_string(e->peer), &ok);

@@ -30,6 +30,7 @@ enum {
 	EG_MAX_STATIC_NEIGH = 64,	/* per port */
 	EG_MAX_ROUTES = 256,
 	EG_MAX_EAL_ARGS = 64,
+	EG_SNAT_POOL_MAX = 64,		/* addresses in one direct egress's snat pool */
 };
 
 struct eg_error {
@@ -69,6 +70,20 @@ struct eg_route_cfg {
 	char port[EG_NAME_LEN];
 };
 
+/* Source NAT on direct egresses (lib/nat_table.h): how much state, how ports are handed
+ * out, and when idle sessions end. */
+struct eg_nat_cfg {
+	unsigned sessions;		/* session (and mapping) records, default 1048576 */
+	unsigned hosts;			/* inside hosts, default 65536 */
+	unsigned ports_per_block;	/* default 256 */
+	unsigned blocks_per_host;	/* default 8 */
+	bool log_blocks;		/* a log line per block given or taken back, default off */
+	unsigned tcp_established_s;	/* default 7440 (RFC 5382 REQ-5: 2 h 4 min) */
+	unsigned tcp_transitory_s;	/* default 240 (RFC 5382 REQ-5: 4 min) */
+	unsigned udp_s;			/* default 300 (RFC 4787 REQ-5) */
+	unsigned icmp_s;		/* default 60 (RFC 5508 REQ-1) */
+};
+
 struct eg_dataplane_cfg {
 	unsigned n_eal;
 	char *eal[EG_MAX_EAL_ARGS];	/* owned strings */
@@ -82,6 +97,7 @@ struct eg_dataplane_cfg {
 	struct eg_port_cfg ports[EG_MAX_PORTS];
 	unsigned n_routes;
 	struct eg_route_cfg routes[EG_MAX_ROUTES];
+	struct eg_nat_cfg nat;
 };
 
 struct eg_control_cfg {
@@ -122,6 +138,8 @@ struct eg_egress_cfg {
 	bool has_next_hop;		/* direct: instead of the port's gateway */
 	struct eg_addr next_hop;
 	char peer[EG_NAME_LEN];		/* wireguard */
+	unsigned n_snat;		/* direct: source NAT pool size, 0 for none */
+	uint32_t snat[EG_SNAT_POOL_MAX];	/* IPv4 addresses, network order */
 	uint32_t sa_out, sa_in;		/* ipsec */
 	double weight;			/* for the weighted strategy, default 1 */
 	struct eg_probe_cfg probe;

@@ -59,7 +59,13 @@
 	X(WG_ALLOWED_IPS,     "wg_allowed_ips")     /* inner source not in peer's allowed IPs */\
 	X(WG_HANDSHAKE_FULL,  "wg_handshake_full")  /* handshake ring to control full */   \
 	X(PROBE_NO_PATH,      "probe_no_path")      /* probe or reflection: no egress for it */\
-	X(PROBE_MALFORMED,    "probe_malformed")    /* STAMP or echo too short to answer */
+	X(PROBE_MALFORMED,    "probe_malformed")    /* STAMP or echo too short to answer */\
+	X(NAT_NO_SESSION,     "nat_no_session")     /* to a pool address: no session admits it */\
+	X(NAT_HOST_PORTS,     "nat_host_ports")     /* the inside host used all its port blocks */\
+	X(NAT_POOL_EXHAUSTED, "nat_pool_exhausted") /* no pool address has a block for the host */\
+	X(NAT_TABLE_FULL,     "nat_table_full")     /* no session, mapping or host record free */\
+	X(NAT_UNSUPPORTED,    "nat_unsupported")    /* protocol or ICMP type NAT does not carry */\
+	X(NAT_FRAGMENT,       "nat_fragment")       /* a fragment: its ports are not in it */
 
 enum eg_drop_reason {
 #define EG_DROP_ENUM(id, name) EG_DROP_##id,

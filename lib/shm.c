@@ -112,7 +112,9 @@ int eg_shm_create(const char *name, const char *instance, const struct eg_shm_ge
 	size_t inject_off = align_up(punt_off + sizeof(struct eg_msg_ring), 4096);
 	size_t capture_stride = align_up(sizeof(struct eg_capture_ring), 4096);
 	size_t capture_off = align_up(inject_off + sizeof(struct eg_msg_ring), 4096);
-	size_t slots_off = capture_off + capture_stride * g->n_workers;
+	size_t nat_off = capture_off + capture_stride * g->n_workers;
+	size_t nat_size = g->nat.sessions ? align_up(eg_nat_region_size(&g->nat), 4096) : 0;
+	size_t slots_off = nat_off + nat_size;
 	size_t total = slots_off + slot * EG_TABLE_SLOTS;
 	struct eg_shm_hdr *h;
 	struct stat st;
@@ -171,6 +173,15 @@ int eg_shm_create(const char *name, const char *instance, const struct eg_shm_ge
 	h->inject_off = inject_off;
 	h->capture_off = capture_off;
 	h->capture_stride = capture_stride;
+	h->nat_off = nat_off;
+	h->nat_size = nat_size;
+	if (nat_size) {
+		uint64_t seed;
+
+		if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+			seed = epoch ^ eg_now_ns() * 0x9e3779b97f4a7c15ull;
+		eg_nat_region_init(eg_shm_nat(h), &g->nat, seed);
+	}
 	for (unsigned w = 0; w < g->n_workers; w++)
 		eg_shm_offline(eg_shm_worker(h, w));
 	__atomic_store_n(&h->heartbeat_ns, eg_now_ns(), __ATOMIC_RELEASE);
@@ -218,7 +229,8 @@ int eg_shm_attach(const char *name, struct eg_shm_map *out)
 	    h->n_workers > EG_MAX_WORKERS || h->n_sa_slots > EG_MAX_SAS ||
 	    h->sa_stride != eg_sa_slot_stride() || h->n_wg_slots > EG_WG_MAX_SLOTS ||
 	    h->wg_stride != eg_wg_slot_stride() || h->capture_stride < sizeof(struct eg_capture_ring) ||
-	    h->capture_off + h->capture_stride * h->n_workers > h->total_size) {
+	    h->capture_off + h->capture_stride * h->n_workers > h->total_size ||
+	    h->nat_off + h->nat_size > h->total_size) {
 		munmap(h, (size_t)st.st_size);
 		rc = -EPROTO;
 		goto fail;

@@ -18,11 +18,12 @@
 #include "config.h"
 #include "drop_reasons.h"
 #include "msg_ring.h"
+#include "nat_table.h"
 #include "sa.h"
 #include "wg_slot.h"
 
 #define EG_SHM_MAGIC 0x31304d4853474745ULL	/* "EGSHM01" */
-#define EG_SHM_LAYOUT_VERSION 5u
+#define EG_SHM_LAYOUT_VERSION 6u
 #define EG_SHM_NAME_LEN 64
 #define EG_CACHE_LINE 64
 
@@ -63,6 +64,9 @@ struct eg_worker_shm {
 	uint64_t rx_packets, tx_packets, drops;
 	uint64_t reassembled;		/* datagrams to us put back together from fragments */
 	uint64_t probes_sent, probe_answers, probes_reflected;	/* dataplane/probe.c */
+	/* Source NAT (dataplane/nat.c): packets translated each way, inbound ones whose session
+	 * another worker made (RSS sent the reply elsewhere), sessions this worker made. */
+	uint64_t nat_out, nat_in, nat_in_other_worker, nat_created;
 	uint64_t drop[EG_DROP_SLOTS];
 	struct eg_port_counters port[EG_MAX_PORTS];
 	/* followed by struct eg_egress_counters[EG_MAX_EGRESSES], uint64_t hits[EG_MAX_POLICIES],
@@ -97,6 +101,8 @@ struct eg_shm_hdr {
 	uint64_t inject_off;		/* struct eg_msg_ring: control -> service lcore */
 	uint64_t capture_off;		/* struct eg_capture_ring per worker, every capture_stride */
 	uint64_t capture_stride;
+	uint64_t nat_off;		/* struct eg_nat_hdr region (lib/nat_table.h) */
+	uint64_t nat_size;
 
 	uint64_t heartbeat_ns __attribute__((aligned(EG_CACHE_LINE))); /* CLOCK_MONOTONIC; atomic */
 	uint64_t current __attribute__((aligned(EG_CACHE_LINE)));	/* atomic; 0: none yet */
@@ -112,6 +118,7 @@ struct eg_shm_geometry {
 	unsigned n_sa_slots;		/* 0: EG_MAX_SAS */
 	unsigned imb_arch;
 	unsigned n_wg_slots;		/* 0: none */
+	struct eg_nat_params nat;	/* sessions 0: no NAT region */
 };
 
 struct eg_shm_map {
@@ -179,6 +186,12 @@ static inline struct eg_msg_ring *eg_shm_inject(const struct eg_shm_hdr *h)
 static inline struct eg_capture_ring *eg_shm_capture(const struct eg_shm_hdr *h, unsigned w)
 {
 	return (struct eg_capture_ring *)((uint8_t *)h + h->capture_off + (size_t)w * h->capture_stride);
+}
+
+/* The source NAT region, or NULL when the segment has none. */
+static inline struct eg_nat_hdr *eg_shm_nat(const struct eg_shm_hdr *h)
+{
+	return h->nat_size ? (struct eg_nat_hdr *)((uint8_t *)h + h->nat_off) : NULL;
 }
 
 static inline struct eg_sa_slot *eg_shm_sa(const struct eg_shm_hdr *h, unsigned slot)

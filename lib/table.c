@@ -218,6 +218,8 @@ int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg
 
 	for (unsigned i = 0; i < in->n_egresses; i++) {
 		const struct eg_egress_cfg *c = &in->egresses[i];
+		/* The pool first: allocating may move the blob under e. */
+		uint32_t snat_off = c->n_snat ? eg_blob_alloc(b, sizeof(uint32_t) * c->n_snat, 4) : EG_BLOB_NONE;
 		struct eg_table_egress *e = (struct eg_table_egress *)eg_blob_at(b, eg_off) + i;
 		int port = c->type == EG_EGRESS_DIRECT ? eg_config_port_index(in->dp, c->port) : -1;
 
@@ -232,6 +234,13 @@ int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg
 		}
 		e->sa_slot = in->egress_sa_slot ? in->egress_sa_slot[i] : EG_TABLE_NO_SA;
 		e->wg_slot = in->egress_wg_slot ? in->egress_wg_slot[i] : EG_TABLE_NO_SA;
+		if (c->n_snat) {
+			if (snat_off == EG_BLOB_NONE)
+				goto nomem;
+			memcpy(eg_blob_at(b, snat_off), c->snat, sizeof(uint32_t) * c->n_snat);
+			e->snat_off = snat_off;
+			e->n_snat = (uint16_t)c->n_snat;
+		}
 	}
 
 	/* WireGuard allowed IPs: one longest-prefix map per family over all peers. */
@@ -336,6 +345,12 @@ int eg_table_validate(const void *table, size_t max_size)
 	    (uint64_t)t->wg4_off + (uint64_t)t->n_wg4 * sizeof(struct eg_prefix_range) > t->size ||
 	    (uint64_t)t->wg6_off + (uint64_t)t->n_wg6 * sizeof(struct eg_prefix_range) > t->size)
 		return -EPROTO;
+	for (uint32_t i = 0; i < t->n_egresses; i++) {
+		const struct eg_table_egress *e = &eg_table_egresses(t)[i];
+
+		if (e->n_snat && (uint64_t)e->snat_off + (uint64_t)e->n_snat * sizeof(uint32_t) > t->size)
+			return -EPROTO;
+	}
 	return 0;
 }
 

@@ -15,7 +15,7 @@
 #include "path_select.h"
 #include "prefix_map.h"
 
-#define EG_TABLE_MAGIC 0x32425445u	/* "ETB2": WireGuard allowed IPs as range maps */
+#define EG_TABLE_MAGIC 0x33425445u	/* "ETB3": source NAT pools on egresses */
 
 enum eg_path_state { EG_PATH_UP = 0, EG_PATH_DEGRADED = 1, EG_PATH_DOWN = 2 };
 
@@ -69,6 +69,9 @@ struct eg_table_egress {
 	uint8_t next_hop[EG_ADDR_MAX_LEN];
 	uint32_t sa_slot;		/* ipsec: the outbound SA's slot, or EG_TABLE_NO_SA */
 	uint32_t wg_slot;		/* wireguard: the peer's slot, or EG_TABLE_NO_SA */
+	uint16_t n_snat;		/* direct: source NAT pool addresses, 0 for none */
+	uint16_t pad2;
+	uint32_t snat_off;		/* uint32_t[n_snat], network order */
 };
 
 struct eg_table_policy {
