@@ -167,6 +167,19 @@ Test(config, full_file)
 
 	cr_assert_eq(c.n_egresses, 4);
 	cr_assert_eq(c.egresses[0].type, EG_EGRESS_DIRECT);
+	cr_assert_eq(c.egresses[0].n_snat, 5, "an address and a /30's four");
+	cr_assert_eq(c.egresses[0].snat[0], __builtin_bswap32(0xc0000264u));
+	cr_assert_eq(c.egresses[0].snat[4], __builtin_bswap32(0xc0000283u));
+	cr_assert_eq(c.egresses[1].n_snat, 0);
+	cr_assert_eq(c.dataplane.nat.sessions, 4096);
+	cr_assert_eq(c.dataplane.nat.hosts, 256);
+	cr_assert_eq(c.dataplane.nat.ports_per_block, 128);
+	cr_assert_eq(c.dataplane.nat.blocks_per_host, 4);
+	cr_assert(c.dataplane.nat.log_blocks);
+	cr_assert_eq(c.dataplane.nat.udp_s, 30);
+	cr_assert_eq(c.dataplane.nat.icmp_s, 10);
+	cr_assert_eq(c.dataplane.nat.tcp_established_s, 7440, "default");
+	cr_assert_eq(c.dataplane.nat.tcp_transitory_s, 240, "default");
 	cr_assert_eq(c.egresses[0].weight, 1.0);
 	cr_assert_not(c.egresses[0].probe.enabled);
 	cr_assert(c.egresses[1].has_next_hop);
@@ -247,6 +260,12 @@ Test(config, defaults)
 	cr_assert_eq(c.dataplane.table_mb, 64);
 	cr_assert_eq(c.dataplane.neigh_timeout_s, 60);
 	cr_assert_eq(c.dataplane.n_routes, 0);
+	cr_assert_eq(c.dataplane.nat.sessions, 1048576);
+	cr_assert_eq(c.dataplane.nat.ports_per_block, 256);
+	cr_assert_eq(c.dataplane.nat.blocks_per_host, 8);
+	cr_assert_not(c.dataplane.nat.log_blocks);
+	cr_assert_eq(c.dataplane.nat.udp_s, 300);
+	cr_assert_eq(c.dataplane.nat.icmp_s, 60);
 	cr_assert_not(c.dataplane.ports[0].has_ipv4);
 	cr_assert_str_eq(c.control.socket, "/run/egress/egress.sock");
 	cr_assert_str_eq(c.control.socket_group, "");
@@ -389,7 +408,7 @@ static const struct bad_case bad[] = {
 	/* 79 */ {"egresses/2/probe/target", NULL, "$.egresses[2].probe.target", "missing required key"},
 	/* 80 */ {"egresses/2/peer", NULL, "$.egresses[2].peer", "missing required key"},
 	/* 81 */ {"egresses/1/next_hop", "\"2001:db8::1\"", "$.egresses[1].next_hop", "no IPv6 address"},
-	/* 82 */ {"egresses/0/snat", "{}", "$.egresses[0].snat", "unknown key"},
+	/* 82 */ {"egresses/0/snat", "{}", "$.egresses[0].snat.pool", "missing required key"},
 	/* policies */
 	/* 83 */ {"policies/1/name", "\"voice\"", "$.policies[1].name", "duplicate policy name \"voice\""},
 	/* 84 */ {"policies/0/priority", "-1", "$.policies[0].priority", "out of range"},
@@ -472,6 +491,22 @@ static const struct bad_case bad[] = {
 	/*154 */ {"wireguard/peers/0/colour", "1", "$.wireguard.peers[0].colour", "unknown key"},
 	/*155 */ {"wireguard", NULL, "$.egresses[2].peer", "needs the \"wireguard\" section"},
 	/*156 */ {"wireguard/handshake_load_threshold", "-1", "$.wireguard.handshake_load_threshold", "out of range"},
+	/*157 */ {"egresses/0/snat", "{\"pool\": []}", "$.egresses[0].snat.pool", "an empty pool"},
+	/*158 */ {"egresses/0/snat/pool/0", "\"2001:db8::1\"", "$.egresses[0].snat.pool[0]", "not IPv4"},
+	/*159 */ {"egresses/0/snat/pool/0", "\"192.0.2.0/24\"", "$.egresses[0].snat.pool[0]", "larger than /26"},
+	/*160 */ {"egresses/0/snat/pool/1", "\"192.0.2.100/32\"", "$.egresses[0].snat.pool[1]", "repeats an address"},
+	/*161 */ {"egresses/0/snat/pool/0", "\"192.0.2.1\"", "$.egresses[0].snat.pool", "port \"wan0\"'s own address"},
+	/*162 */ {"egresses/1/snat", "{\"pool\": [\"192.0.2.131\"]}", "$.egresses[1].snat.pool", "in egress \"direct-wan0\"'s pool"},
+	/*163 */ {"egresses/2/snat", "{\"pool\": [\"192.0.2.7\"]}", "$.egresses[2].snat", "not valid for an egress of type \"wireguard\""},
+	/*164 */ {"egresses/0/snat/pool/2", "\"10.0.0.0/26\"", "$.egresses[0].snat.pool[2]", "more than 64 addresses"},
+	/*165 */ {"egresses/0/snat/pool/0", "\"224.0.0.5\"", "$.egresses[0].snat.pool[0]", "not a unicast address"},
+	/*166 */ {"egresses/0/snat/mode", "\"eim\"", "$.egresses[0].snat.mode", "unknown key"},
+	/*167 */ {"dataplane/nat/ports_per_block", "100", "$.dataplane.nat.ports_per_block", "not a multiple of 64"},
+	/*168 */ {"dataplane/nat/timeouts/udp", "0", "$.dataplane.nat.timeouts.udp", "out of range"},
+	/*169 */ {"dataplane/nat/timeouts/sctp", "5", "$.dataplane.nat.timeouts.sctp", "unknown key"},
+	/*170 */ {"dataplane/nat/sessions", "100", "$.dataplane.nat.sessions", "out of range"},
+	/*171 */ {"dataplane/nat/blocks_per_host", "33", "$.dataplane.nat.blocks_per_host", "out of range"},
+	/*172 */ {"dataplane/nat/colour", "1", "$.dataplane.nat.colour", "unknown key"},
 };
 
 Test(config, bad_table)
@@ -592,6 +627,8 @@ static void assert_egress_eq(const struct eg_egress_cfg *a, const struct eg_egre
 	cr_assert_str_eq(a->peer, b->peer);
 	cr_assert_eq(a->sa_out, b->sa_out, "%s", a->name);
 	cr_assert_eq(a->sa_in, b->sa_in, "%s", a->name);
+	cr_assert_eq(a->n_snat, b->n_snat, "%s", a->name);
+	cr_assert_eq(memcmp(a->snat, b->snat, sizeof(a->snat)), 0, "%s", a->name);
 	cr_assert_eq(a->weight, b->weight, "%s", a->name);
 	cr_assert_eq(a->probe.enabled, b->probe.enabled, "%s", a->name);
 	cr_assert(addr_eq(&a->probe.target, &b->probe.target), "%s", a->name);
@@ -738,7 +775,9 @@ Test(config, policy_to_json_shape)
 
 	j = eg_config_egress_to_json(&c.egresses[0]);
 	s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-	cr_assert_str_eq(s, "{\"name\":\"direct-wan0\",\"port\":\"wan0\",\"type\":\"direct\"}");
+	/* A pool prefix comes back as its addresses. */
+	cr_assert_str_eq(s, "{\"name\":\"direct-wan0\",\"port\":\"wan0\",\"snat\":{\"pool\":[\"192.0.2.100\","
+			    "\"192.0.2.128\",\"192.0.2.129\",\"192.0.2.130\",\"192.0.2.131\"]},\"type\":\"direct\"}");
 	free(s);
 	json_decref(j);
 	eg_config_free(&c);
