@@ -182,10 +182,12 @@ pool_only() { # server log -> every IPv4 source is a pool address, and there is 
 check "the server on uplink 0 saw only pool addresses ($(jq -r .src "$UP0_LOG" 2>/dev/null | sort -u | xargs))" \
 	pool_only "$UP0_LOG"
 wan0_mac=$(ip -n "$NS_DP" -o link show dpwan0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
+resolved() { ip -n "$NS_UP0" neigh show "$1" dev u0 | grep -q "lladdr $wan0_mac"; }
 proxy_arp() {
 	for a in "$POOL_A" "$POOL_B"; do
-		up0 ping -c1 -W1 "$a" >/dev/null 2>&1 || true # resolves; no answer expected
-		ip -n "$NS_UP0" neigh show "$a" dev u0 | grep -q "lladdr $wan0_mac" || return 1
+		# A datagram makes the uplink resolve the address (the appliance then drops it).
+		up0 $NATPY send 192.0.2.254 0 "$a" 9 arp-probe || return 1
+		wait_for 3 resolved "$a" || return 1
 	done
 }
 check "uplink 0 resolves both pool addresses by ARP to the appliance's wan0 ($wan0_mac)" proxy_arp
@@ -236,8 +238,8 @@ ns0=$(drops nat_no_session)
 if [ -n "$outside" ]; then
 	up0 $NATPY send "$STRANGER" 5000 "$out_addr" "$out_port" from-stranger || true
 	up0 $NATPY send "$SERVER4" 5999 "$out_addr" "$out_port" from-server-other-port || true
-	up0 $NATPY send "$SERVER4" 5000 "$out_addr" 1000 to-unmapped-port || true
-	up0 $NATPY send "$SERVER4" 5000 "$other_pool" "$out_port" to-other-pool-address || true
+	up0 $NATPY send "$SERVER4" 5998 "$out_addr" 1000 to-unmapped-port || true
+	up0 $NATPY send "$SERVER4" 5997 "$other_pool" "$out_port" to-other-pool-address || true
 fi
 wait "$listen_pid" || true
 check "the mapped host got the datagram from $SERVER4 (the address it talked to), even from another port" \
@@ -274,17 +276,6 @@ t0=$SECONDS
 check "UDP and ICMP sessions expire after their 3 s timeout and a sweep (expired: $expired0 -> ...)" wait_for 12 udp_gone
 echo "     (they were gone after $((SECONDS - t0)) s; expired now $(nat_field .expired))"
 
-# --- 8. a host's ports run out
-site $TRAFFIC udp --dst "$SERVER4" --port 5000 --sport 42000 --count 2 >/dev/null
-hp0=$(drops nat_host_ports)
-site $NATPY flows "$SERVER4" 5000 45000 200 1 once >"$WORK/burst.json" || true
-check "200 more UDP source ports at once: about 128 - 1 get through ($(cat "$WORK/burst.json"))" \
-	jq -e '.echoed >= 100 and .echoed <= 127' "$WORK/burst.json"
-check "... the rest are refused as nat_host_ports (2 blocks of 64 ports per host: $hp0 -> $(drops nat_host_ports))" \
-	bash -c "[ \$($CTL --json stats | jq '.drops.nat_host_ports') -ge $((hp0 + 72)) ]"
-check "... while the flow that had its mapping before still works" \
-	site $TRAFFIC udp --dst "$SERVER4" --port 5000 --sport 42000 --count 3
-
 # --- 9. the pool changes while flows run: a new direct egress on wan0 with pool
 # 192.0.2.110 takes direct-wan0's place in the policies, then direct-wan0 goes (an egress
 # cannot be changed in place: egress.add refuses an existing name, egress.remove one a
@@ -317,7 +308,7 @@ check "... and the sessions that were on them were ended ($ended0 -> $(nat_field
 	bash -c "[ \$($CTL --json call nat.sessions '{\"limit\":0}' | jq .ended) -gt $ended0 ]"
 wait "$stream_pid" || true
 check "the UDP stream running across the change kept its echoes ($(cat "$WORK/stream.json"))" \
-	jq -e '.lost <= 5' "$WORK/stream.json"
+	jq -e '.lost == 0' "$WORK/stream.json"
 wait "$hold_pid" || true
 echo "     (the TCP connection held across the change: $(cat "$WORK/hold2.json" 2>/dev/null))"
 check "new flows leave from the new pool address $POOL_NEW" \
@@ -326,9 +317,20 @@ check "new flows leave from the new pool address $POOL_NEW" \
 check "the uplink server saw only pool addresses, old and new (never 10.10.0.x)" \
 	pool_only "$UP0_LOG" '192\.0\.2\.1(00|01|10)'
 check "uplink 0 reaches $POOL_NEW by the appliance's proxy ARP" \
-	bash -c "ip -n $NS_UP0 neigh show $POOL_NEW dev u0 | grep -q 'lladdr $wan0_mac'"
+	resolved "$POOL_NEW"
 check "nat.sessions shows the new sessions on snat-wan0" \
 	bash -c "$CTL --json call nat.sessions '{\"egress\":\"snat-wan0\",\"limit\":100}' | jq -e '.matched >= 1 and (.sessions_listed | all(.egress == \"snat-wan0\"))'"
+
+# --- 8. a host's ports run out
+site $TRAFFIC udp --dst "$SERVER4" --port 5000 --sport 42000 --count 2 >/dev/null
+hp0=$(drops nat_host_ports)
+site $NATPY flows "$SERVER4" 5000 45000 200 1 once >"$WORK/burst.json" || true
+check "200 more UDP source ports at once: about 128 - 1 get through ($(cat "$WORK/burst.json"))" \
+	jq -e '.echoed >= 100 and .echoed <= 127' "$WORK/burst.json"
+check "... the rest are refused as nat_host_ports (2 blocks of 64 ports per host: $hp0 -> $(drops nat_host_ports))" \
+	bash -c "[ \$($CTL --json stats | jq '.drops.nat_host_ports') -ge $((hp0 + 72)) ]"
+check "... while the flow that had its mapping before still works" \
+	site $TRAFFIC udp --dst "$SERVER4" --port 5000 --sport 42000 --count 3
 
 # --- 11. the block log
 check "the dataplane logged blocks allocated to $SITE_HOST on the old pool" \

@@ -19,7 +19,12 @@ struct bench_scenario {
 	enum bench_tunnel tunnel;
 	enum eg_aead_alg alg;
 	uint8_t net;		/* the remote network 10.<net>.0.0/16 (tunnels) */
+	bool snat;		/* direct through a source NAT pool, BENCH_SNAT_SESSIONS live */
 };
+
+/* Sessions in the NAT table before a direct-snat run is timed: one inside host's 16384
+ * ports, each to 64 remote addresses (the flows set_flow makes). */
+#define BENCH_SNAT_SESSIONS (1u << 20)
 
 extern const struct bench_scenario bench_scenarios[];
 extern const unsigned bench_n_scenarios;
@@ -50,6 +55,11 @@ uint32_t bench_aead_len(const struct bench_scenario *s, uint16_t frame_len, uint
  * scenario cannot run (message on stderr). */
 int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64_t packets, unsigned flows,
 	      bool check, struct bench_result *r);
+
+/* direct-snat: how many sessions were made before timing, and the cycles each took (the
+ * slow path: first packet of a flow), 0 before the first direct-snat run; and the shared
+ * memory the NAT region takes per session it can hold (records and indexes). */
+void bench_snat_setup(uint64_t *sessions, double *cycles_each, double *bytes_each);
 
 /* Every packet came out and nothing was dropped or found wrong. */
 static inline bool bench_clean(const struct bench_result *r)
