@@ -270,7 +270,7 @@ bool parse_uint(const char *s, unsigned long max, unsigned long *out)
 
 /* ---- output ---- */
 
-static void print_json(const json_t *j)
+void print_json(const json_t *j)
 {
 	char *s = json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY);
 
@@ -1029,6 +1029,8 @@ static const struct command commands[] = {
 	{ "capture", cmd_capture,
 	  "PORT|EGRESS -w FILE|- [-c COUNT] [-d SECONDS] [-s SNAPLEN] [--decrypted] [--port|--egress]",
 	  "write what a port or egress sends and receives to a pcapng file (default 1000 packets, 60 s)" },
+	{ "nat", cmd_nat, "[ADDRESS] [-e EGRESS] [-n LIMIT]",
+	  "source NAT: counts, pool addresses and sessions (of ADDRESS: inside, outside or remote)" },
 	{ "top", cmd_top, "[-n ITERATIONS] [-i SECONDS]", "live rates per port and egress, and path quality" },
 	{ "call", cmd_call, "METHOD [JSON|@FILE|-]", "send any request, print the raw result" },
 	{ "help", cmd_help, "", "this text" },

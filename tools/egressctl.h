@@ -53,7 +53,11 @@ void table_str(struct table *t, const char *s);
 void table_init(struct table *t, const char *align, const char *const *head);
 void table_print(struct table *t);
 
+/* The result as indented JSON on stdout (--json). */
+void print_json(const json_t *j);
+
 int cmd_capture(struct ctl *c, int argc, char **argv);
+int cmd_nat(struct ctl *c, int argc, char **argv);
 int cmd_top(struct ctl *c, int argc, char **argv);
 
 #endif

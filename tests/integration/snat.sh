@@ -245,7 +245,7 @@ wait "$listen_pid" || true
 check "the mapped host got the datagram from $SERVER4 (the address it talked to), even from another port" \
 	jq -e -s 'map(select(.data == "from-server-other-port" and .src == "203.0.113.10")) | length == 1' "$WORK/listen.json"
 check "... and nothing from $STRANGER, to whom it never sent (address-dependent filtering)" \
-	bash -c "! jq -e -s 'map(select(.src == \"$STRANGER\" or .data != null and .data != \"from-server-other-port\")) | length > 0' '$WORK/listen.json'"
+	bash -c "[ -s '$WORK/listen.json' ] && ! jq -e -s 'map(select(.src == \"$STRANGER\" or .data != null and .data != \"from-server-other-port\")) | length > 0' '$WORK/listen.json'"
 ns_delta() { [ $(($(drops nat_no_session) - ns0)) -ge 3 ]; }
 check "the stranger's datagram, one to an unmapped pool port and one to the other pool address count as nat_no_session ($ns0 -> $(drops nat_no_session))" \
 	wait_for 3 ns_delta
@@ -303,7 +303,17 @@ old_gone() {
 	sessions '{"limit":10000}' | jq -e '([.addresses[].address] == ["192.0.2.110"]) and
 		([.sessions_listed[] | select(.outside | startswith("192.0.2.110:") | not)] | length == 0)'
 }
+echo "     (pool addresses right after the change: $(sessions '{"limit":0}' | jq -c '[.addresses[] | {address, state, hosts}]'))"
 check "the old pool addresses and their sessions are gone within seconds (only $POOL_NEW left)" wait_for 8 old_gone
+arp_failed() { ip -n "$NS_UP0" neigh show "$1" dev u0 | grep -q FAILED; }
+arp_unanswered() {
+	ip -n "$NS_UP0" neigh del "$1" dev u0 2>/dev/null || true
+	up0 $NATPY send 192.0.2.254 0 "$1" 9 arp-probe || return 1
+	wait_for 6 arp_failed "$1"
+}
+t0=$SECONDS
+check "the appliance no longer answers ARP for the removed $POOL_A" arp_unanswered "$POOL_A"
+echo "DEBUG arp $((SECONDS - t0)) s: $(ip -n "$NS_UP0" neigh show dev u0 | xargs)"
 check "... and the sessions that were on them were ended ($ended0 -> $(nat_field .ended))" \
 	bash -c "[ \$($CTL --json call nat.sessions '{\"limit\":0}' | jq .ended) -gt $ended0 ]"
 wait "$stream_pid" || true
