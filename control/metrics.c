@@ -13,15 +13,20 @@
  * disagree. Names follow Prometheus's conventions: an egress_ prefix, base units
  * (seconds, bytes, ratios), _total on counters. */
 
-static json_t *call(struct cp_state *st, const char *method)
+static json_t *call_with(struct cp_state *st, const char *method, json_t *params)
 {
 	struct cp_rpc_error err = {0};
 	json_t *result = NULL;
 
 	for (const struct cp_rpc_method *m = cp_methods; m->name; m++)
-		if (strcmp(m->name, method) == 0 && m->fn(st, NULL, &result, &err) == 0)
+		if (strcmp(m->name, method) == 0 && m->fn(st, params, &result, &err) == 0)
 			return result;
 	return json_object();
+}
+
+static json_t *call(struct cp_state *st, const char *method)
+{
+	return call_with(st, method, NULL);
 }
 
 static void family(FILE *f, const char *name, const char *type, const char *help)
@@ -303,6 +308,56 @@ static void table_and_daemon(FILE *f, struct cp_state *st, const json_t *status)
 	fprintf(f, "egress_table_publish_duration_seconds_count %llu\n", (unsigned long long)p->ok);
 }
 
+static const struct item_metric nat_metrics[] = {
+	{"egress_nat_sessions", "gauge", "sessions", 1, "Source NAT sessions (a mapping and one remote address)."},
+	{"egress_nat_mappings", "gauge", "mappings", 1, "Source NAT mappings (an inside endpoint's outside one)."},
+	{"egress_nat_hosts", "gauge", "hosts", 1, "Inside hosts holding source NAT port blocks."},
+	{"egress_nat_blocks", "gauge", "blocks", 1, "Port blocks held by inside hosts."},
+	{"egress_nat_sessions_created_total", "counter", "created", 1, "Source NAT sessions made."},
+	{"egress_nat_sessions_expired_total", "counter", "expired", 1, "Source NAT sessions ended by their idle timeout."},
+	{"egress_nat_sessions_ended_total", "counter", "ended", 1,
+	 "Source NAT sessions ended because their pool address was removed."},
+	{NULL, NULL, NULL, 0, NULL},
+};
+
+static const struct item_metric nat_addr_metrics[] = {
+	{"egress_nat_pool_hosts", "gauge", "hosts", 1, "Inside hosts on a pool address."},
+	{"egress_nat_pool_blocks_used", "gauge", "blocks_used", 1, "Port blocks in use on a pool address."},
+	{"egress_nat_pool_blocks", "gauge", "blocks", 1, "Port blocks a pool address has."},
+	{NULL, NULL, NULL, 0, NULL},
+};
+
+static void nat(FILE *f, struct cp_state *st)
+{
+	static const char *const addr[] = {"address", "address", "egress", "egress", NULL};
+	json_t *params = json_pack("{s:i}", "limit", 0), *r = call_with(st, "nat.sessions", params);
+	const json_t *pk = json_object_get(r, "packets");
+
+	json_decref(params);
+	if (json_is_true(json_object_get(r, "attached"))) {
+		for (const struct item_metric *d = nat_metrics; d->name; d++) {
+			family(f, d->name, d->type, d->help);
+			fputs(d->name, f);
+			value(f, json_object_get(r, d->key), 1);
+		}
+		family(f, "egress_nat_packets_total", "counter", "Packets source NAT translated, by direction.");
+		fprintf(f, "egress_nat_packets_total{direction=\"out\"} %" JSON_INTEGER_FORMAT "\n",
+			json_integer_value(json_object_get(pk, "out")));
+		fprintf(f, "egress_nat_packets_total{direction=\"in\"} %" JSON_INTEGER_FORMAT "\n",
+			json_integer_value(json_object_get(pk, "in")));
+		per_item_all(f, nat_addr_metrics, json_object_get(r, "addresses"), addr);
+	}
+	json_decref(r);
+}
+
+static bool any_snat(const struct cp_state *st)
+{
+	for (unsigned i = 0; i < st->n_egresses; i++)
+		if (st->egresses[i].n_snat)
+			return true;
+	return false;
+}
+
 void cp_metrics_render(void *ctx, FILE *f)
 {
 	struct cp_state *st = ctx;
@@ -315,6 +370,8 @@ void cp_metrics_render(void *ctx, FILE *f)
 		wireguard(f, st);
 	if (st->ipsec.n)
 		ipsec(f, st);
+	if (any_snat(st))
+		nat(f, st);
 	json_decref(status);
 	json_decref(stats);
 	json_decref(paths);

@@ -117,6 +117,11 @@ int cp_m_nat_sessions(void *ctx, json_t *params, json_t **result, struct cp_rpc_
 	list = json_array();
 	uint32_t high = __atomic_load_n(&n->sess_high, __ATOMIC_ACQUIRE);
 
+	/* Counts alone (metrics ask so at every scrape): no scan. */
+	if (limit == 0 && !by_addr && egress < 0) {
+		matched = n->sessions;
+		high = 0;
+	}
 	for (uint32_t i = 0; i < high && i < n->p.sessions; i++) {
 		const struct eg_nat_session *s = &eg_nat_sessions(n)[i];
 		uint32_t a;

@@ -487,9 +487,10 @@ static enum eg_drop_reason via_egress(struct dp_worker *w, const struct dp_port 
 	return to_port(w, out, m, p, nh, e);
 }
 
-/* Decides where one parsed, forwardable packet goes; EG_DROP_MAX when it was queued. */
+/* Decides where one parsed, forwardable packet goes; EG_DROP_MAX when it was queued.
+ * inner: it came out of a tunnel (never for source NAT, which owns no tunnel). */
 static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hdr *t,
-				   const struct dp_port *in, struct rte_mbuf *m, struct parsed *p)
+				   const struct dp_port *in, struct rte_mbuf *m, struct parsed *p, bool inner)
 {
 	struct dp_ctx *ctx = w->ctx;
 	const struct eg_table_egress *e = NULL;
@@ -519,7 +520,7 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 	}
 	/* Return traffic from an uplink goes to the site side by route; to a pool address,
 	 * after source NAT translated it back to the inside host. */
-	if (p->key.family == EG_AF_INET && ctx->nat) {
+	if (p->key.family == EG_AF_INET && ctx->nat && !inner) {
 		bool ours;
 		enum eg_drop_reason nr = dp_nat_in(w, p->l3, p->l3_len, p->key.dst, &ours);
 
@@ -676,7 +677,7 @@ static bool dispatch(struct dp_worker *w, const struct eg_table_hdr *t, const st
 			r = EG_DROP_PUNT_FULL;
 			break;
 		case FORWARD:
-			r = forward(w, t, in, m, p);
+			r = forward(w, t, in, m, p, inner);
 			if (r == EG_DROP_MAX)
 				return true;
 			break;
