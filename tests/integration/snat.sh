@@ -311,9 +311,9 @@ arp_unanswered() {
 	up0 $NATPY send 192.0.2.254 0 "$1" 9 arp-probe || return 1
 	wait_for 6 arp_failed "$1"
 }
-check "the appliance no longer answers ARP for the removed $POOL_A" arp_unanswered "$POOL_A"
 check "... and the sessions that were on them were ended ($ended0 -> $(nat_field .ended))" \
 	bash -c "[ \$($CTL --json call nat.sessions '{\"limit\":0}' | jq .ended) -gt $ended0 ]"
+check "the appliance no longer answers ARP for the removed $POOL_A" arp_unanswered "$POOL_A"
 wait "$stream_pid" || true
 check "the UDP stream running across the change kept its echoes ($(cat "$WORK/stream.json"))" \
 	jq -e '.lost == 0' "$WORK/stream.json"
