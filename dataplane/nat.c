@@ -56,8 +56,9 @@ enum eg_drop_reason dp_nat_out(struct dp_worker *w, uint8_t *l3, uint16_t l3_len
 	enum eg_nat_parse pr;
 	uint32_t s;
 
-	/* What we send ourselves (probes from the uplink's address) keeps its address. */
-	if (unlikely(!n) || dp_own_address_port(w->ctx, EG_AF_INET, l3 + 12) >= 0)
+	/* What we send ourselves (probes from the uplink's address) keeps its address; a
+	 * site host claiming another of our addresses is translated like any other. */
+	if (unlikely(!n) || (e->port < w->ctx->n_ports && memcmp(&w->ctx->ports[e->port].ipv4, l3 + 12, 4) == 0))
 		return EG_DROP_MAX;
 	if (unlikely((pr = eg_nat_packet_parse(l3, l3_len, true, &k)) != EG_NAT_PARSE_OK))
 		return parse_drop(pr);

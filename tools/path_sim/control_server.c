@@ -10,7 +10,7 @@
 
 static int fail(char *err, size_t errlen, const char *path, const char *what)
 {
-	snprintf(err, errlen, "%s: %s: %s", path, what, strerror(errno));
+	snprintf(err, errlen, "%s: %s: %s", path ? path : "?", what, strerror(errno));
 	return -1;
 }
 
