@@ -28,7 +28,9 @@ enum {
 	RPC_KEEP_BUF = 64 << 10,	/* an idle buffer larger than this is given back */
 	RPC_ACCEPT_BURST = 64,		/* accepts per poll, so a connect storm cannot starve clients */
 	RPC_ACCEPT_PAUSE_MS = 100,	/* out of fds: leave the listener alone this long, not spin */
-	RPC_BACKLOG = 128,
+	/* A storm of as many connections as we serve queues in the kernel rather than being
+	 * refused (the kernel caps it at net.core.somaxconn). */
+	RPC_BACKLOG = CP_RPC_MAX_CLIENTS,
 	RPC_ROUND_LINES = 32,		/* requests run per client per poll before others get a turn */
 	RPC_ROUND_OUT = 1 << 20,	/* ... or until this much of its output is unsent */
 	RPC_MAX_SUB_TYPES = 64,		/* events.subscribe: types per connection */

@@ -91,7 +91,8 @@ int main(int argc, char **argv)
 {
 	const char *config = NULL;
 	struct eg_error err;
-	char **eal;
+	char **eal, **eal_owned = NULL;
+	int n_borrowed = 0;
 	int eal_argc, rc, opt, extra = argc;
 
 	for (int i = 1; i < argc; i++)
@@ -122,6 +123,14 @@ int main(int argc, char **argv)
 	}
 	ctx.n_workers = ctx.cfg.dataplane.workers;
 	eal_argc = eal_argv(argv[0], extra < argc ? argc - extra - 1 : 0, argv + extra + 1, &eal);
+	/* rte_eal_init reorders eal[]: remember which strings we made, to free them at exit
+	 * (the program name, the config's and the command line's come first, borrowed). */
+	if (eal_argc > 0) {
+		n_borrowed = 1 + (int)ctx.cfg.dataplane.n_eal + (extra < argc ? argc - extra - 1 : 0);
+		eal_owned = calloc((size_t)eal_argc + 1, sizeof(*eal_owned));
+		if (eal_owned)
+			memcpy(eal_owned, eal, sizeof(*eal) * (size_t)eal_argc);
+	}
 	if (eal_argc < 0) {
 		LOG("too many EAL arguments");
 		return 1;
@@ -202,6 +211,10 @@ out:
 	dp_segment_destroy(&ctx);
 out_eal:
 	rte_eal_cleanup();
+	for (int i = n_borrowed; eal_owned && i < eal_argc; i++)
+		free(eal_owned[i]);
+	free(eal_owned);
+	free(eal);
 	eg_config_free(&ctx.cfg);
 	return rc;
 }

@@ -15,6 +15,10 @@
 #include "sa.h"
 #include "table.h"
 
+/* An IPv4 address in host order. DPDK 22.11's RTE_IPV4 shifts an int into its sign bit
+ * for addresses from 128.0.0.0 up, which is undefined (UBSan says so). */
+#define DP_IPV4(a, b, c, d) ((uint32_t)(a) << 24 | (uint32_t)(b) << 16 | (uint32_t)(c) << 8 | (uint32_t)(d))
+
 struct dp_offline {
 	struct dp_ctx ctx;
 	struct dp_worker *w;

@@ -67,7 +67,7 @@ static struct rte_mbuf *site_udp(uint16_t dport, uint16_t len, bool df, uint8_t 
 	cr_assert_leq(len, sizeof(pl));
 	for (unsigned i = 0; i < len; i++)
 		pl[i] = (uint8_t)(i * 7 + seed);
-	return dp_offline_udp_frame(&fx, lan, mac, RTE_IPV4(10, 10, 0, 2), RTE_IPV4(203, 0, 113, 20), 5555, dport, pl,
+	return dp_offline_udp_frame(&fx, lan, mac, DP_IPV4(10, 10, 0, 2), DP_IPV4(203, 0, 113, 20), 5555, dport, pl,
 				    len, df, seed);
 }
 

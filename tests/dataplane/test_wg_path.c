@@ -102,14 +102,14 @@ static struct rte_mbuf *frame(uint16_t port, uint32_t src, uint32_t dst, uint16_
 	return dp_offline_udp_frame(&fx, port, mac, src, dst, sport, dport, payload, (uint16_t)len, false, 0);
 }
 
-#define PEER_IP RTE_IPV4(192, 0, 2, 9)
-#define OUR_IP RTE_IPV4(192, 0, 2, 1)
+#define PEER_IP DP_IPV4(192, 0, 2, 9)
+#define OUR_IP DP_IPV4(192, 0, 2, 1)
 
 /* A data message the peer sends, carrying an inner packet from src to the site host. */
 static size_t peer_message(uint8_t *msg, uint64_t counter, uint32_t src, uint8_t seed)
 {
 	uint8_t inner[256];
-	size_t n = inner_udp(inner, src, RTE_IPV4(10, 10, 0, 2), 60, seed);
+	size_t n = inner_udp(inner, src, DP_IPV4(10, 10, 0, 2), 60, seed);
 
 	return wg_seal_data(&peer_keys, counter, inner, n, msg);
 }
@@ -129,10 +129,10 @@ Test(wg_path, workers_seal_what_libsodium_opens, .init = setup)
 	unsigned n;
 
 	for (unsigned i = 0; i < 4; i++) {
-		size_t len = inner_udp(inner, RTE_IPV4(10, 10, 0, 2), RTE_IPV4(10, 20, 1, 1), (uint16_t)(30 + i * 17),
+		size_t len = inner_udp(inner, DP_IPV4(10, 10, 0, 2), DP_IPV4(10, 20, 1, 1), (uint16_t)(30 + i * 17),
 				       (uint8_t)i);
 
-		in[i] = frame(lan, RTE_IPV4(10, 10, 0, 2), RTE_IPV4(10, 20, 1, 1), 7000, 7001,
+		in[i] = frame(lan, DP_IPV4(10, 10, 0, 2), DP_IPV4(10, 20, 1, 1), 7000, 7001,
 			      inner + 28, len - 28);
 	}
 	dp_worker_process(fx.w, fx.table, lan, in, 4);
@@ -156,7 +156,7 @@ Test(wg_path, workers_seal_what_libsodium_opens, .init = setup)
 		cr_assert_eq((mlen - WG_DATA_MIN_LEN) % 16, 0, "padded to 16");
 		plen = wg_open_data(&peer_keys, msg, mlen, plain);
 		cr_assert_geq(plen, 0, "libsodium opens what intel-ipsec-mb sealed");
-		inner_udp(inner, RTE_IPV4(10, 10, 0, 2), RTE_IPV4(10, 20, 1, 1), (uint16_t)(30 + i * 17), (uint8_t)i);
+		inner_udp(inner, DP_IPV4(10, 10, 0, 2), DP_IPV4(10, 20, 1, 1), (uint16_t)(30 + i * 17), (uint8_t)i);
 		cr_assert_eq(plain[8], 63, "TTL decremented once");
 		cr_assert_eq(memcmp(plain + 12, inner + 12, (size_t)(28 + 30 + i * 17 - 12)), 0, "inner packet intact");
 		for (long k = 28 + 30 + i * 17; k < plen; k++)
@@ -171,7 +171,7 @@ Test(wg_path, libsodium_sealed_messages_are_delivered_once, .init = setup)
 {
 	uint8_t msg[512];
 	struct rte_mbuf *out[8];
-	size_t len = peer_message(msg, 0, RTE_IPV4(10, 20, 0, 5), 1);
+	size_t len = peer_message(msg, 0, DP_IPV4(10, 20, 0, 5), 1);
 	unsigned n = receive(msg, len, 51000, out);
 
 	cr_assert_eq(n, 1, "delivered to the site");
@@ -182,15 +182,15 @@ Test(wg_path, libsodium_sealed_messages_are_delivered_once, .init = setup)
 
 	/* Reordering inside the window is fine; older than the window is not. */
 	for (uint64_t c = 9000; c >= 8998; c--) {
-		len = peer_message(msg, c, RTE_IPV4(10, 20, 0, 5), 2);
+		len = peer_message(msg, c, DP_IPV4(10, 20, 0, 5), 2);
 		n = receive(msg, len, 51000, out);
 		cr_assert_eq(n, 1, "counter %llu out of order is accepted", (unsigned long long)c);
 		rte_pktmbuf_free_bulk(out, n);
 	}
-	len = peer_message(msg, 9000 - EG_WG_REPLAY_WINDOW - 1, RTE_IPV4(10, 20, 0, 5), 3);
+	len = peer_message(msg, 9000 - EG_WG_REPLAY_WINDOW - 1, DP_IPV4(10, 20, 0, 5), 3);
 	cr_assert_eq(receive(msg, len, 51000, out), 0);
 	cr_assert_eq(drops(EG_DROP_WG_REPLAY), 2);
-	len = peer_message(msg, 9000 - 100, RTE_IPV4(10, 20, 0, 5), 3);
+	len = peer_message(msg, 9000 - 100, DP_IPV4(10, 20, 0, 5), 3);
 	n = receive(msg, len, 51000, out);
 	cr_assert_eq(n, 1, "a counter well inside the 8128-wide window is accepted");
 	rte_pktmbuf_free_bulk(out, n);
@@ -200,7 +200,7 @@ Test(wg_path, every_flipped_byte_is_dropped, .init = setup)
 {
 	uint8_t msg[512], bad[512];
 	struct rte_mbuf *out[8];
-	size_t len = peer_message(msg, 7, RTE_IPV4(10, 20, 0, 5), 4);
+	size_t len = peer_message(msg, 7, DP_IPV4(10, 20, 0, 5), 4);
 	uint64_t before = fx.w->shm->drops;
 
 	for (size_t i = 0; i < len; i++) {
@@ -222,7 +222,7 @@ Test(wg_path, inner_sources_outside_allowed_ips_are_dropped, .init = setup)
 {
 	uint8_t msg[512];
 	struct rte_mbuf *out[8];
-	size_t len = peer_message(msg, 1, RTE_IPV4(10, 21, 0, 5), 5);
+	size_t len = peer_message(msg, 1, DP_IPV4(10, 21, 0, 5), 5);
 
 	cr_assert_eq(receive(msg, len, 51000, out), 0);
 	cr_assert_eq(drops(EG_DROP_WG_ALLOWED_IPS), 1);
@@ -240,14 +240,14 @@ Test(wg_path, a_longer_prefix_of_another_peer_is_not_this_peers, .init = setup)
 {
 	uint8_t msg[512];
 	struct rte_mbuf *out[8];
-	size_t len = peer_message(msg, 1, RTE_IPV4(10, 20, 5, 7), 5);
+	size_t len = peer_message(msg, 1, DP_IPV4(10, 20, 5, 7), 5);
 
 	cr_assert_eq(receive(msg, len, 51000, out), 0);
 	cr_assert_eq(drops(EG_DROP_WG_ALLOWED_IPS), 1);
-	len = peer_message(msg, 2, RTE_IPV4(10, 20, 6, 1), 6);
+	len = peer_message(msg, 2, DP_IPV4(10, 20, 6, 1), 6);
 	cr_assert_eq(receive(msg, len, 51000, out), 1, "just past ams's prefix is fra's again");
 	rte_pktmbuf_free(out[0]);
-	len = peer_message(msg, 3, RTE_IPV4(10, 20, 4, 255), 7);
+	len = peer_message(msg, 3, DP_IPV4(10, 20, 4, 255), 7);
 	cr_assert_eq(receive(msg, len, 51000, out), 1, "and just before it");
 	rte_pktmbuf_free(out[0]);
 }
@@ -269,7 +269,7 @@ Test(wg_path, handshakes_go_to_control_and_a_new_source_is_reported, .init = set
 	cr_assert_eq(drops(EG_DROP_WG_BAD_MESSAGE), 1, "a handshake message of the wrong length is not");
 
 	/* An authenticated message from another port than the endpoint: control hears of it. */
-	len = peer_message(msg, 3, RTE_IPV4(10, 20, 0, 5), 6);
+	len = peer_message(msg, 3, DP_IPV4(10, 20, 0, 5), 6);
 	n = receive(msg, len, 51999, out);
 	rte_pktmbuf_free_bulk(out, n);
 	n = rte_ring_dequeue_burst(fx.w->punt, (void **)punted, 4, NULL);
@@ -312,14 +312,14 @@ Test(wg_path, a_responder_sends_only_after_it_received, .init = setup)
 	cr_assert(eg_wg_kp(ps, 2)->confirmed);
 
 	/* An older keypair's packets do not move it back. */
-	len = peer_message(msg, 4, RTE_IPV4(10, 20, 0, 5), 7);
+	len = peer_message(msg, 4, DP_IPV4(10, 20, 0, 5), 7);
 	rte_pktmbuf_free_bulk(out, receive(msg, len, 51000, out));
 	cr_assert_eq(ps->send_kp, 2);
 
 	/* Without any keypair to send with, packets are dropped and control asked. */
 	__atomic_store_n(&ps->send_kp, EG_WG_NO_KEYPAIR, __ATOMIC_RELEASE);
 	ps->want_handshake = 0;
-	in = frame(lan, RTE_IPV4(10, 10, 0, 2), RTE_IPV4(10, 20, 1, 1), 7000, 7001, msg, 20);
+	in = frame(lan, DP_IPV4(10, 10, 0, 2), DP_IPV4(10, 20, 1, 1), 7000, 7001, msg, 20);
 	dp_worker_process(fx.w, fx.table, lan, &in, 1);
 	cr_assert_eq(take_tx(wan, out, 8), 0);
 	cr_assert_eq(drops(EG_DROP_WG_NO_SESSION), 1);
@@ -335,18 +335,18 @@ Test(wg_path, counters_run_out_as_the_protocol_says, .init = setup)
 
 	/* REKEY_AFTER_MESSAGES (1000 here) asks for a handshake; REJECT (20000) stops. */
 	kp->send_counter = 998;
-	in[0] = frame(lan, RTE_IPV4(10, 10, 0, 2), RTE_IPV4(10, 20, 1, 1), 7000, 7001, pl, sizeof(pl));
+	in[0] = frame(lan, DP_IPV4(10, 10, 0, 2), DP_IPV4(10, 20, 1, 1), 7000, 7001, pl, sizeof(pl));
 	dp_worker_process(fx.w, fx.table, lan, in, 1);
 	rte_pktmbuf_free_bulk(out, take_tx(wan, out, 8));
 	cr_assert_not(ps->want_handshake);
-	in[0] = frame(lan, RTE_IPV4(10, 10, 0, 2), RTE_IPV4(10, 20, 1, 1), 7000, 7001, pl, sizeof(pl));
+	in[0] = frame(lan, DP_IPV4(10, 10, 0, 2), DP_IPV4(10, 20, 1, 1), 7000, 7001, pl, sizeof(pl));
 	dp_worker_process(fx.w, fx.table, lan, in, 1);
 	rte_pktmbuf_free_bulk(out, take_tx(wan, out, 8));
 	cr_assert(ps->want_handshake, "counter 999 is the 1000th message");
 
 	kp->send_counter = 19999;
 	for (unsigned i = 0; i < 3; i++)
-		in[i] = frame(lan, RTE_IPV4(10, 10, 0, 2), RTE_IPV4(10, 20, 1, 1), 7000, 7001, pl, sizeof(pl));
+		in[i] = frame(lan, DP_IPV4(10, 10, 0, 2), DP_IPV4(10, 20, 1, 1), 7000, 7001, pl, sizeof(pl));
 	dp_worker_process(fx.w, fx.table, lan, in, 3);
 	n = take_tx(wan, out, 8);
 	cr_assert_eq(n, 1, "counter 19999 is the last one");

@@ -185,9 +185,9 @@ static size_t l3_of(unsigned kind, bool up, struct in *b, uint8_t *out, uint16_t
 	case 3:
 		memcpy(out, b->p, n);
 		if (kind == 3 && n >= 20) {
-			uint32_t site = rte_cpu_to_be_32(RTE_IPV4(10, 10, 0, 2 + (out[12] & 3)));
-			uint32_t net = rte_cpu_to_be_32(RTE_IPV4(203, 0, 113, out[16]));
-			uint32_t pool = rte_cpu_to_be_32(RTE_IPV4(192, 0, 2, 100 + (out[19] & 1)));
+			uint32_t site = rte_cpu_to_be_32(DP_IPV4(10, 10, 0, 2 + (out[12] & 3)));
+			uint32_t net = rte_cpu_to_be_32(DP_IPV4(203, 0, 113, out[16]));
+			uint32_t pool = rte_cpu_to_be_32(DP_IPV4(192, 0, 2, 100 + (out[19] & 1)));
 
 			memcpy(out + 12, up ? &net : &site, 4);
 			memcpy(out + 16, up ? &pool : &net, 4);
@@ -243,7 +243,7 @@ static size_t l3_of(unsigned kind, bool up, struct in *b, uint8_t *out, uint16_t
 		uint16_t c = (uint16_t)~rte_raw_cksum(l4, 8 + qn);
 
 		memcpy(l4 + 2, &c, 2);
-		return ipv4(out, IPPROTO_ICMP, rte_cpu_to_be_32(RTE_IPV4(198, 51, 100, 1 + code)), s->out_addr, l4, 8 + qn);
+		return ipv4(out, IPPROTO_ICMP, rte_cpu_to_be_32(DP_IPV4(198, 51, 100, 1 + code)), s->out_addr, l4, 8 + qn);
 	}
 	}
 	return 0;

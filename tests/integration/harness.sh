@@ -16,10 +16,20 @@ passes=0
 topology_down() { :; }
 
 harness_cleanup() {
+	local rc=$?
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 	topology_down
+	# Sanitizer reports in the daemons' logs (leaks show up only as they exit, after the
+	# checks) fail the test.
+	local reports
+	reports=$(grep -l -E "ERROR: [A-Za-z]+Sanitizer|runtime error:" "$WORK"/*.log 2>/dev/null || true)
+	if [ -n "$reports" ]; then
+		for f in $reports; do echo "--- sanitizer report in $f"; grep -A25 -E "ERROR: [A-Za-z]+Sanitizer|runtime error:" "$f" | head -60; done
+		rc=1
+	fi
 	if [ "${KEEP:-0}" = 1 ]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
+	exit $rc
 }
 trap harness_cleanup EXIT
 

@@ -84,7 +84,7 @@ enum {
 	ETH = 14, IP4 = 20, UDP = 8,
 	ESP_HDR = 8, ESP_IV = 8, ICV = 16,
 	WG_INDEX = 0x5a5a0001,		/* peer slot 0, keypair 1 */
-	SITE_HOST = RTE_IPV4(10, 10, 0, 2),
+	SITE_HOST = DP_IPV4(10, 10, 0, 2),
 };
 
 static const uint8_t site_mac[6] = {0x02, 0, 0, 0, 0, 0x02}, gateway_mac[6] = {0x02, 0, 0, 0, 0x01, 0xfe},
@@ -227,13 +227,13 @@ static void reset_replay(const struct bench_scenario *s)
 /* The inputs for a size: site frames, or for decap, sealed frames turned around. */
 static void build_inputs(const struct bench_scenario *s, const struct bench_size *z, unsigned flows)
 {
-	uint32_t net = RTE_IPV4(10, s->net, 0, 0);
+	uint32_t net = DP_IPV4(10, s->net, 0, 0);
 
 	for (unsigned i = 0; i < INPUTS; i++) {
 		uint16_t len = z->len[i % z->n];
 
 		if (s->kind == BENCH_DIRECT)
-			site_frame(&inputs[i], lan, len, SITE_HOST, RTE_IPV4(198, 51, s->snat ? 101 : 100, 1), 1024, i);
+			site_frame(&inputs[i], lan, len, SITE_HOST, DP_IPV4(198, 51, s->snat ? 101 : 100, 1), 1024, i);
 		else if (s->kind == BENCH_ENCAP)
 			site_frame(&inputs[i], lan, len, SITE_HOST, net | 1, 1024, i);
 		else
@@ -334,7 +334,7 @@ static bool check_snat(const uint8_t *out, const uint8_t *in, uint32_t len)
 	h.hdr_checksum = 0;
 	/* Egress ids are config positions here (dataplane/offline.c): direct-snat is 1. */
 	sess = eg_nat_find_out(fx.ctx.nat, EG_NAT_UDP, i->src_addr, rte_be_to_cpu_16(iu->src_port), i->dst_addr, 1);
-	return len > IP4 + UDP && (src == RTE_IPV4(192, 0, 2, 100) || src == RTE_IPV4(192, 0, 2, 101)) &&
+	return len > IP4 + UDP && (src == DP_IPV4(192, 0, 2, 100) || src == DP_IPV4(192, 0, 2, 101)) &&
 	       o->dst_addr == i->dst_addr && o->time_to_live + 1 == i->time_to_live &&
 	       rte_ipv4_cksum(&h) == o->hdr_checksum && sess != EG_NAT_NONE &&
 	       eg_nat_sessions(fx.ctx.nat)[sess].out_port == rte_be_to_cpu_16(ou->src_port) &&
@@ -392,7 +392,7 @@ static void snat_populate(void)
 
 	if (snat_made)
 		return;
-	site_frame(&f, lan, 64, SITE_HOST, RTE_IPV4(198, 51, 101, 1), 1024, 0);
+	site_frame(&f, lan, 64, SITE_HOST, DP_IPV4(198, 51, 101, 1), 1024, 0);
 	for (unsigned flow = 0; flow < BENCH_SNAT_SESSIONS; flow += BURST) {
 		struct rte_mbuf *pkts[BURST], *got[2 * BURST];
 		unsigned n;
