@@ -149,6 +149,6 @@ int cp_m_nat_sessions(void *ctx, json_t *params, json_t **result, struct cp_rpc_
 		"tcp_established_s", (json_int_t)n->p.timeout_s[EG_NAT_T_TCP_ESTABLISHED], "tcp_transitory_s",
 		(json_int_t)n->p.timeout_s[EG_NAT_T_TCP_TRANSITORY], "udp_s", (json_int_t)n->p.timeout_s[EG_NAT_T_UDP],
 		"icmp_s", (json_int_t)n->p.timeout_s[EG_NAT_T_ICMP], "addresses", addrs, "matched", (json_int_t)matched,
-		"truncated", matched > (uint64_t)json_array_size(list), "sessions_listed", list);
+		"truncated", limit > 0 && matched > (uint64_t)json_array_size(list), "sessions_listed", list);
 	return *result ? 0 : cp_rpc_fail(err, -32603, NULL, "out of memory");
 }

@@ -905,6 +905,7 @@ static bool dataplane_process_exists(const struct eg_shm_hdr *h)
 static void detach(struct cp_state *st, const char *why)
 {
 	LOG("dataplane detached (%s)", why);
+	st->detached_ns = eg_now_ns();
 	notify(st, "dataplane.detached", json_pack("{s:s}", "reason", why));
 	cp_ipsec_detach(st);
 	cp_wg_detach(st);
@@ -941,10 +942,15 @@ static void try_attach(struct cp_state *st)
 		return;
 	}
 	bool new_epoch = st->epoch != h->epoch;
+	char gap[64] = "";
 
+	/* The gap: how long no dataplane was there (forwarding stopped if it had died). */
+	if (st->detached_ns)
+		snprintf(gap, sizeof(gap), " after a gap of %.3f s", (double)(eg_now_ns() - st->detached_ns) / 1e9);
+	st->detached_ns = 0;
 	st->epoch = h->epoch;
-	LOG("attached to dataplane pid %d (epoch %016llx, %u workers, generation %llu)%s", h->dp_pid,
-	    (unsigned long long)h->epoch, h->n_workers, (unsigned long long)eg_shm_generation(h),
+	LOG("attached to dataplane pid %d (epoch %016llx, %u workers, generation %llu)%s%s", h->dp_pid,
+	    (unsigned long long)h->epoch, h->n_workers, (unsigned long long)eg_shm_generation(h), gap,
 	    new_epoch && st->generation ? ": re-publishing" : "");
 	if (adopt_ids(st))
 		LOG("out of memory adopting counter ids; keeping the ones assigned");

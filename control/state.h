@@ -60,6 +60,7 @@ struct cp_state {
 	struct eg_shm_map shm;
 	bool mapped;
 	uint64_t epoch;
+	uint64_t detached_ns;		/* when the last dataplane went away; 0: never attached or attached */
 	uint64_t next_attach_ns;
 
 	struct cp_ipsec ipsec;		/* ESP SAs and their slots */

@@ -266,6 +266,10 @@ static enum eg_drop_reason parse(const struct dp_ctx *ctx, const struct dp_port 
 	if (unlikely(tagged ? vid != port->cfg->vlan : port->cfg->vlan != 0))
 		return EG_DROP_VLAN_MISMATCH;
 	p->l3 = (uint8_t *)eth + p->l2_len;
+	/* What the IP parsers fill, set for what they never see (ARP is punted with these). */
+	p->fragment = false;
+	p->l3_len = 0;
+	p->l4_off = 0;
 	memset(&p->key, 0, sizeof(p->key));
 	p->key.in_port = port->index;
 	if (p->ethertype == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4))
