@@ -8,6 +8,7 @@
 #include <rte_ip.h>
 #include <rte_udp.h>
 
+#include "cksum.h"
 #include "neigh.h"
 #include "tx.h"
 #include "wg.h"
@@ -174,7 +175,7 @@ static void outb_run(struct dp_worker *w)
 			ip->src_addr = ctx->ports[ep->port].ipv4;
 			memcpy(&ip->dst_addr, ep->addr, 4);
 			ip->hdr_checksum = 0;
-			ip->hdr_checksum = rte_ipv4_cksum(ip);
+			ip->hdr_checksum = dp_ipv4_cksum20(ip);
 		} else {
 			struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)hdr;
 

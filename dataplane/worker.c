@@ -14,6 +14,7 @@
 #include <rte_pause.h>
 #include <rte_prefetch.h>
 
+#include "cksum.h"
 #include "flow_cache.h"
 #include "flow_select.h"
 #include "nat.h"
@@ -103,7 +104,7 @@ static enum eg_drop_reason parse_ipv4(const struct dp_ctx *ctx, const struct dp_
 	tot = rte_be_to_cpu_16(ip->total_length);
 	if (unlikely(tot < ihl || p->l2_len + tot > rte_pktmbuf_pkt_len(m)))
 		return EG_DROP_IPV4_BAD_LENGTH;
-	if (unlikely(rte_raw_cksum(ip, ihl) != 0xffff))
+	if (unlikely(!dp_ipv4_cksum_ok(ip, ihl)))
 		return EG_DROP_IPV4_BAD_CHECKSUM;
 	/* Ethernet pads short frames; the padding must not travel on as payload. */
 	if (rte_pktmbuf_pkt_len(m) > (uint32_t)p->l2_len + tot)

@@ -1,0 +1,45 @@
+/* The IPv4 header checksum on the hot paths. DPDK's rte_raw_cksum adds 16 bits at a time
+ * in a loop (10 dependent steps for a plain header, a sixth of ESP encapsulation's own
+ * cost at 64 bytes); the one's complement sum of a 20-byte header is the same when taken
+ * as five 32-bit words in a 64-bit accumulator and folded (RFC 1071: the sum does not
+ * depend on how the words are grouped, nor on byte order until it is stored). */
+#ifndef DP_CKSUM_H
+#define DP_CKSUM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <rte_ip.h>
+
+/* The one's complement sum of a 20-byte header, folded to 16 bits, in memory order. */
+static inline uint16_t dp_ipv4_sum20(const void *hdr)
+{
+	uint32_t w[5];
+	uint64_t s;
+
+	memcpy(w, hdr, sizeof(w));
+	s = (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4];
+	s = (s & 0xffffffffu) + (s >> 32);
+	s = (s & 0xffffffffu) + (s >> 32);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)s;
+}
+
+/* Whether an IPv4 header of ihl bytes sums to all ones (its checksum is right). */
+static inline bool dp_ipv4_cksum_ok(const void *hdr, uint16_t ihl)
+{
+	return ihl == 20 ? dp_ipv4_sum20(hdr) == 0xffff : rte_raw_cksum(hdr, ihl) == 0xffff;
+}
+
+/* The checksum to store in a 20-byte header whose checksum field is zero (the value
+ * rte_ipv4_cksum gives). */
+static inline uint16_t dp_ipv4_cksum20(const void *hdr)
+{
+	uint16_t s = dp_ipv4_sum20(hdr);
+
+	return s == 0xffff ? s : (uint16_t)~s;
+}
+
+#endif
