@@ -6,7 +6,7 @@
  * direct-snat (a source NAT table of BENCH_SNAT_SESSIONS sessions, the packets in --flows
  * of them) beside plain direct forwarding of the same frames, measured in the same run.
  *
- *   egress-bench [--scenarios LIST] [--sizes LIST] [--packets N] [--flows N] [--repeat N]
+ *   egress-bench [--scenarios LIST] [--sizes LIST] [--packets N] [--flows N] [--repeat N] [--rules N]
  *                [--check] [--json FILE|-] [--no-ceiling]
  *
  * Each case runs --repeat times (default 3) and the fastest run is reported, for the
@@ -38,13 +38,14 @@ enum { N_SIZES = sizeof(sizes) / sizeof(sizes[0]) };
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: egress-bench [--scenarios LIST] [--sizes LIST] [--packets N] [--flows N] [--repeat N]\n"
-		   "                    [--check] [--json FILE|-] [--no-ceiling]\n"
+		   "                    [--rules N] [--check] [--json FILE|-] [--no-ceiling]\n"
 		   "  scenarios:");
 	for (unsigned i = 0; i < bench_n_scenarios; i++)
 		fprintf(f, " %s", bench_scenarios[i].name);
 	fprintf(f, " (default all)\n  sizes: 64 512 1420 imix (default all)\n"
 		   "  packets: per scenario and size (default 2000000); flows: UDP flows (default 1024);\n"
-		   "  repeat: runs per case, the fastest reported (default 3)\n");
+		   "  repeat: runs per case, the fastest reported (default 3);\n"
+		   "  rules: classifier rules every packet passes before its own (default 0)\n");
 }
 
 /* Whether name is in a comma-separated list (NULL: all). */
@@ -94,10 +95,11 @@ int main(int argc, char **argv)
 		{"packets", required_argument, NULL, 'n'}, {"flows", required_argument, NULL, 'f'},
 		{"check", no_argument, NULL, 'c'}, {"no-ceiling", no_argument, NULL, 'C'},
 		{"repeat", required_argument, NULL, 'r'}, {"json", required_argument, NULL, 'j'},
+		{"rules", required_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	const char *scen_list = NULL, *size_list = NULL, *json_out = NULL;
 	uint64_t packets = 2000000;
-	unsigned flows = 1024, repeat = 3;
+	unsigned flows = 1024, repeat = 3, rules = 0, n_rules;
 	bool check = false, bad = false, ceiling = true;
 	json_t *results = json_array();
 	int o;
@@ -109,6 +111,7 @@ int main(int argc, char **argv)
 		case 'n': packets = strtoull(optarg, NULL, 10); break;
 		case 'f': flows = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'r': repeat = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'R': rules = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'c': check = true; break;
 		case 'C': ceiling = false; break;
 		case 'j': json_out = optarg; break;
@@ -122,9 +125,11 @@ int main(int argc, char **argv)
 	}
 	if (sodium_init() < 0)
 		return 2;
-	bench_context_start();
+	n_rules = bench_context_start(rules);
 
 	FILE *tab = json_out && strcmp(json_out, "-") == 0 ? stderr : stdout;
+
+	fprintf(tab, "%u classifier rules; %u flows\n", n_rules, flows);
 
 	fprintf(tab, "%-18s %5s %9s %8s %8s %10s %11s %6s%s\n", "SCENARIO", "SIZE", "PACKETS", "MPPS", "GBIT/S",
 		"CYCLES/PKT", "CEILING", "RATIO", check ? "  CHECK" : "");
@@ -206,9 +211,9 @@ int main(int argc, char **argv)
 			"session) took %.0f cycles; %.0f bytes of shared memory per session held\n",
 			(unsigned long long)made, each, bytes);
 	if (json_out) {
-		json_t *doc = json_pack("{s:s,s:I,s:I,s:I,s:o}", "ipsec_mb", IMB_VERSION_STR, "tsc_hz",
-					(json_int_t)bench_tsc_hz(), "flows", (json_int_t)flows, "repeat",
-					(json_int_t)repeat, "results", results);
+		json_t *doc = json_pack("{s:s,s:I,s:I,s:I,s:I,s:o}", "ipsec_mb", IMB_VERSION_STR, "tsc_hz",
+					(json_int_t)bench_tsc_hz(), "flows", (json_int_t)flows, "rules",
+					(json_int_t)n_rules, "repeat", (json_int_t)repeat, "results", results);
 
 		if (strcmp(json_out, "-") == 0)
 			json_dumpf(doc, stdout, JSON_INDENT(2));

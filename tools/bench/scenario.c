@@ -105,11 +105,51 @@ struct frame {
 
 static struct frame *inputs, *inners;	/* what goes in; for decap, the packets before sealing */
 
-void bench_context_start(void)
+enum { FILL_PER_POLICY = 256 };		/* destinations per filler policy (the most a list holds) */
+
+/* config_fmt with the filler policies in front of the scenarios' and room in the table
+ * slot for their rules. Caller frees. */
+static char *config_with_rules(unsigned rules)
+{
+	/* At most 20 bytes per destination, 128 per policy around them. */
+	size_t cap = sizeof(config_fmt) + (size_t)rules * 24 + ((size_t)rules / FILL_PER_POLICY + 1) * 128, len;
+	char *s = malloc(cap), *at;
+	const char *tail = strstr(config_fmt, " \"policies\": [");
+
+	if (!s || !tail)
+		DIE("out of memory");
+	len = (size_t)(tail - config_fmt);
+	memcpy(s, config_fmt, len);
+	at = s + len;
+	at += sprintf(at, " \"policies\": [");
+	for (unsigned p = 0; p * FILL_PER_POLICY < rules; p++) {
+		at += sprintf(at, "{\"name\": \"fill%u\", \"priority\": 1, \"egresses\": [\"direct\"], \"match\": {\"dst\": [", p);
+		for (unsigned k = 0; k < FILL_PER_POLICY && p * FILL_PER_POLICY + k < rules; k++) {
+			unsigned r = p * FILL_PER_POLICY + k;
+
+			at += sprintf(at, "%s\"100.%u.%u.%u/32\"", k ? "," : "", 64 + (r >> 16), (r >> 8) & 0xff, r & 0xff);
+		}
+		at += sprintf(at, "]}},");
+	}
+	strcpy(at, tail + strlen(" \"policies\": ["));
+	/* Rules take room in the table slot: 64 MiB holds a million. */
+	char *mb = strstr(s, "\"table_mb\": 8");
+
+	if (mb && rules > 1000)
+		memcpy(mb, "\"table_mb\":64", 13);	/* as long as what it replaces */
+	return s;
+}
+
+unsigned bench_context_start(unsigned rules)
 {
 	uint8_t key[32];
+	char *cfg;
 
-	dp_offline_start(&fx, "bench", config_fmt, 2048, 8192);
+	if (rules > 4000000)
+		DIE("--rules: at most 4000000");
+	cfg = config_with_rules(rules);
+	dp_offline_start(&fx, "bench", cfg, 2048, 8192);
+	free(cfg);
 	dp_offline_publish(&fx);
 	lan = dp_offline_port(&fx, "lan0");
 	wan = dp_offline_port(&fx, "wan0");
@@ -138,6 +178,7 @@ void bench_context_start(void)
 	inners = calloc(INPUTS, sizeof(*inners));
 	if (!inputs || !inners)
 		DIE("out of memory");
+	return fx.table->n_rules;
 }
 
 unsigned bench_imb_arch(void)
