@@ -48,13 +48,15 @@ static bool has_arg(char **argv, int argc, const char *prefix)
 	return false;
 }
 
-/* argv for rte_eal_init: the config's EAL arguments, the command line's, the devices. */
-static int eal_argv(char *prog, int extra_argc, char **extra, char ***out)
+/* argv for rte_eal_init: the config's EAL arguments, the command line's, the devices.
+ * *made lists (NULL-terminated) the strings made here, for freeing at exit: rte_eal_init
+ * reorders argv, so argv itself cannot tell them apart from the borrowed ones later. */
+static int eal_argv(char *prog, int extra_argc, char **extra, char ***out, char ***made)
 {
 	const struct eg_dataplane_cfg *dp = &ctx.cfg.dataplane;
 	int max = 4 + (int)dp->n_eal + extra_argc + 2 * (int)dp->n_ports;
 	char **argv = calloc((size_t)max + 1, sizeof(*argv));
-	int argc = 0;
+	int argc = 0, first_made;
 
 	if (!argv)
 		return -ENOMEM;
@@ -63,6 +65,7 @@ static int eal_argv(char *prog, int extra_argc, char **extra, char ***out)
 		argv[argc++] = dp->eal[i];
 	for (int i = 0; i < extra_argc; i++)
 		argv[argc++] = extra[i];
+	first_made = argc;
 	/* Two instances on one host must not share DPDK's runtime files. */
 	if (!has_arg(argv, argc, "--file-prefix")) {
 		char buf[64];
@@ -72,6 +75,9 @@ static int eal_argv(char *prog, int extra_argc, char **extra, char ***out)
 	}
 	argc = dp_ports_eal_args(dp, argv, argc, max);
 	*out = argv;
+	*made = argc >= first_made ? calloc((size_t)(argc - first_made) + 1, sizeof(**made)) : NULL;
+	if (*made)
+		memcpy(*made, argv + first_made, sizeof(*argv) * (size_t)(argc - first_made));
 	return argc;
 }
 
@@ -91,8 +97,7 @@ int main(int argc, char **argv)
 {
 	const char *config = NULL;
 	struct eg_error err;
-	char **eal, **eal_owned = NULL;
-	int n_borrowed = 0;
+	char **eal = NULL, **eal_made = NULL;
 	int eal_argc, rc, opt, extra = argc;
 
 	for (int i = 1; i < argc; i++)
@@ -122,15 +127,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	ctx.n_workers = ctx.cfg.dataplane.workers;
-	eal_argc = eal_argv(argv[0], extra < argc ? argc - extra - 1 : 0, argv + extra + 1, &eal);
-	/* rte_eal_init reorders eal[]: remember which strings we made, to free them at exit
-	 * (the program name, the config's and the command line's come first, borrowed). */
-	if (eal_argc > 0) {
-		n_borrowed = 1 + (int)ctx.cfg.dataplane.n_eal + (extra < argc ? argc - extra - 1 : 0);
-		eal_owned = calloc((size_t)eal_argc + 1, sizeof(*eal_owned));
-		if (eal_owned)
-			memcpy(eal_owned, eal, sizeof(*eal) * (size_t)eal_argc);
-	}
+	eal_argc = eal_argv(argv[0], extra < argc ? argc - extra - 1 : 0, argv + extra + 1, &eal, &eal_made);
 	if (eal_argc < 0) {
 		LOG("too many EAL arguments");
 		return 1;
@@ -211,9 +208,9 @@ out:
 	dp_segment_destroy(&ctx);
 out_eal:
 	rte_eal_cleanup();
-	for (int i = n_borrowed; eal_owned && i < eal_argc; i++)
-		free(eal_owned[i]);
-	free(eal_owned);
+	for (char **s = eal_made; s && *s; s++)
+		free(*s);
+	free(eal_made);
 	free(eal);
 	eg_config_free(&ctx.cfg);
 	return rc;

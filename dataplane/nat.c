@@ -10,6 +10,7 @@
 
 #include "nat_packet.h"
 #include "nat_table.h"
+#include "net_addr.h"
 
 #define LOG(fmt, ...) fprintf(stderr, "egress-dataplane: nat: " fmt "\n", ##__VA_ARGS__)
 
@@ -208,7 +209,7 @@ static int pools_now(const struct eg_shm_hdr *h, uint64_t *cur_out)
 				break;
 			}
 			for (uint32_t k = 0; k < cnt; k++) {
-				svc.pools[n].addr = EG_AT(t, off, const uint32_t)[k];
+				svc.pools[n].addr = EG_AT(t, off, uint32_t)[k];
 				svc.pools[n].egress = e->id;
 				svc.pools[n].port = e->port;
 				n++;
@@ -225,9 +226,10 @@ static int pools_now(const struct eg_shm_hdr *h, uint64_t *cur_out)
 
 static void log_addr(const char *what, uint32_t addr, uint16_t egress)
 {
-	const uint8_t *b = (const uint8_t *)&addr;
+	char a[EG_ADDR_STR_LEN];
 
-	LOG("pool address %u.%u.%u.%u %s (egress id %u)", b[0], b[1], b[2], b[3], what, egress);
+	LOG("pool address %s %s (egress id %u)", eg_addr_format(EG_AF_INET, (const uint8_t *)&addr, a, sizeof(a)),
+	    what, egress);
 }
 
 /* Pools as the table now says: new addresses become active, moved ones start over, and
@@ -242,13 +244,11 @@ static void follow_table(struct dp_ctx *ctx)
 	if (cur == svc.synced || cur == 0 || (count = pools_now(ctx->shm.hdr, &cur)) < 0)
 		return;
 	for (int i = 0; i < count; i++) {
-		uint32_t had = eg_nat_addr_find(n, svc.pools[i].addr);
-		bool same = had != EG_NAT_NONE && eg_nat_addrs(n)[had].state == EG_NAT_ADDR_ACTIVE &&
-			    eg_nat_addrs(n)[had].egress == svc.pools[i].egress;
+		bool started;
 
-		if (eg_nat_addr_set(n, svc.pools[i].addr, svc.pools[i].egress, svc.pools[i].port) != 0)
+		if (eg_nat_addr_set(n, svc.pools[i].addr, svc.pools[i].egress, svc.pools[i].port, &started) != 0)
 			log_addr("not used: every address record is taken", svc.pools[i].addr, svc.pools[i].egress);
-		else if (!same)
+		else if (started)
 			log_addr("in use", svc.pools[i].addr, svc.pools[i].egress);
 		keep[i] = svc.pools[i].addr;
 	}
@@ -271,13 +271,15 @@ static void log_events(struct dp_ctx *ctx)
 		if (!ctx->cfg.dataplane.nat.log_blocks)
 			continue;
 		for (unsigned i = 0; i < got; i++) {
-			const uint8_t *in = (const uint8_t *)&ev[i].in_addr, *out = (const uint8_t *)&ev[i].out_addr;
+			char in[EG_ADDR_STR_LEN], out[EG_ADDR_STR_LEN];
 
 			/* One line per block (RFC 6888 REQ-12, RFC 7422's bulk port allocation
 			 * logging): who held which outside ports from when to when. */
-			LOG("block %s inside=%u.%u.%u.%u outside=%u.%u.%u.%u ports=%u-%u egress=%u t=%u",
-			    ev[i].released ? "released" : "allocated", in[0], in[1], in[2], in[3], out[0], out[1],
-			    out[2], out[3], ev[i].port_lo, ev[i].port_hi, ev[i].egress, ev[i].at_s);
+			LOG("block %s inside=%s outside=%s ports=%u-%u egress=%u t=%u",
+			    ev[i].released ? "released" : "allocated",
+			    eg_addr_format(EG_AF_INET, (const uint8_t *)&ev[i].in_addr, in, sizeof(in)),
+			    eg_addr_format(EG_AF_INET, (const uint8_t *)&ev[i].out_addr, out, sizeof(out)), ev[i].port_lo,
+			    ev[i].port_hi, ev[i].egress, ev[i].at_s);
 		}
 	}
 	if (svc.events_lost != lost_before && ctx->cfg.dataplane.nat.log_blocks)

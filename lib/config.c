@@ -97,6 +97,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -679,15 +680,15 @@ static int parse_snat(const json_t *v, const char *path, struct eg_egress_cfg *e
 			return fail(err, ep, "%s is not IPv4: source NAT pools are IPv4", Q(s));
 		if (pf.len < 26)
 			return fail(err, ep, "prefix %s is larger than /26: list the addresses to use", Q(s));
-		uint32_t base = (uint32_t)pf.addr[0] << 24 | (uint32_t)pf.addr[1] << 16 | (uint32_t)pf.addr[2] << 8 |
-				pf.addr[3];
+		uint32_t base;
 
+		memcpy(&base, pf.addr, 4);
+		base = ntohl(base);
 		for (uint64_t k = 0; k < (1ull << (32 - pf.len)); k++) {
-			uint32_t host = base + (uint32_t)k, net;
+			uint32_t host = base + (uint32_t)k, net = htonl(host);
 
 			if (e->n_snat == EG_SNAT_POOL_MAX)
 				return fail(err, ep, "the pool has more than %d addresses", EG_SNAT_POOL_MAX);
-			net = (uint32_t)((host >> 24) | ((host >> 8) & 0xff00) | ((host << 8) & 0xff0000) | (host << 24));
 			for (unsigned j = 0; j < e->n_snat; j++)
 				if (e->snat[j] == net)
 					return fail(err, ep, "%s repeats an address of the pool", Q(s));
@@ -1225,13 +1226,13 @@ static int check_egress_refs(const struct eg_dataplane_cfg *dp, const struct eg_
 	for (unsigned i = 0; i < e->n_snat; i++)
 		for (unsigned q = 0; q < dp->n_ports; q++)
 			if (dp->ports[q].has_ipv4 && memcmp(dp->ports[q].ipv4.addr, &e->snat[i], 4) == 0) {
-				char ap[EG_PATH_LEN];
+				char ap[EG_PATH_LEN], a[EG_ADDR_STR_LEN];
 
 				key_path(kp, path, "snat");
 				key_path(ap, kp, "pool");
-				return fail(err, ap, "%u.%u.%u.%u is port %s's own address: pool addresses are "
-					    "the NAT's alone", dp->ports[q].ipv4.addr[0], dp->ports[q].ipv4.addr[1],
-					    dp->ports[q].ipv4.addr[2], dp->ports[q].ipv4.addr[3], Q(dp->ports[q].name));
+				return fail(err, ap, "%s is port %s's own address: pool addresses are the NAT's alone",
+					    eg_addr_format(EG_AF_INET, dp->ports[q].ipv4.addr, a, sizeof(a)),
+					    Q(dp->ports[q].name));
 			}
 	return 0;
 }
@@ -1245,12 +1246,13 @@ static int check_pool_unique(const struct eg_egress_cfg *egs, unsigned i, const 
 		for (unsigned a = 0; a < egs[i].n_snat; a++)
 			for (unsigned b = 0; b < egs[j].n_snat; b++)
 				if (egs[i].snat[a] == egs[j].snat[b]) {
-					const uint8_t *x = (const uint8_t *)&egs[i].snat[a];
+					char s[EG_ADDR_STR_LEN];
 
 					key_path(kp, path, "snat");
 					key_path(ap, kp, "pool");
-					return fail(err, ap, "%u.%u.%u.%u is in egress %s's pool too", x[0], x[1], x[2],
-						    x[3], Q(egs[j].name));
+					return fail(err, ap, "%s is in egress %s's pool too",
+						    eg_addr_format(EG_AF_INET, (const uint8_t *)&egs[i].snat[a], s, sizeof(s)),
+						    Q(egs[j].name));
 				}
 	return 0;
 }

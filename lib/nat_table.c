@@ -85,18 +85,21 @@ static void unlock(struct eg_nat_hdr *n)
 	__atomic_store_n(&n->lock, 0, __ATOMIC_RELEASE);
 }
 
-uint32_t eg_nat_session_timeout(const struct eg_nat_hdr *n, const struct eg_nat_session *s)
+/* A TCP session is established once both sides sent a SYN, until a RST or both FINs
+ * (RFC 5382 section 5: the rest is the transitory time). */
+static bool tcp_established(const struct eg_nat_session *s)
 {
 	uint8_t out = __atomic_load_n(&s->flags_out, __ATOMIC_RELAXED);
 	uint8_t in = __atomic_load_n(&s->flags_in, __ATOMIC_RELAXED);
 
+	return (out & in & EG_NAT_SYN) && !((out | in) & EG_NAT_RST) && !(out & in & EG_NAT_FIN);
+}
+
+uint32_t eg_nat_session_timeout(const struct eg_nat_hdr *n, const struct eg_nat_session *s)
+{
 	switch (s->proto) {
 	case EG_NAT_TCP:
-		/* Established once both sides sent a SYN, until a RST or both FINs (RFC 5382
-		 * section 5: the rest is the transitory time). */
-		if ((out & in & EG_NAT_SYN) && !((out | in) & EG_NAT_RST) && !(out & in & EG_NAT_FIN))
-			return n->p.timeout_s[EG_NAT_T_TCP_ESTABLISHED];
-		return n->p.timeout_s[EG_NAT_T_TCP_TRANSITORY];
+		return n->p.timeout_s[tcp_established(s) ? EG_NAT_T_TCP_ESTABLISHED : EG_NAT_T_TCP_TRANSITORY];
 	case EG_NAT_UDP:
 		return n->p.timeout_s[EG_NAT_T_UDP];
 	default:
@@ -110,24 +113,38 @@ const char *eg_nat_session_state_name(const struct eg_nat_session *s)
 		return "udp";
 	if (s->proto == EG_NAT_ICMP)
 		return "icmp";
-	uint8_t out = s->flags_out, in = s->flags_in;
-
-	if ((out & in & EG_NAT_SYN) && !((out | in) & EG_NAT_RST) && !(out & in & EG_NAT_FIN))
-		return "established";
-	return "transitory";
+	return tcp_established(s) ? "established" : "transitory";
 }
 
 /* ---- records ---- */
 
-static uint32_t take(uint32_t *free_head, uint32_t *high, uint32_t cap, uint32_t *next_of_free)
+/* Free lists run through each record's first field (its chain link, unused while free):
+ * records of stride bytes from recs. */
+_Static_assert(offsetof(struct eg_nat_host, next) == 0, "free-list link first");
+_Static_assert(offsetof(struct eg_nat_mapping, next) == 0, "free-list link first");
+_Static_assert(offsetof(struct eg_nat_session, next_out) == 0, "free-list link first");
+
+static uint32_t *link_of(void *recs, size_t stride, uint32_t i)
+{
+	return (uint32_t *)((uint8_t *)recs + stride * i);
+}
+
+/* A record from the free list, else a never-used one below cap, else EG_NAT_NONE. */
+static uint32_t take(uint32_t *free_head, uint32_t *high, uint32_t cap, void *recs, size_t stride)
 {
 	uint32_t i = *free_head;
 
 	if (i != EG_NAT_NONE) {
-		*free_head = *next_of_free;
+		*free_head = *link_of(recs, stride, i);
 		return i;
 	}
 	return *high < cap ? (*high)++ : EG_NAT_NONE;
+}
+
+static void give_back(uint32_t *free_head, void *recs, size_t stride, uint32_t i)
+{
+	*link_of(recs, stride, i) = *free_head;
+	*free_head = i;
 }
 
 static uint32_t host_hash(const struct eg_nat_hdr *n, uint32_t in_addr, uint16_t egress)
@@ -248,7 +265,7 @@ static enum eg_nat_result new_host(struct eg_nat_hdr *n, uint32_t in_addr, uint1
 	}
 	if (pick == EG_NAT_NONE)
 		return EG_NAT_POOL;
-	i = take(&n->host_free, &n->host_high, n->p.hosts, n->host_free != EG_NAT_NONE ? &hs[n->host_free].next : NULL);
+	i = take(&n->host_free, &n->host_high, n->p.hosts, hs, sizeof(*hs));
 	if (i == EG_NAT_NONE)
 		return EG_NAT_FULL;
 	struct eg_nat_host *h = &hs[i];
@@ -256,8 +273,7 @@ static enum eg_nat_result new_host(struct eg_nat_hdr *n, uint32_t in_addr, uint1
 
 	*h = (struct eg_nat_host){.in_addr = in_addr, .egress = egress, .addr = (uint16_t)pick, .linked = 1};
 	if (!grant_block(n, h, rnd)) {	/* cannot fail: pick has a free block */
-		h->next = n->host_free;
-		n->host_free = i;
+		give_back(&n->host_free, hs, sizeof(*hs), i);
 		return EG_NAT_POOL;
 	}
 	a[pick].hosts++;
@@ -312,12 +328,11 @@ static enum eg_nat_result new_mapping(struct eg_nat_hdr *n, const struct eg_nat_
 	if (h == EG_NAT_NONE && (r = new_host(n, f->in_addr, f->egress, rnd, &h)) != EG_NAT_OK)
 		return r;
 	/* The record first: a full table must not cost the host a port. */
-	i = take(&n->map_free, &n->map_high, n->p.sessions, n->map_free != EG_NAT_NONE ? &ms[n->map_free].next : NULL);
+	i = take(&n->map_free, &n->map_high, n->p.sessions, ms, sizeof(*ms));
 	if (i == EG_NAT_NONE)
 		return EG_NAT_FULL;
 	if ((r = new_port(n, &hs[h], f->proto, rnd, &port)) != EG_NAT_OK) {
-		ms[i].next = n->map_free;
-		n->map_free = i;
+		give_back(&n->map_free, ms, sizeof(*ms), i);
 		return r;
 	}
 	uint32_t b = map_hash(n, f->proto, f->in_addr, f->in_port, f->egress) & n->bucket_mask;
@@ -349,15 +364,13 @@ enum eg_nat_result eg_nat_create(struct eg_nat_hdr *n, const struct eg_nat_flow 
 	m = find_mapping(n, f->proto, f->in_addr, f->in_port, f->egress);
 	/* The session record before a mapping, so that running out of records leaves no
 	 * mapping behind without sessions. */
-	s = take(&n->sess_free, &n->sess_high, n->p.sessions,
-		 n->sess_free != EG_NAT_NONE ? &ss[n->sess_free].next_out : NULL);
+	s = take(&n->sess_free, &n->sess_high, n->p.sessions, ss, sizeof(*ss));
 	if (s == EG_NAT_NONE) {
 		r = EG_NAT_FULL;
 		goto out;
 	}
 	if (m == EG_NAT_NONE && (r = new_mapping(n, f, rnd, &m)) != EG_NAT_OK) {
-		ss[s].next_out = n->sess_free;
-		n->sess_free = s;
+		give_back(&n->sess_free, ss, sizeof(*ss), s);
 		s = EG_NAT_NONE;
 		goto out;
 	}
@@ -485,17 +498,14 @@ void eg_nat_limbo_free(struct eg_nat_hdr *n, struct eg_nat_limbo *l)
 	struct eg_nat_addr *as = eg_nat_addrs(n);
 
 	lock(n);
-	for (uint32_t k = 0; k < l->n_sess; k++) {
-		ss[l->sess[k]].next_out = n->sess_free;
-		n->sess_free = l->sess[k];
-	}
+	for (uint32_t k = 0; k < l->n_sess; k++)
+		give_back(&n->sess_free, ss, sizeof(*ss), l->sess[k]);
 	for (uint32_t k = 0; k < l->n_maps; k++) {
 		struct eg_nat_mapping *m = &ms[l->maps[k]];
 		uint16_t p = m->out_port;
 
 		as[m->addr].port_used[m->proto][p >> 6] &= ~(1ull << (p & 63));
-		m->next = n->map_free;
-		n->map_free = l->maps[k];
+		give_back(&n->map_free, ms, sizeof(*ms), l->maps[k]);
 	}
 	/* A host's blocks go back once its mappings (freed above or earlier) are gone. */
 	for (uint32_t k = 0; k < l->n_hosts; k++) {
@@ -511,8 +521,7 @@ void eg_nat_limbo_free(struct eg_nat_hdr *n, struct eg_nat_limbo *l)
 		h->n_blocks = 0;
 		if (--a->hosts == 0 && a->state == EG_NAT_ADDR_RETIRED)
 			__atomic_store_n(&a->state, EG_NAT_ADDR_FREE, __ATOMIC_RELEASE);
-		h->next = n->host_free;
-		n->host_free = l->hosts[k];
+		give_back(&n->host_free, hs, sizeof(*hs), l->hosts[k]);
 	}
 	l->n_sess = l->n_maps = l->n_hosts = 0;
 	unlock(n);
@@ -539,12 +548,14 @@ static void retire(struct eg_nat_hdr *n, uint32_t i)
 	unlink_hosts_of(n, i);
 }
 
-int eg_nat_addr_set(struct eg_nat_hdr *n, uint32_t addr, uint16_t egress, uint16_t port)
+int eg_nat_addr_set(struct eg_nat_hdr *n, uint32_t addr, uint16_t egress, uint16_t port, bool *started)
 {
 	struct eg_nat_addr *as = eg_nat_addrs(n);
 	uint32_t i = eg_nat_addr_find(n, addr), fresh = EG_NAT_NONE;
 	int rc = 0;
 
+	if (started)
+		*started = false;
 	lock(n);
 	if (i != EG_NAT_NONE && as[i].state == EG_NAT_ADDR_ACTIVE && as[i].egress == egress) {
 		as[i].port = port;
@@ -555,8 +566,7 @@ int eg_nat_addr_set(struct eg_nat_hdr *n, uint32_t addr, uint16_t egress, uint16
 	if (i != EG_NAT_NONE && as[i].state == EG_NAT_ADDR_ACTIVE)
 		retire(n, i);
 	for (uint32_t k = 0; k < EG_NAT_MAX_ADDRS && fresh == EG_NAT_NONE; k++)
-		if (__atomic_load_n(&as[k].state, __ATOMIC_RELAXED) == EG_NAT_ADDR_FREE &&
-		    (k >= n->n_addrs || as[k].hosts == 0))
+		if (__atomic_load_n(&as[k].state, __ATOMIC_RELAXED) == EG_NAT_ADDR_FREE)
 			fresh = k;
 	if (fresh == EG_NAT_NONE) {
 		rc = -ENOSPC;
@@ -573,6 +583,8 @@ int eg_nat_addr_set(struct eg_nat_hdr *n, uint32_t addr, uint16_t egress, uint16
 	__atomic_store_n(&a->state, EG_NAT_ADDR_ACTIVE, __ATOMIC_RELEASE);
 	if (fresh >= n->n_addrs)
 		__atomic_store_n(&n->n_addrs, fresh + 1, __ATOMIC_RELEASE);
+	if (started)
+		*started = true;
 out:
 	unlock(n);
 	return rc;

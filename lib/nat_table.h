@@ -324,8 +324,9 @@ void eg_nat_limbo_free(struct eg_nat_hdr *n, struct eg_nat_limbo *l);
 
 /* Pool membership, by the thread that follows the published table (one at a time).
  * Makes addr an active pool address of egress on port, or moves it there (ending what it
- * had when the egress changes). -ENOSPC when every record is in use. */
-int eg_nat_addr_set(struct eg_nat_hdr *n, uint32_t addr, uint16_t egress, uint16_t port);
+ * had when the egress changes). 0, or -ENOSPC when every record is in use; *started
+ * (NULL: not wanted) says whether addr began to be used now. */
+int eg_nat_addr_set(struct eg_nat_hdr *n, uint32_t addr, uint16_t egress, uint16_t port, bool *started);
 /* Retires every active address not in keep[] (n_keep of them): no new hosts or blocks on
  * it; hosts on it are unlinked now (their next flows start on another address) and its
  * sessions end at the next sweeps. Returns how many were retired. */

@@ -49,6 +49,7 @@
 #include "aead.h"
 #include "config.h"
 #include "context.h"
+#include "fuzz_input.h"
 #include "offline.h"
 #include "replay.h"
 #include "sa.h"
@@ -125,62 +126,6 @@ static struct eg_aead_ctx sealer;	/* the peer's: encrypts what seal() builds */
 static struct rte_mempool *frames;
 static unsigned pool_free, frames_free;	/* free mbufs between inputs */
 static bool trace;			/* FUZZ_ESP_TRACE=1: what each input did, on stderr */
-
-/* The input, read front to back; what is missing reads as zeros. */
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t u8(struct in *r)
-{
-	if (!r->n)
-		return 0;
-	r->n--;
-	return *r->p++;
-}
-
-static uint16_t u16(struct in *r)
-{
-	uint16_t hi = u8(r);
-
-	return (uint16_t)(hi << 8 | u8(r));
-}
-
-static uint32_t u32(struct in *r)
-{
-	uint32_t hi = u16(r);
-
-	return hi << 16 | u16(r);
-}
-
-static uint64_t u64(struct in *r)
-{
-	uint64_t hi = u32(r);
-
-	return hi << 32 | u32(r);
-}
-
-/* len bytes into out, zero-filled past the end of the input. */
-static void bytes(struct in *r, uint8_t *out, size_t len)
-{
-	size_t k = len < r->n ? len : r->n;
-
-	memcpy(out, r->p, k);
-	memset(out + k, 0, len - k);
-	r->p += k;
-	r->n -= k;
-}
-
-/* The first len bytes of r, as an input of their own. */
-static struct in split(struct in *r, size_t len)
-{
-	struct in s = {r->p, len < r->n ? len : r->n};
-
-	r->p += s.n;
-	r->n -= s.n;
-	return s;
-}
 
 static void put16(uint8_t *p, uint16_t v)
 {

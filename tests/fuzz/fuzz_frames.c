@@ -37,6 +37,7 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
+#include "fuzz_input.h"
 #include "nat_table.h"
 #include "offline.h"
 #include "shm.h"
@@ -78,35 +79,6 @@ static struct dp_offline fx;
 static uint16_t lan, wan;
 static unsigned pool_free;
 static uint64_t clock_now;		/* the NAT service's time: only forward */
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t u8(struct in *r)
-{
-	if (!r->n)
-		return 0;
-	r->n--;
-	return *r->p++;
-}
-
-static uint16_t u16(struct in *r)
-{
-	uint16_t hi = u8(r);
-
-	return (uint16_t)(hi << 8 | u8(r));
-}
-
-static struct in split(struct in *r, size_t len)
-{
-	struct in s = {r->p, len < r->n ? len : r->n};
-
-	r->p += s.n;
-	r->n -= s.n;
-	return s;
-}
 
 static void tick(uint64_t advance)
 {

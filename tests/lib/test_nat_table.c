@@ -92,7 +92,7 @@ Test(nat_table, endpoint_independent_mapping_address_dependent_filtering)
 	struct eg_nat_hdr *n = region(4096, 64, 64, 4);
 	uint32_t inside = A(10, 10, 0, 2);
 
-	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1, NULL), 0);
 	uint32_t s1 = flow(n, EG_NAT_UDP, inside, 5000, REMOTE1, EG_NAT_OK);
 	uint32_t s2 = flow(n, EG_NAT_UDP, inside, 5000, REMOTE2, EG_NAT_OK);
 
@@ -119,8 +119,8 @@ Test(nat_table, paired_pooling_and_ports_in_the_hosts_blocks)
 	struct eg_nat_hdr *n = region(8192, 256, 64, 4);
 	uint32_t used[2] = {0};
 
-	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1), 0);
-	cr_assert_eq(eg_nat_addr_set(n, POOL2, 0, 1), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1, NULL), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL2, 0, 1, NULL), 0);
 	for (unsigned h = 0; h < 40; h++) {
 		uint32_t inside = A(10, 10, 1, h + 1), addr = 0;
 
@@ -161,7 +161,7 @@ Test(nat_table, ports_are_not_sequential)
 	unsigned ascending = 0;
 	uint16_t prev = 0;
 
-	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1, NULL), 0);
 	for (unsigned f = 0; f < 50; f++) {
 		uint16_t p = sess(n, flow(n, EG_NAT_UDP, A(10, 0, 0, 1), (uint16_t)(20000 + f), REMOTE1, EG_NAT_OK))->out_port;
 
@@ -177,7 +177,7 @@ Test(nat_table, exhaustion_of_a_host_a_pool_and_the_records)
 	struct eg_nat_hdr *n = region(1024, 16, 64, 2);
 	uint32_t inside = A(10, 10, 0, 2), first;
 
-	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1, NULL), 0);
 	first = flow(n, EG_NAT_UDP, inside, 1, REMOTE1, EG_NAT_OK);
 	for (unsigned p = 2; p <= 128; p++)
 		flow(n, EG_NAT_UDP, inside, (uint16_t)p, REMOTE1, EG_NAT_OK);
@@ -190,19 +190,19 @@ Test(nat_table, exhaustion_of_a_host_a_pool_and_the_records)
 
 	/* 4096-port blocks: 15 per address; hosts of one block each use them up. */
 	n = region(1024, 64, 4096, 1);
-	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1, NULL), 0);
 	cr_assert_eq(n->blocks_per_addr, 15);
 	for (unsigned h = 0; h < 15; h++)
 		flow(n, EG_NAT_UDP, A(10, 0, 0, h + 1), 1, REMOTE1, EG_NAT_OK);
 	flow(n, EG_NAT_UDP, A(10, 0, 1, 1), 1, REMOTE1, EG_NAT_POOL);
 	/* A pool of another egress does not serve this one. */
-	cr_assert_eq(eg_nat_addr_set(n, POOL2, 7, 1), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL2, 7, 1, NULL), 0);
 	flow(n, EG_NAT_UDP, A(10, 0, 1, 1), 1, REMOTE1, EG_NAT_POOL);
 	free(n);
 
 	/* Session records: 1024 of them. */
 	n = region(1024, 1024, 64, 32);
-	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1, NULL), 0);
 	for (unsigned f = 0; f < 1024; f++)
 		flow(n, EG_NAT_UDP, A(10, 0, 0, 1 + f / 512), (uint16_t)(f % 512), REMOTE1, EG_NAT_OK);
 	flow(n, EG_NAT_UDP, A(10, 0, 0, 1), 9999, REMOTE1, EG_NAT_FULL);
@@ -216,7 +216,7 @@ Test(nat_table, timeouts_per_protocol_and_tcp_state)
 	struct limbo_buf *lb = limbo();
 	uint32_t inside = A(10, 10, 0, 2);
 
-	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1, NULL), 0);
 	uint32_t udp = flow(n, EG_NAT_UDP, inside, 1000, REMOTE1, EG_NAT_OK);
 	uint32_t icmp = flow(n, EG_NAT_ICMP, inside, 77, REMOTE1, EG_NAT_OK);
 	uint32_t est = flow(n, EG_NAT_TCP, inside, 2000, REMOTE1, EG_NAT_OK);
@@ -274,7 +274,7 @@ Test(nat_table, syn_after_close_is_a_new_connection)
 	struct eg_nat_hdr *n = region(1024, 16, 64, 1);
 	uint32_t s;
 
-	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1, NULL), 0);
 	s = flow(n, EG_NAT_TCP, A(10, 0, 0, 1), 1, REMOTE1, EG_NAT_OK);
 	eg_nat_touch(n, sess(n, s), true, EG_NAT_SYN);
 	eg_nat_touch(n, sess(n, s), false, EG_NAT_SYN | EG_NAT_RST);
@@ -293,7 +293,7 @@ Test(nat_table, pool_change_ends_the_removed_addresses_mappings)
 	uint64_t tail = 0, lost = 0;
 	struct eg_nat_event ev[16];
 
-	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1, NULL), 0);
 	uint32_t s = flow(n, EG_NAT_UDP, inside, 1000, REMOTE1, EG_NAT_OK);
 
 	cr_assert_eq(sess(n, s)->out_addr, POOL1);
@@ -305,7 +305,7 @@ Test(nat_table, pool_change_ends_the_removed_addresses_mappings)
 	cr_assert(sess(n, s)->out_port >= ev[0].port_lo && sess(n, s)->out_port <= ev[0].port_hi);
 
 	/* The pool becomes {POOL2}: POOL1 retires, its host is unlinked at once. */
-	cr_assert_eq(eg_nat_addr_set(n, POOL2, 0, 1), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL2, 0, 1, NULL), 0);
 	cr_assert_eq(eg_nat_addr_retire_others(n, keep, 1), 1);
 	cr_assert_eq(eg_nat_addrs(n)[0].state, EG_NAT_ADDR_RETIRED);
 	/* The host's next new flow starts on the new address. */
@@ -327,7 +327,7 @@ Test(nat_table, pool_change_ends_the_removed_addresses_mappings)
 	cr_assert(ev[1].released);
 	cr_assert_eq(ev[1].out_addr, POOL1);
 	/* An address moved to another egress starts over there. */
-	cr_assert_eq(eg_nat_addr_set(n, POOL2, 3, 2), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL2, 3, 2, NULL), 0);
 	cr_assert_eq(eg_nat_addrs(n)[eg_nat_addr_find(n, POOL2)].egress, 3);
 	free(lb);
 	free(n);
@@ -339,8 +339,8 @@ Test(nat_table, event_ring_reports_losses)
 	struct eg_nat_event ev[8];
 	uint64_t tail = 0, lost = 0;
 
-	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1), 0);
-	cr_assert_eq(eg_nat_addr_set(n, POOL2, 0, 1), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL1, 0, 1, NULL), 0);
+	cr_assert_eq(eg_nat_addr_set(n, POOL2, 0, 1, NULL), 0);
 	for (unsigned h = 0; h < EG_NAT_EVENTS + 10; h++)
 		flow(n, EG_NAT_UDP, A(10, 1, h >> 8, h & 0xff), 1, REMOTE1, EG_NAT_OK);
 	cr_assert_eq(eg_nat_events_read(n, &tail, ev, 8, &lost), 8);
@@ -407,7 +407,7 @@ Test(nat_table, lock_free_readers_while_sessions_come_and_go, .timeout = 30)
 	pthread_t t[2];
 	uint32_t cursor = 0;
 
-	cr_assert_eq(eg_nat_addr_set(r.n, POOL1, 0, 1), 0);
+	cr_assert_eq(eg_nat_addr_set(r.n, POOL1, 0, 1, NULL), 0);
 	for (int i = 0; i < 2; i++)
 		pthread_create(&t[i], NULL, reader, &r);
 	/* Rounds of: make flows, let them all expire, unlink them, wait for both readers to
