@@ -1,5 +1,7 @@
 #include "table.h"
 
+#include "blake2s.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +151,24 @@ static void fill_rules(const struct eg_table_input *in, const struct eg_policy_c
 			(*n)++;
 		}
 	}
+}
+
+/* A digest of everything the classifier is built from: the rules (zeroed before they are
+ * filled, so padding is the same every time) and the policy count. Tables with the same id
+ * send every flow to the same policy index. Never 0, which means "no id". */
+static uint64_t classifier_id(const struct eg_rule *rules, size_t n_rules, unsigned n_policies)
+{
+	struct eg_blake2s st;
+	uint8_t d[8];
+	uint64_t id;
+	uint32_t np = n_policies;
+
+	eg_blake2s_init(&st, sizeof(d), NULL, 0);
+	eg_blake2s_update(&st, (const uint8_t *)&np, sizeof(np));
+	eg_blake2s_update(&st, (const uint8_t *)rules, n_rules * sizeof(*rules));
+	eg_blake2s_final(&st, d);
+	memcpy(&id, d, sizeof(id));
+	return id | 1;
 }
 
 static int fail(struct eg_error *err, int rc, const char *path, const char *msg)
@@ -315,6 +335,7 @@ int eg_table_build(const struct eg_table_input *in, struct eg_blob *b, struct eg
 	h->policies_off = pol_off;
 	h->classifier_off = cls_off;
 	h->n_rules = (uint32_t)n_rules;
+	h->classifier_id = classifier_id(rules, n_rules, in->n_policies);
 	h->spi_off = spi_off;
 	h->spi_mask = spi_size - 1;
 	h->wg4_off = wg4_off;

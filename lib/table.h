@@ -15,7 +15,7 @@
 #include "path_select.h"
 #include "prefix_map.h"
 
-#define EG_TABLE_MAGIC 0x33425445u	/* "ETB3": source NAT pools on egresses */
+#define EG_TABLE_MAGIC 0x34425445u	/* "ETB4": classifier_id */
 
 enum eg_path_state { EG_PATH_UP = 0, EG_PATH_DEGRADED = 1, EG_PATH_DOWN = 2 };
 
@@ -38,9 +38,13 @@ struct eg_table_hdr {
 	uint32_t n_wg4;
 	uint32_t wg6_off;		/* struct eg_prefix_range[n_wg6] */
 	uint32_t n_wg6;
-	/* Stamped by eg_shm_publish (0 before): different for every content published, so
-	 * workers may cache per-flow decisions under it (dataplane/flow_cache.h). */
+	/* Stamped by eg_shm_publish (0 before): different for every content published. */
 	uint64_t generation;
+	/* A digest of the rules the classifier was built from (never 0 for a built table):
+	 * equal in two tables when every flow classifies to the same policy index in both, so
+	 * workers' flow caches (dataplane/flow_cache.h) keep their entries across publishes
+	 * that change only paths, which is most of them. */
+	uint64_t classifier_id;
 };
 
 /* What the build needs to know of one installed WireGuard peer. */
@@ -130,14 +134,12 @@ static inline const struct eg_table_policy *eg_table_policies(const struct eg_ta
 	return EG_AT(t, t->policies_off, struct eg_table_policy);
 }
 
-/* The whole per-packet decision: classify, then pick the flow's egress. Sets *policy
- * (NULL on NO_POLICY) and *egress (on FORWARD). */
-static inline enum eg_verdict eg_table_decide(const struct eg_table_hdr *t,
-					      const struct eg_flow_key *k, uint64_t flow_hash,
-					      const struct eg_table_policy **policy,
-					      const struct eg_table_egress **egress)
+/* The decision after classification: policy index pi's action, and the flow's egress among
+ * the policy's. Sets *policy (NULL on NO_POLICY) and *egress (on FORWARD). */
+static inline enum eg_verdict eg_table_verdict(const struct eg_table_hdr *t, uint32_t pi, uint64_t flow_hash,
+					       const struct eg_table_policy **policy,
+					       const struct eg_table_egress **egress)
 {
-	uint32_t pi = eg_classifier_lookup(t, t->classifier_off, k);
 	const struct eg_table_policy *p;
 	uint16_t e;
 
@@ -155,6 +157,15 @@ static inline enum eg_verdict eg_table_decide(const struct eg_table_hdr *t,
 		return EG_VERDICT_NO_EGRESS;
 	*egress = &eg_table_egresses(t)[e];
 	return EG_VERDICT_FORWARD;
+}
+
+/* The whole per-packet decision: classify, then pick the flow's egress. */
+static inline enum eg_verdict eg_table_decide(const struct eg_table_hdr *t,
+					      const struct eg_flow_key *k, uint64_t flow_hash,
+					      const struct eg_table_policy **policy,
+					      const struct eg_table_egress **egress)
+{
+	return eg_table_verdict(t, eg_classifier_lookup(t, t->classifier_off, k), flow_hash, policy, egress);
 }
 
 static inline uint32_t eg_table_spi_hash(uint32_t spi)

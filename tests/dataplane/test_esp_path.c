@@ -122,9 +122,9 @@ Test(esp_path, sequence_overflow_stops_the_sa_and_never_wraps, .init = setup)
 	cr_assert_eq(drops(EG_DROP_ESP_SA_STOPPED), 3);
 }
 
-/* The worker remembers a flow's decision (dataplane/flow_cache.h), but only for the
- * table it was made under: after a publish that moves the policy, the same flow takes the
- * new egress at once. */
+/* The worker remembers a flow's classification (dataplane/flow_cache.h), not its egress:
+ * after a publish that moves the policy to another egress (the rules unchanged, so the
+ * cached entry stays), the same flow takes the new egress at once. */
 Test(esp_path, a_publish_moves_a_cached_flow_at_once, .init = setup)
 {
 	struct rte_mbuf *m, *out[4];
@@ -137,13 +137,40 @@ Test(esp_path, a_publish_moves_a_cached_flow_at_once, .init = setup)
 		cr_assert_eq(be32_at(out[0], ESP_AT), 256, "policy p1 sends with SA 256");
 		rte_pktmbuf_free(out[0]);
 	}
+	uint64_t old_gen = old->generation, old_cls = old->classifier_id;
+
 	strcpy(fx.ctx.cfg.policies[0].egresses[0], "esn");
 	dp_offline_publish(&fx);
-	cr_assert_neq(fx.table->generation, old->generation);
+	cr_assert_neq(fx.table->generation, old_gen);
+	cr_assert_eq(fx.table->classifier_id, old_cls, "the same rules: the cached classification holds");
 	m = site_udp(6001, 100, true, 9);
 	dp_worker_process(fx.w, fx.table, lan, &m, 1);
 	cr_assert_eq(take_tx(wan, out, 4), 1);
 	cr_assert_eq(be32_at(out[0], ESP_AT), 257, "the same flow now leaves with p1's new egress's SA");
+	rte_pktmbuf_free(out[0]);
+}
+
+/* A publish that changes the rules makes the worker classify a cached flow again: here p2
+ * comes to match the flow p1 had, ahead of it. */
+Test(esp_path, a_rule_change_reclassifies_a_cached_flow, .init = setup)
+{
+	struct rte_mbuf *m, *out[4];
+	uint64_t old_cls = fx.table->classifier_id;
+	struct eg_policy_cfg *p2 = &fx.ctx.cfg.policies[1];
+
+	m = site_udp(6001, 100, true, 1);
+	dp_worker_process(fx.w, fx.table, lan, &m, 1);
+	cr_assert_eq(take_tx(wan, out, 4), 1);
+	cr_assert_eq(be32_at(out[0], ESP_AT), 256, "p1 (SA 256) first");
+	rte_pktmbuf_free(out[0]);
+	p2->priority = 0;
+	p2->match.dport_lo = p2->match.dport_hi = 6001;
+	dp_offline_publish(&fx);
+	cr_assert_neq(fx.table->classifier_id, old_cls);
+	m = site_udp(6001, 100, true, 2);
+	dp_worker_process(fx.w, fx.table, lan, &m, 1);
+	cr_assert_eq(take_tx(wan, out, 4), 1);
+	cr_assert_eq(be32_at(out[0], ESP_AT), 257, "now p2's egress (SA 257)");
 	rte_pktmbuf_free(out[0]);
 }
 
