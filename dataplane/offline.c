@@ -49,17 +49,18 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 static void cleanup(void)
 {
 	struct dp_offline *f = current;
-	struct dp_worker *w = f->w;
 
-	if (w) {
+	for (unsigned i = 0; f->ctx.workers && i < f->ctx.n_workers; i++) {
+		struct dp_worker *w = &f->ctx.workers[i];
+
 		eg_aead_ctx_free(&w->aead);
 		rte_ring_free(w->punt);
 		rte_ring_free(w->inject);
 		rte_ring_free(w->resolve);
 		eg_reasm_free(w->reasm);
 		rte_free(w->flows);
-		rte_free(f->ctx.workers);
 	}
+	rte_free(f->ctx.workers);
 	dp_ports_close(&f->ctx);
 	dp_routes_free(&f->ctx);
 	dp_neigh_free(f->ctx.neigh);
@@ -108,13 +109,13 @@ static void load_config(struct dp_offline *f, const char *name, const char *conf
 		DIE("config: %s: %s", err.path, err.msg);
 	json_decref(doc);
 	free(text);
-	f->ctx.n_workers = 1;
+	f->ctx.n_workers = f->ctx.cfg.dataplane.workers;
 }
 
 void dp_offline_start(struct dp_offline *f, const char *name, const char *config_fmt, uint16_t data_room,
 		      unsigned n_mbufs)
 {
-	struct eg_shm_geometry g = {.n_workers = 1};
+	struct eg_shm_geometry g = {0};
 	struct dp_ctx *ctx = &f->ctx;
 	struct eg_aead_ctx probe;
 	char shm_name[EG_SHM_NAME_LEN];
@@ -135,6 +136,7 @@ void dp_offline_start(struct dp_offline *f, const char *name, const char *config
 	ctx->imb_arch = probe.arch;
 	eg_aead_ctx_free(&probe);
 
+	g.n_workers = ctx->n_workers;
 	g.n_ports = ctx->cfg.dataplane.n_ports;
 	g.n_sa_slots = RTE_MAX(ctx->cfg.n_sas, (unsigned)MIN_SA_SLOTS);
 	g.n_wg_slots = ctx->cfg.wg.present ? RTE_MAX(ctx->cfg.wg.n_peers, (unsigned)MIN_WG_SLOTS) : 0;
@@ -147,47 +149,39 @@ void dp_offline_start(struct dp_offline *f, const char *name, const char *config
 	shm_unlink(shm_name);	/* nothing else attaches */
 	ctx->nat = eg_shm_nat(ctx->shm.hdr);
 
-	ctx->workers = rte_zmalloc("workers", sizeof(*ctx->workers), RTE_CACHE_LINE_SIZE);
+	ctx->workers = rte_zmalloc("workers", ctx->n_workers * sizeof(*ctx->workers), RTE_CACHE_LINE_SIZE);
 	if (!ctx->workers)
-		DIE("no memory for the worker");
+		DIE("no memory for the workers");
 	f->w = &ctx->workers[0];
-	if (dp_worker_init(ctx, f->w, 0) != 0)
-		DIE("cannot create the worker's rings");
-	f->w->lcore = rte_lcore_id();
-	if (eg_aead_ctx_init(&f->w->aead, ctx->imb_arch) != 0)
-		DIE("no crypto manager");
-	f->w->shm->lcore = f->w->lcore;
-	eg_shm_quiescent(ctx->shm.hdr, f->w->shm);
+	for (unsigned i = 0; i < ctx->n_workers; i++) {
+		struct dp_worker *w = &ctx->workers[i];
+
+		if (dp_worker_init(ctx, w, i) != 0)
+			DIE("cannot create worker %u's rings", i);
+		w->lcore = rte_lcore_id();	/* until a thread of the caller's takes it over */
+		if (eg_aead_ctx_init(&w->aead, ctx->imb_arch) != 0)
+			DIE("no crypto manager");
+		w->shm->lcore = w->lcore;
+		eg_shm_quiescent(ctx->shm.hdr, w->shm);
+	}
 	if (dp_ports_init(ctx) != 0 || dp_routes_init(ctx) != 0)
 		DIE("ports or routes failed");
 	dp_service_init(ctx);		/* the static neighbours */
 }
 
-void dp_offline_publish(struct dp_offline *f)
+/* Every SA of the config installed and ACTIVE in its slot, every peer in its own. */
+static void install_sas_and_peers(struct dp_offline *f)
 {
 	struct dp_ctx *ctx = &f->ctx;
 	const struct eg_config *c = &ctx->cfg;
-	struct eg_table_spi *in = calloc(c->n_sas + 1, sizeof(*in));
-	struct eg_table_wg_peer *wg_peers = calloc(c->wg.n_peers + 1, sizeof(*wg_peers));
-	uint32_t egress_slot[EG_MAX_EGRESSES], egress_ids[EG_MAX_EGRESSES], policy_ids[EG_MAX_POLICIES];
-	unsigned n_in = 0;
-	struct eg_blob b;
-	struct eg_error err;
-	uint64_t gen;
 
-	if (!in || !wg_peers)
-		DIE("out of memory");
 	for (unsigned i = 0; i < c->n_sas; i++) {
 		struct eg_sa_slot *s = eg_shm_sa(ctx->shm.hdr, i);
 
 		if (eg_sa_slot_fill(s, &c->sas[i], (uint16_t)eg_sa_cfg_port(&c->dataplane, &c->sas[i]), &f->w->aead))
 			DIE("SA %u: cannot install", c->sas[i].spi);
 		__atomic_store_n(&s->state, EG_SA_ACTIVE, __ATOMIC_RELEASE);
-		if (c->sas[i].dir == EG_SA_DIR_IN)
-			in[n_in++] = (struct eg_table_spi){.spi = c->sas[i].spi, .slot = i};
 	}
-	uint32_t wg_slot[EG_MAX_EGRESSES];
-
 	for (unsigned i = 0; i < c->wg.n_peers; i++) {
 		const struct eg_wg_peer_cfg *pc = &c->wg.peers[i];
 		struct eg_wg_peer_slot *ps = eg_shm_wg(ctx->shm.hdr, i);
@@ -203,14 +197,33 @@ void dp_offline_publish(struct dp_offline *f)
 		}
 		eg_wg_endpoint_write(ps, &ep);
 		__atomic_store_n(&ps->state, EG_WG_ACTIVE, __ATOMIC_RELEASE);
-		wg_peers[i] = (struct eg_table_wg_peer){.slot = i, .allowed = pc->allowed, .n_allowed = pc->n_allowed};
 	}
+}
+
+void dp_offline_build_table(struct dp_offline *f, const uint8_t *egress_state, struct eg_blob *b)
+{
+	const struct eg_config *c = &f->ctx.cfg;
+	struct eg_table_spi *in = calloc(c->n_sas + 1, sizeof(*in));
+	struct eg_table_wg_peer *wg_peers = calloc(c->wg.n_peers + 1, sizeof(*wg_peers));
+	uint32_t *egress_slot = calloc(EG_MAX_EGRESSES, sizeof(uint32_t));
+	uint32_t *egress_ids = calloc(EG_MAX_EGRESSES, sizeof(uint32_t));
+	uint32_t *wg_slot = calloc(EG_MAX_EGRESSES, sizeof(uint32_t));
+	uint32_t *policy_ids = calloc(EG_MAX_POLICIES, sizeof(uint32_t));
+	unsigned n_in = 0;
+	struct eg_error err;
+
+	if (!in || !wg_peers || !egress_slot || !egress_ids || !wg_slot || !policy_ids)
+		DIE("out of memory");
+	for (unsigned i = 0; i < c->n_sas; i++)
+		if (c->sas[i].dir == EG_SA_DIR_IN)
+			in[n_in++] = (struct eg_table_spi){.spi = c->sas[i].spi, .slot = i};
+	for (unsigned i = 0; i < c->wg.n_peers; i++)
+		wg_peers[i] = (struct eg_table_wg_peer){.slot = i, .allowed = c->wg.peers[i].allowed,
+							.n_allowed = c->wg.peers[i].n_allowed};
 	for (unsigned e = 0; e < c->n_egresses; e++) {
 		int pi = c->egresses[e].type == EG_EGRESS_WIREGUARD ? eg_wg_peer_find(&c->wg, c->egresses[e].peer) : -1;
 
 		wg_slot[e] = pi >= 0 ? (uint32_t)pi : EG_TABLE_NO_SA;
-	}
-	for (unsigned e = 0; e < c->n_egresses; e++) {
 		egress_ids[e] = e;
 		egress_slot[e] = EG_TABLE_NO_SA;
 		for (unsigned i = 0; i < c->n_sas; i++)
@@ -223,21 +236,36 @@ void dp_offline_publish(struct dp_offline *f)
 
 	struct eg_table_input ti = {
 		.dp = &c->dataplane, .egresses = c->egresses, .n_egresses = c->n_egresses, .egress_ids = egress_ids,
-		.policies = c->policies, .n_policies = c->n_policies, .policy_ids = policy_ids,
-		.egress_sa_slot = egress_slot, .inbound = in, .n_inbound = n_in,
+		.egress_state = egress_state, .policies = c->policies, .n_policies = c->n_policies,
+		.policy_ids = policy_ids, .egress_sa_slot = egress_slot, .inbound = in, .n_inbound = n_in,
 		.egress_wg_slot = wg_slot, .wg_peers = wg_peers, .n_wg_peers = c->wg.n_peers,
 	};
 
-	eg_blob_init(&b, (size_t)c->dataplane.table_mb << 20);
-	if (eg_table_build(&ti, &b, &err) != 0)
+	eg_blob_init(b, (size_t)c->dataplane.table_mb << 20);
+	if (eg_table_build(&ti, b, &err) != 0)
 		DIE("table: %s: %s", err.path, err.msg);
-	/* The caller's thread is the worker, between bursts: it holds no table now. */
-	eg_shm_quiescent(ctx->shm.hdr, f->w->shm);
+	free(in);
+	free(wg_peers);
+	free(egress_slot);
+	free(egress_ids);
+	free(wg_slot);
+	free(policy_ids);
+}
+
+void dp_offline_publish(struct dp_offline *f)
+{
+	struct dp_ctx *ctx = &f->ctx;
+	struct eg_blob b;
+	uint64_t gen;
+
+	install_sas_and_peers(f);
+	dp_offline_build_table(f, NULL, &b);
+	/* The caller's thread is the workers, between bursts: they hold no table now. */
+	for (unsigned i = 0; i < ctx->n_workers; i++)
+		eg_shm_quiescent(ctx->shm.hdr, ctx->workers[i].shm);
 	if (eg_shm_publish(ctx->shm.hdr, b.data, b.len, 0, &gen) != 0)
 		DIE("cannot publish the table");
 	eg_blob_free(&b);
-	free(in);
-	free(wg_peers);
 	f->table = eg_shm_table_acquire(ctx->shm.hdr, &gen);
 	dp_nat_service(ctx, rte_rdtsc());	/* the pools of the new table */
 	if (!f->table)
@@ -322,7 +350,12 @@ struct rte_mbuf *dp_offline_udp_frame(struct dp_offline *f, uint16_t port, const
 
 unsigned dp_offline_take_tx(struct dp_offline *f, uint16_t port, struct rte_mbuf **out, unsigned max)
 {
-	struct dp_tx_buffer *b = &f->w->tx[port];
+	return dp_offline_worker_take_tx(f->w, port, out, max);
+}
+
+unsigned dp_offline_worker_take_tx(struct dp_worker *w, uint16_t port, struct rte_mbuf **out, unsigned max)
+{
+	struct dp_tx_buffer *b = &w->tx[port];
 	unsigned n = b->n;
 
 	if (n > max)
@@ -343,7 +376,11 @@ uint16_t dp_offline_port(const struct dp_offline *f, const char *name)
 
 void dp_offline_drain(struct dp_offline *f)
 {
-	struct dp_worker *w = f->w;
+	dp_offline_worker_drain(f->w);
+}
+
+void dp_offline_worker_drain(struct dp_worker *w)
+{
 	struct rte_mbuf *pkts[DP_BURST];
 	struct dp_resolve_req req[DP_BURST];
 	unsigned n;

@@ -1,6 +1,6 @@
 /* A real dataplane context for tests and fuzz harnesses, without lcores or a control
- * process: EAL on net_null devices, the config, the mbuf pool, shared memory, one worker
- * made as dataplane/main.c makes it, ports, routes and static neighbours; SA slots filled
+ * process: EAL on net_null devices, the config, the mbuf pool, shared memory, the config's
+ * workers (one unless it says more) made as dataplane/main.c makes them, ports, routes and static neighbours; SA slots filled
  * the way control/ipsec.c fills them, WireGuard peers installed (peer i in slot i, no
  * keypairs) and a table published from the config. Frames go
  * through dp_worker_process on the test's own thread. Every failure aborts. */
@@ -21,7 +21,7 @@
 
 struct dp_offline {
 	struct dp_ctx ctx;
-	struct dp_worker *w;
+	struct dp_worker *w;			/* worker 0 of ctx.workers[ctx.n_workers] */
 	const struct eg_table_hdr *table;	/* after dp_offline_publish */
 };
 
@@ -35,6 +35,12 @@ void dp_offline_start(struct dp_offline *f, const char *name, const char *config
 /* Every SA of the config installed and ACTIVE, the i-th in slot i; then a table with the
  * config's egresses (an ipsec egress names its sa_out's slot), policies and inbound SAs. */
 void dp_offline_publish(struct dp_offline *f);
+
+/* The table dp_offline_publish publishes, with each egress in the state egress_state
+ * gives it (enum eg_path_state per config egress; NULL: all up), built into b (which the
+ * caller frees): for a caller that publishes tables of its own. */
+struct eg_blob;
+void dp_offline_build_table(struct dp_offline *f, const uint8_t *egress_state, struct eg_blob *b);
 
 /* The slot of the config's SA spi in direction dir (EG_SA_DIR_*). */
 struct eg_sa_slot *dp_offline_sa(struct dp_offline *f, uint32_t spi, uint8_t dir, uint32_t *slot);
@@ -59,6 +65,10 @@ struct rte_mbuf *dp_offline_udp_frame(struct dp_offline *f, uint16_t port, const
  * frames, or the test dies. */
 unsigned dp_offline_take_tx(struct dp_offline *f, uint16_t port, struct rte_mbuf **out, unsigned max);
 
+/* The same for any of the config's workers (dataplane.workers of them, default 1), for a
+ * caller that runs several on threads of its own, one thread per worker. */
+unsigned dp_offline_worker_take_tx(struct dp_worker *w, uint16_t port, struct rte_mbuf **out, unsigned max);
+
 /* Port index of a port name in the config. */
 uint16_t dp_offline_port(const struct dp_offline *f, const char *name);
 
@@ -68,5 +78,6 @@ void dp_offline_nat_tick(struct dp_offline *f, uint64_t now);
 
 /* Frames the worker handed to the service, and resolve requests, back to the pool. */
 void dp_offline_drain(struct dp_offline *f);
+void dp_offline_worker_drain(struct dp_worker *w);
 
 #endif

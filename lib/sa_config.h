@@ -17,7 +17,7 @@ struct eg_egress_cfg;
 enum {
 	EG_SA_DIR_IN = 0,
 	EG_SA_DIR_OUT = 1,
-	EG_MAX_SAS = 1024,
+	EG_MAX_SAS = 4096,		/* 1,000 tunnels, in and out, and their rekeys overlapping */
 	EG_SA_KEY_MAX = 32,
 	EG_SA_SALT_LEN = 4,		/* RFC 4106 section 4 / RFC 7634 section 2: the nonce salt */
 	EG_SA_DEFAULT_WINDOW = 1024,
