@@ -7,10 +7,15 @@
  * of them) beside plain direct forwarding of the same frames, measured in the same run.
  *
  *   egress-bench [--scenarios LIST] [--sizes LIST] [--packets N] [--flows N] [--repeat N] [--rules N]
- *                [--check] [--json FILE|-] [--no-ceiling]
+ *                [--tunnels N] [--workers N | --scaling | --churn RATE] [--check] [--json FILE|-]
+ *                [--no-ceiling]
  *
  * Each case runs --repeat times (default 3) and the fastest run is reported, for the
- * ceiling too.
+ * reference too. The reference, and the ratio to it, depend on the mode:
+ *   - by default, the raw AEAD ceiling (tunnels) or plain direct forwarding (direct-snat);
+ *   - --scaling: the same case on one worker, against all the workers the CPUs allow;
+ *   - --churn RATE: the same case with no table publishes, against RATE publishes a second
+ *     (churn.c) on a second CPU.
  *
  * --check verifies every output frame (sealed frames are opened again, by the library
  * the worker does not use where there is one) and that the counters add up; it exits 1
@@ -24,6 +29,7 @@
 #include <sodium.h>
 
 #include "ceiling.h"
+#include "churn.h"
 #include "scenario.h"
 
 static const struct bench_size sizes[] = {
@@ -38,14 +44,17 @@ enum { N_SIZES = sizeof(sizes) / sizeof(sizes[0]) };
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: egress-bench [--scenarios LIST] [--sizes LIST] [--packets N] [--flows N] [--repeat N]\n"
-		   "                    [--rules N] [--check] [--json FILE|-] [--no-ceiling]\n"
+		   "                    [--rules N] [--tunnels N] [--workers N | --scaling | --churn RATE]\n"
+		   "                    [--check] [--json FILE|-] [--no-ceiling]\n"
 		   "  scenarios:");
 	for (unsigned i = 0; i < bench_n_scenarios; i++)
 		fprintf(f, " %s", bench_scenarios[i].name);
 	fprintf(f, " (default all)\n  sizes: 64 512 1420 imix (default all)\n"
 		   "  packets: per scenario and size (default 2000000); flows: UDP flows (default 1024);\n"
 		   "  repeat: runs per case, the fastest reported (default 3);\n"
-		   "  rules: classifier rules every packet passes before its own (default 0)\n");
+		   "  rules: classifier rules every packet passes before its own (default 0);\n"
+		   "  tunnels: ESP-128 tunnels and WireGuard peers the esp-gcm128-* and wg-* flows spread over (default 1);\n"
+		   "  workers: workers at once (default 1); scaling: 1 worker against all; churn: table publishes a second\n");
 }
 
 /* Whether name is in a comma-separated list (NULL: all). */
@@ -88,6 +97,75 @@ static int ceiling_for(const struct bench_scenario *s, const struct bench_size *
 	return 0;
 }
 
+enum mode { MODE_CEILING, MODE_SCALING, MODE_CHURN };
+
+struct options {
+	enum mode mode;
+	uint64_t packets;
+	unsigned flows, repeat, workers, churn_rate;
+	bool check, ceiling;
+};
+
+/* One case measured against its reference, the best of o->repeat runs of each. */
+struct outcome {
+	struct bench_result r;
+	struct bench_ceiling c;			/* c.mpps: the reference's rate */
+	unsigned workers, ref_workers;
+};
+
+static int measure(const struct options *o, const struct bench_scenario *s, const struct bench_size *z,
+		   struct outcome *out)
+{
+	struct bench_run_opts run = {.flows = o->flows, .check = o->check,
+				     .churn_rate = o->mode == MODE_CHURN ? o->churn_rate : 0},
+			      quiet = {.flows = o->flows};
+
+	memset(out, 0, sizeof(*out));
+	out->workers = o->mode == MODE_SCALING ? bench_workers() : o->workers;
+	out->ref_workers = o->mode == MODE_SCALING ? 1 : out->workers;
+	run.lanes = out->workers;
+	quiet.lanes = out->ref_workers;
+	/* The best of a few runs, for us and the reference alike: on a shared machine the slow
+	 * runs measure the neighbours. */
+	for (unsigned k = 0; k < o->repeat; k++) {
+		struct bench_result rk, ref;
+		struct bench_ceiling ck = {0};
+
+		if (bench_run(s, z, o->packets, &run, &rk) != 0)
+			return -1;
+		if (k == 0 || rk.mpps > out->r.mpps || !bench_clean(&rk))
+			out->r = rk;
+		switch (o->mode) {
+		case MODE_CEILING:
+			if (o->ceiling && s->tunnel != BENCH_NONE && ceiling_for(s, z, o->packets, &ck) != 0) {
+				fprintf(stderr, "egress-bench: %s: the AEAD ceiling could not be measured\n", s->name);
+				return -1;
+			}
+			if (s->snat) {	/* the reference: the same frames without NAT */
+				if (bench_run(&bench_scenarios[0], z, o->packets, &quiet, &ref) != 0)
+					return -1;
+				ck.mpps = ref.mpps;
+			}
+			break;
+		case MODE_SCALING:
+		case MODE_CHURN:	/* the same case: on one worker, or with no publishes */
+			if (bench_run(s, z, o->packets, &quiet, &ref) != 0)
+				return -1;
+			ck.mpps = ref.mpps;
+			break;
+		}
+		if (ck.mpps > out->c.mpps)
+			out->c = ck;
+		if (!bench_clean(&out->r))
+			break;
+	}
+	return 0;
+}
+
+static const char *const reference_name[] = {
+	[MODE_CEILING] = "CEILING", [MODE_SCALING] = "1 WORKER", [MODE_CHURN] = "NO CHURN"};
+static const char *const mode_name[] = {[MODE_CEILING] = "ceiling", [MODE_SCALING] = "scaling", [MODE_CHURN] = "churn"};
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -95,44 +173,64 @@ int main(int argc, char **argv)
 		{"packets", required_argument, NULL, 'n'}, {"flows", required_argument, NULL, 'f'},
 		{"check", no_argument, NULL, 'c'}, {"no-ceiling", no_argument, NULL, 'C'},
 		{"repeat", required_argument, NULL, 'r'}, {"json", required_argument, NULL, 'j'},
-		{"rules", required_argument, NULL, 'R'},
+		{"rules", required_argument, NULL, 'R'}, {"tunnels", required_argument, NULL, 'T'},
+		{"workers", required_argument, NULL, 'w'}, {"scaling", no_argument, NULL, 'S'},
+		{"churn", required_argument, NULL, 'u'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	const char *scen_list = NULL, *size_list = NULL, *json_out = NULL;
-	uint64_t packets = 2000000;
-	unsigned flows = 1024, repeat = 3, rules = 0, n_rules;
-	bool check = false, bad = false, ceiling = true;
+	struct options o = {.mode = MODE_CEILING, .packets = 2000000, .flows = 1024, .repeat = 3, .workers = 1,
+			    .ceiling = true};
+	unsigned rules = 0, tunnels = 1, n_rules, modes = 0;
+	bool bad = false;
 	json_t *results = json_array();
-	int o;
+	int opt;
 
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
 		case 's': scen_list = optarg; break;
 		case 'z': size_list = optarg; break;
-		case 'n': packets = strtoull(optarg, NULL, 10); break;
-		case 'f': flows = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'r': repeat = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'n': o.packets = strtoull(optarg, NULL, 10); break;
+		case 'f': o.flows = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'r': o.repeat = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'R': rules = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'c': check = true; break;
-		case 'C': ceiling = false; break;
+		case 'T': tunnels = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'w': o.workers = (unsigned)strtoul(optarg, NULL, 10); modes++; break;
+		case 'S': o.mode = MODE_SCALING; modes++; break;
+		case 'u': o.mode = MODE_CHURN; o.churn_rate = (unsigned)strtoul(optarg, NULL, 10); modes++; break;
+		case 'c': o.check = true; break;
+		case 'C': o.ceiling = false; break;
 		case 'j': json_out = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (packets == 0 || flows == 0 || flows > (1u << 20) || repeat == 0 || repeat > 100) {
-		fprintf(stderr, "egress-bench: --packets must be > 0, --flows 1..1048576, --repeat 1..100\n");
+	if (o.packets == 0 || o.flows == 0 || o.flows > (1u << 20) || o.repeat == 0 || o.repeat > 100 ||
+	    tunnels == 0 || tunnels > BENCH_MAX_TUNNELS || o.workers == 0 || modes > 1 ||
+	    (o.mode == MODE_CHURN && (o.churn_rate == 0 || o.churn_rate > 100000))) {
+		fprintf(stderr, "egress-bench: --packets must be > 0, --flows 1..1048576, --repeat 1..100, --tunnels 1..%u,\n"
+				"  --churn 1..100000 publishes a second, and one of --workers, --scaling and --churn\n",
+			BENCH_MAX_TUNNELS);
 		return 2;
 	}
 	if (sodium_init() < 0)
 		return 2;
-	n_rules = bench_context_start(rules);
+	n_rules = bench_context_start(rules, tunnels);
+	if (o.workers > bench_workers()) {
+		fprintf(stderr, "egress-bench: --workers %u, but the CPUs allow %u\n", o.workers, bench_workers());
+		return 2;
+	}
 
 	FILE *tab = json_out && strcmp(json_out, "-") == 0 ? stderr : stdout;
 
-	fprintf(tab, "%u classifier rules; %u flows\n", n_rules, flows);
-
-	fprintf(tab, "%-18s %5s %9s %8s %8s %10s %11s %6s%s\n", "SCENARIO", "SIZE", "PACKETS", "MPPS", "GBIT/S",
-		"CYCLES/PKT", "CEILING", "RATIO", check ? "  CHECK" : "");
+	fprintf(tab, "%u classifier rules; %u flows; %u tunnel%s; %u worker%s%s", n_rules, o.flows, tunnels,
+		tunnels == 1 ? "" : "s", o.mode == MODE_SCALING ? bench_workers() : o.workers,
+		(o.mode == MODE_SCALING ? bench_workers() : o.workers) == 1 ? "" : "s",
+		o.mode == MODE_SCALING ? " against 1" : "");
+	if (o.mode == MODE_CHURN)
+		fprintf(tab, "; %u table publishes a second against none", o.churn_rate);
+	fprintf(tab, "\n%-18s %5s %9s %8s %8s %10s %11s %6s%s%s\n", "SCENARIO", "SIZE", "PACKETS", "MPPS", "GBIT/S",
+		"CYCLES/PKT", reference_name[o.mode], "RATIO", o.mode == MODE_CHURN ? "  PUB/S" : "",
+		o.check ? "  CHECK" : "");
 	for (unsigned si = 0; si < bench_n_scenarios; si++) {
 		const struct bench_scenario *s = &bench_scenarios[si];
 
@@ -140,66 +238,57 @@ int main(int argc, char **argv)
 			continue;
 		for (unsigned zi = 0; zi < N_SIZES; zi++) {
 			const struct bench_size *z = &sizes[zi];
-			struct bench_result r;
-			struct bench_ceiling c = {0};
-			double ratio = 0;
+			struct outcome out;
+			const struct bench_result *r = &out.r;
+			double ratio = 0, pub_s = 0;
 			bool ok;
 
 			if (!listed(size_list, z->label))
 				continue;
-			/* The best of a few runs, for us and the ceiling alike: on a shared machine
-			 * the slow runs measure the neighbours. */
-			for (unsigned k = 0; k < repeat; k++) {
-				struct bench_result rk;
-				struct bench_ceiling ck = {0};
-
-				bench_run(s, z, packets, flows, check, &rk);
-				if (k == 0 || rk.mpps > r.mpps || !bench_clean(&rk))
-					r = rk;
-				if (ceiling && s->tunnel != BENCH_NONE && ceiling_for(s, z, packets, &ck) != 0) {
-					fprintf(stderr, "egress-bench: %s: the AEAD ceiling could not be measured\n",
-						s->name);
-					return 2;
-				}
-				if (s->snat) {	/* the reference: the same frames without NAT */
-					struct bench_result d;
-
-					bench_run(&bench_scenarios[0], z, packets, flows, false, &d);
-					ck.mpps = d.mpps;
-				}
-				if (ck.mpps > c.mpps)
-					c = ck;
-				if (!bench_clean(&r))
-					break;
-			}
-			if (c.mpps > 0)
-				ratio = r.mpps / c.mpps;
-			ok = !check || (bench_clean(&r) && r.checked == r.packets);
+			if (measure(&o, s, z, &out) != 0)
+				return 2;
+			if (out.c.mpps > 0)
+				ratio = r->mpps / out.c.mpps;
+			if (r->churn.seconds > 0)
+				pub_s = (double)r->churn.publishes / r->churn.seconds;
+			/* Under churn, checking also asks that tables did change under the workers. */
+			ok = !o.check || (bench_clean(r) && r->checked == r->packets &&
+					  (o.mode != MODE_CHURN || r->churn.publishes > 0));
 			bad |= !ok;
-			char ceil_s[16] = "-", ratio_s[16] = "-";
+			char ceil_s[16] = "-", ratio_s[16] = "-", pub[24] = "";
 
-			if (c.mpps > 0) {
-				snprintf(ceil_s, sizeof(ceil_s), "%.2f", c.mpps);
-				snprintf(ratio_s, sizeof(ratio_s), "%.0f%%", 100 * ratio);
+			if (out.c.mpps > 0) {
+				snprintf(ceil_s, sizeof(ceil_s), "%.2f", out.c.mpps);
+				if (o.mode == MODE_SCALING)
+					snprintf(ratio_s, sizeof(ratio_s), "%.2fx", ratio);
+				else
+					snprintf(ratio_s, sizeof(ratio_s), "%.0f%%", 100 * ratio);
 			}
-			fprintf(tab, "%-18s %5s %9llu %8.2f %8.2f %10.0f %11s %6s%s\n", s->name, z->label,
-				(unsigned long long)r.packets, r.mpps, r.gbps, r.cycles_per_packet, ceil_s, ratio_s,
-				check ? (ok ? "  ok" : "  FAIL") : "");
+			if (o.mode == MODE_CHURN)
+				snprintf(pub, sizeof(pub), "  %5.0f", pub_s);
+			fprintf(tab, "%-18s %5s %9llu %8.2f %8.2f %10.0f %11s %6s%s%s\n", s->name, z->label,
+				(unsigned long long)r->packets, r->mpps, r->gbps, r->cycles_per_packet, ceil_s, ratio_s, pub,
+				o.check ? (ok ? "  ok" : "  FAIL") : "");
 			if (!ok)
 				fprintf(stderr,
 					"egress-bench: %s %s: %llu in, %llu out, %llu dropped, %llu of %llu checked "
-					"frames wrong\n",
-					s->name, z->label, (unsigned long long)r.packets, (unsigned long long)r.out_packets,
-					(unsigned long long)r.drops, (unsigned long long)r.check_failures,
-					(unsigned long long)r.checked);
-			json_array_append_new(
-				results,
-				json_pack("{s:s,s:s,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:b}", "scenario", s->name,
-					  "size", z->label, "packets", (json_int_t)r.packets, "out_packets",
-					  (json_int_t)r.out_packets, "drops", (json_int_t)r.drops, "mpps", r.mpps,
-					  "gbps", r.gbps, "cycles_per_packet", r.cycles_per_packet, "ceiling_mpps",
-					  c.mpps, "ceiling_burst_mpps", c.burst_mpps, "ceiling_direct_mpps",
-					  c.direct_mpps, "ratio", ratio, "checked", check && ok));
+					"frames wrong; %llu table publishes\n",
+					s->name, z->label, (unsigned long long)r->packets, (unsigned long long)r->out_packets,
+					(unsigned long long)r->drops, (unsigned long long)r->check_failures,
+					(unsigned long long)r->checked, (unsigned long long)r->churn.publishes);
+			json_t *row = json_pack(
+				"{s:s,s:s,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:b,s:I,s:I}", "scenario", s->name, "size",
+				z->label, "packets", (json_int_t)r->packets, "out_packets", (json_int_t)r->out_packets, "drops",
+				(json_int_t)r->drops, "mpps", r->mpps, "gbps", r->gbps, "cycles_per_packet",
+				r->cycles_per_packet, "reference_mpps", out.c.mpps, "ceiling_burst_mpps", out.c.burst_mpps,
+				"ceiling_direct_mpps", out.c.direct_mpps, "ratio", ratio, "checked", o.check && ok, "workers",
+				(json_int_t)out.workers, "reference_workers", (json_int_t)out.ref_workers);
+
+			if (o.mode == MODE_CHURN) {
+				json_object_set_new(row, "publishes_per_s", json_real(pub_s));
+				json_object_set_new(row, "publish_timeouts", json_integer((json_int_t)r->churn.timeouts));
+			}
+			json_array_append_new(results, row);
 		}
 	}
 	uint64_t made;
@@ -211,9 +300,11 @@ int main(int argc, char **argv)
 			"session) took %.0f cycles; %.0f bytes of shared memory per session held\n",
 			(unsigned long long)made, each, bytes);
 	if (json_out) {
-		json_t *doc = json_pack("{s:s,s:I,s:I,s:I,s:I,s:o}", "ipsec_mb", IMB_VERSION_STR, "tsc_hz",
-					(json_int_t)bench_tsc_hz(), "flows", (json_int_t)flows, "rules",
-					(json_int_t)n_rules, "repeat", (json_int_t)repeat, "results", results);
+		json_t *doc = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "ipsec_mb", IMB_VERSION_STR, "mode",
+					mode_name[o.mode], "tsc_hz", (json_int_t)bench_tsc_hz(), "flows",
+					(json_int_t)o.flows, "rules", (json_int_t)n_rules, "tunnels", (json_int_t)tunnels,
+					"churn_rate", (json_int_t)o.churn_rate, "repeat", (json_int_t)o.repeat,
+					"results", results);
 
 		if (strcmp(json_out, "-") == 0)
 			json_dumpf(doc, stdout, JSON_INDENT(2));

@@ -1,16 +1,24 @@
 #include "scenario.h"
 
+#include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_ether.h>
 #include <rte_ip.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_pause.h>
 #include <rte_udp.h>
 
+#include "churn.h"
 #include "drop_reasons.h"
 #include "offline.h"
 #include "replay.h"
@@ -31,9 +39,12 @@
 /* The policies send 198.51.100.0/24 direct and 10.21/10.22/10.20.0.0/16 into the tunnels;
  * the gen-* ones seal packets from those networks to the site host, which, turned around,
  * are what the decap scenarios receive. Each SA and the peer's keypair serve both
- * directions with one key, so what we seal we can open. */
-static const char config_fmt[] =
-	"{\"instance\": \"%s\", \"dataplane\": {\"workers\": 1, \"idle_backoff\": false, \"table_mb\": 8,"
+ * directions with one key, so what we seal we can open. The config is put together in
+ * pieces (config_text) because --rules and --tunnels add to several of its lists. The
+ * spare egress and the failover policy are for table churn: publishes alternate between
+ * tables where spare is up and down, as a path's probes would flip it. */
+static const char cfg_head[] =
+	"{\"instance\": \"%s\", \"dataplane\": {\"workers\": @W, \"idle_backoff\": false, \"table_mb\": @T,"
 	" \"nat\": {\"sessions\": 1100000, \"hosts\": 1024, \"ports_per_block\": 512, \"blocks_per_host\": 32},"
 	" \"ports\": ["
 	"  {\"name\": \"lan0\", \"role\": \"site\", \"device\": \"net_null0\", \"ipv4\": \"10.10.0.1/24\","
@@ -41,30 +52,33 @@ static const char config_fmt[] =
 	"  {\"name\": \"wan0\", \"role\": \"uplink\", \"device\": \"net_null1\", \"ipv4\": \"192.0.2.1/24\","
 	"   \"gateway\": \"192.0.2.254\", \"mac\": \"02:00:00:00:01:01\","
 	"   \"neighbours\": [{\"ip\": \"192.0.2.254\", \"mac\": \"02:00:00:00:01:fe\"},"
-	"                  {\"ip\": \"192.0.2.9\", \"mac\": \"02:00:00:00:01:09\"}]}]},"
-	" \"ipsec\": {\"sas\": ["
+	"                  {\"ip\": \"192.0.2.9\", \"mac\": \"02:00:00:00:01:09\"}]}]},";
+static const char cfg_sas[] =
 	"  {\"spi\": 256, \"direction\": \"out\", \"local\": \"192.0.2.1\", \"remote\": \"192.0.2.254\", \"aead\": \"aes-gcm-128\", \"key\": \"" K128 "\"},"
-	"  {\"spi\": 256, \"direction\": \"in\", \"local\": \"192.0.2.1\", \"remote\": \"192.0.2.254\", \"aead\": \"aes-gcm-128\", \"key\": \"" K128 "\"},"
+	"  {\"spi\": 256, \"direction\": \"in\", \"local\": \"192.0.2.1\", \"remote\": \"192.0.2.254\", \"aead\": \"aes-gcm-128\", \"key\": \"" K128 "\", \"replay_window\": 4096},"
 	"  {\"spi\": 512, \"direction\": \"out\", \"local\": \"192.0.2.1\", \"remote\": \"192.0.2.254\", \"aead\": \"aes-gcm-256\", \"key\": \"" K256 "\"},"
-	"  {\"spi\": 512, \"direction\": \"in\", \"local\": \"192.0.2.1\", \"remote\": \"192.0.2.254\", \"aead\": \"aes-gcm-256\", \"key\": \"" K256 "\"}]},"
-	" \"wireguard\": {\"private_key\": \"" WG_OUR_KEY "\", \"listen_port\": 51820,"
-	"  \"peers\": [{\"name\": \"peer\", \"public_key\": \"" WG_PEER_PUB "\", \"endpoint\": \"192.0.2.9:51000\","
-	"   \"allowed_ips\": [\"10.20.0.0/16\"]}]},"
-	" \"egresses\": [{\"name\": \"direct\", \"type\": \"direct\", \"port\": \"wan0\"},"
+	"  {\"spi\": 512, \"direction\": \"in\", \"local\": \"192.0.2.1\", \"remote\": \"192.0.2.254\", \"aead\": \"aes-gcm-256\", \"key\": \"" K256 "\", \"replay_window\": 4096}";
+static const char cfg_peers[] =
+	"  {\"name\": \"peer\", \"public_key\": \"" WG_PEER_PUB "\", \"endpoint\": \"192.0.2.9:51000\","
+	"   \"allowed_ips\": [\"10.20.0.0/16\"]}";
+static const char cfg_egresses[] =
+	"  {\"name\": \"direct\", \"type\": \"direct\", \"port\": \"wan0\"},"
 	"  {\"name\": \"direct-snat\", \"type\": \"direct\", \"port\": \"wan0\","
 	"   \"snat\": {\"pool\": [\"192.0.2.100\", \"192.0.2.101\"]}},"
 	"  {\"name\": \"esp128\", \"type\": \"ipsec\", \"sa_out\": 256, \"sa_in\": 256},"
 	"  {\"name\": \"esp256\", \"type\": \"ipsec\", \"sa_out\": 512, \"sa_in\": 512},"
-	"  {\"name\": \"wg\", \"type\": \"wireguard\", \"peer\": \"peer\"}],"
-	" \"policies\": ["
+	"  {\"name\": \"wg\", \"type\": \"wireguard\", \"peer\": \"peer\"},"
+	"  {\"name\": \"spare\", \"type\": \"direct\", \"port\": \"wan0\"}";
+static const char cfg_policies[] =
 	"  {\"name\": \"direct\", \"priority\": 10, \"match\": {\"dst\": [\"198.51.100.0/24\"]}, \"egresses\": [\"direct\"], \"strategy\": \"pinned\"},"
 	"  {\"name\": \"direct-snat\", \"priority\": 14, \"match\": {\"dst\": [\"198.51.101.0/24\"]}, \"egresses\": [\"direct-snat\"], \"strategy\": \"pinned\"},"
 	"  {\"name\": \"esp128\", \"priority\": 11, \"match\": {\"dst\": [\"10.21.0.0/16\"]}, \"egresses\": [\"esp128\"], \"strategy\": \"pinned\"},"
 	"  {\"name\": \"esp256\", \"priority\": 12, \"match\": {\"dst\": [\"10.22.0.0/16\"]}, \"egresses\": [\"esp256\"], \"strategy\": \"pinned\"},"
 	"  {\"name\": \"wg\", \"priority\": 13, \"match\": {\"dst\": [\"10.20.0.0/16\"]}, \"egresses\": [\"wg\"], \"strategy\": \"pinned\"},"
+	"  {\"name\": \"failover\", \"priority\": 15, \"match\": {\"dst\": [\"203.0.113.0/24\"]}, \"egresses\": [\"spare\", \"direct\"]},"
 	"  {\"name\": \"gen-esp128\", \"priority\": 20, \"match\": {\"src\": [\"10.21.0.0/16\"]}, \"egresses\": [\"esp128\"], \"strategy\": \"pinned\"},"
 	"  {\"name\": \"gen-esp256\", \"priority\": 21, \"match\": {\"src\": [\"10.22.0.0/16\"]}, \"egresses\": [\"esp256\"], \"strategy\": \"pinned\"},"
-	"  {\"name\": \"gen-wg\", \"priority\": 22, \"match\": {\"src\": [\"10.20.0.0/16\"]}, \"egresses\": [\"wg\"], \"strategy\": \"pinned\"}]}";
+	"  {\"name\": \"gen-wg\", \"priority\": 22, \"match\": {\"src\": [\"10.20.0.0/16\"]}, \"egresses\": [\"wg\"], \"strategy\": \"pinned\"}";
 
 const struct bench_scenario bench_scenarios[] = {
 	{"direct", BENCH_DIRECT, BENCH_NONE, EG_AEAD_NONE, 0, false},
@@ -79,12 +93,18 @@ const struct bench_scenario bench_scenarios[] = {
 const unsigned bench_n_scenarios = sizeof(bench_scenarios) / sizeof(bench_scenarios[0]);
 
 enum {
-	INPUTS = 1056,			/* distinct input frames: 33 bursts, 88 IMIX patterns */
+	INPUTS = 1056,			/* distinct input frames per lane: 33 bursts, 88 IMIX patterns */
 	BURST = 32,
+	ROUND = INPUTS / BURST,		/* bursts before a lane's inputs come round again */
 	ETH = 14, IP4 = 20, UDP = 8,
 	ESP_HDR = 8, ESP_IV = 8, ICV = 16,
-	WG_INDEX = 0x5a5a0001,		/* peer slot 0, keypair 1 */
+	WG_RANDOM = 0x5a5a,		/* the random half of our receiver indexes */
+	KP = 1,				/* the keypair position the bench installs */
 	SITE_HOST = DP_IPV4(10, 10, 0, 2),
+	TUNNEL_SPI = 4096,		/* --tunnels: the ESP SAs' SPIs from here */
+	TUNNEL_ESP_NET = 32,		/* --tunnels: tunnel t's network is 10.(NET + t/256).(t%256).0/24 */
+	TUNNEL_WG_NET = 48,
+	TUNNEL_PRIORITY = 30,
 };
 
 static const uint8_t site_mac[6] = {0x02, 0, 0, 0, 0, 0x02}, gateway_mac[6] = {0x02, 0, 0, 0, 0x01, 0xfe},
@@ -92,10 +112,9 @@ static const uint8_t site_mac[6] = {0x02, 0, 0, 0, 0, 0x02}, gateway_mac[6] = {0
 
 static struct dp_offline fx;
 static uint16_t lan, wan;
-static struct eg_wg_keypair *wg_kp;
-static struct wg_keypair wg_keys;		/* the same keys for libsodium, to check */
-static struct eg_aead_ctx check_aead;
-static struct eg_aead_key *esp_key[2];		/* AES-GCM-128, -256 */
+static unsigned n_tunnels = 1;			/* --tunnels */
+static struct wg_keypair wg_keys;		/* the keypairs' keys for libsodium, to check */
+static struct eg_aead_key *esp_key[2];		/* AES-GCM-128, -256: every SA of one has the same */
 static uint8_t esp_salt[2][4];
 
 struct frame {
@@ -103,82 +122,181 @@ struct frame {
 	uint8_t data[1536];
 };
 
-static struct frame *inputs, *inners;	/* what goes in; for decap, the packets before sealing */
+/* What goes in, per lane (INPUTS frames each); for decap, the packets before sealing. */
+static struct frame *inputs, *inners;
 
 enum { FILL_PER_POLICY = 256 };		/* destinations per filler policy (the most a list holds) */
 
-/* config_fmt with the filler policies in front of the scenarios' and room in the table
- * slot for their rules. Caller frees. */
-static char *config_with_rules(unsigned rules)
-{
-	/* At most 20 bytes per destination, 128 per policy around them. */
-	size_t cap = sizeof(config_fmt) + (size_t)rules * 24 + ((size_t)rules / FILL_PER_POLICY + 1) * 128, len;
-	char *s = malloc(cap), *at;
-	const char *tail = strstr(config_fmt, " \"policies\": [");
+/* A growing string for the config. */
+struct text {
+	char *s;
+	size_t len, cap;
+};
 
-	if (!s || !tail)
-		DIE("out of memory");
-	len = (size_t)(tail - config_fmt);
-	memcpy(s, config_fmt, len);
-	at = s + len;
-	at += sprintf(at, " \"policies\": [");
+static void add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			DIE("config text");
+		if ((size_t)n < t->cap - t->len)
+			break;
+		t->cap = 2 * t->cap + (size_t)n + 1;
+		t->s = realloc(t->s, t->cap);
+		if (!t->s)
+			DIE("out of memory");
+	}
+	t->len += (size_t)n;
+}
+
+/* Whether the scenario runs over the --tunnels set (ESP AES-GCM-128 and WireGuard) rather
+ * than its single tunnel. */
+static bool over_tunnels(const struct bench_scenario *s)
+{
+	return n_tunnels > 1 && (s->tunnel == BENCH_WG || s->alg == EG_AEAD_AES_GCM_128);
+}
+
+/* The network of tunnel t (of --tunnels), host order. */
+static uint32_t tunnel_net(const struct bench_scenario *s, unsigned t)
+{
+	return DP_IPV4(10, (s->tunnel == BENCH_WG ? TUNNEL_WG_NET : TUNNEL_ESP_NET) + t / 256, t % 256, 0);
+}
+
+/* A public key for --tunnels peer t (of a private key no one keeps). */
+static void tunnel_peer_key(unsigned t, char b64[64])
+{
+	uint8_t sk[32], pk[32];
+
+	memset(sk, 0, sizeof(sk));
+	memcpy(sk + 1, &t, sizeof(t));	/* not byte 0, whose low bits X25519 clears */
+	sk[31] = 0x42;
+	if (crypto_scalarmult_base(pk, sk) != 0)
+		DIE("peer key");
+	sodium_bin2base64(b64, 64, pk, sizeof(pk), sodium_base64_VARIANT_ORIGINAL);
+}
+
+/* The config: the pieces above, with workers workers, rules filler rules in front of the
+ * scenarios' policies (policies of /32 destinations in 100.64.0.0/10 no packet matches),
+ * and tunnels > 1 ESP tunnels and WireGuard peers, each with its own /24. Caller frees. */
+static char *config_text(unsigned workers, unsigned rules, unsigned tunnels)
+{
+	struct text t = {0};
+	const char *w = strstr(cfg_head, "@W"), *mb = strstr(cfg_head, "@T");
+
+	/* Rules take room in the table slot: 64 MiB holds a million. */
+	add(&t, "%.*s%u%.*s%u%s", (int)(w - cfg_head), cfg_head, workers, (int)(mb - w - 2), w + 2,
+	    rules > 1000 || tunnels > 1 ? 64 : 8, mb + 2);
+	add(&t, " \"ipsec\": {\"sas\": [%s", cfg_sas);
+	for (unsigned i = 0; tunnels > 1 && i < tunnels; i++)
+		for (unsigned in = 0; in < 2; in++)
+			add(&t, ", {\"spi\": %u, \"direction\": \"%s\", \"local\": \"192.0.2.1\", \"remote\": \"192.0.2.254\","
+				" \"aead\": \"aes-gcm-128\", \"key\": \"" K128 "\"%s}",
+			    TUNNEL_SPI + i, in ? "in" : "out", in ? ", \"replay_window\": 4096" : "");
+	add(&t, "]}, \"wireguard\": {\"private_key\": \"" WG_OUR_KEY "\", \"listen_port\": 51820, \"peers\": [%s", cfg_peers);
+	for (unsigned i = 0; tunnels > 1 && i < tunnels; i++) {
+		char pk[64];
+
+		tunnel_peer_key(i, pk);
+		add(&t, ", {\"name\": \"p%u\", \"public_key\": \"%s\", \"endpoint\": \"192.0.2.9:51000\","
+			" \"allowed_ips\": [\"10.%u.%u.0/24\"]}", i, pk, TUNNEL_WG_NET + i / 256, i % 256);
+	}
+	add(&t, "]}, \"egresses\": [%s", cfg_egresses);
+	for (unsigned i = 0; tunnels > 1 && i < tunnels; i++)
+		add(&t, ", {\"name\": \"esp-t%u\", \"type\": \"ipsec\", \"sa_out\": %u, \"sa_in\": %u},"
+			" {\"name\": \"wg-t%u\", \"type\": \"wireguard\", \"peer\": \"p%u\"}",
+		    i, TUNNEL_SPI + i, TUNNEL_SPI + i, i, i);
+	add(&t, "], \"policies\": [");
 	for (unsigned p = 0; p * FILL_PER_POLICY < rules; p++) {
-		at += sprintf(at, "{\"name\": \"fill%u\", \"priority\": 1, \"egresses\": [\"direct\"], \"match\": {\"dst\": [", p);
+		add(&t, "{\"name\": \"fill%u\", \"priority\": 1, \"egresses\": [\"direct\"], \"match\": {\"dst\": [", p);
 		for (unsigned k = 0; k < FILL_PER_POLICY && p * FILL_PER_POLICY + k < rules; k++) {
 			unsigned r = p * FILL_PER_POLICY + k;
 
-			at += sprintf(at, "%s\"100.%u.%u.%u/32\"", k ? "," : "", 64 + (r >> 16), (r >> 8) & 0xff, r & 0xff);
+			add(&t, "%s\"100.%u.%u.%u/32\"", k ? "," : "", 64 + (r >> 16), (r >> 8) & 0xff, r & 0xff);
 		}
-		at += sprintf(at, "]}},");
+		add(&t, "]}},");
 	}
-	strcpy(at, tail + strlen(" \"policies\": ["));
-	/* Rules take room in the table slot: 64 MiB holds a million. */
-	char *mb = strstr(s, "\"table_mb\": 8");
-
-	if (mb && rules > 1000)
-		memcpy(mb, "\"table_mb\":64", 13);	/* as long as what it replaces */
-	return s;
+	add(&t, "%s", cfg_policies);
+	for (unsigned i = 0; tunnels > 1 && i < tunnels; i++)
+		for (unsigned wg = 0; wg < 2; wg++)
+			for (unsigned gen = 0; gen < 2; gen++)
+				add(&t, ", {\"name\": \"%s%s-t%u\", \"priority\": %u, \"match\": {\"%s\": [\"10.%u.%u.0/24\"]},"
+					" \"egresses\": [\"%s-t%u\"], \"strategy\": \"pinned\"}",
+				    gen ? "gen-" : "", wg ? "wg" : "esp", i, TUNNEL_PRIORITY, gen ? "src" : "dst",
+				    (wg ? TUNNEL_WG_NET : TUNNEL_ESP_NET) + i / 256, i % 256, wg ? "wg" : "esp", i);
+	add(&t, "]}");
+	return t.s;
 }
 
-unsigned bench_context_start(unsigned rules)
+/* The CPUs this process may run on: the workers the bench can run at once. */
+static unsigned cpus_available(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return 1;
+	return RTE_MIN((unsigned)CPU_COUNT(&set), (unsigned)BENCH_MAX_LANES);
+}
+
+unsigned bench_context_start(unsigned rules, unsigned tunnels)
 {
 	uint8_t key[32];
 	char *cfg;
 
 	if (rules > 4000000)
 		DIE("--rules: at most 4000000");
-	cfg = config_with_rules(rules);
-	dp_offline_start(&fx, "bench", cfg, 2048, 8192);
+	if (tunnels == 0 || tunnels > BENCH_MAX_TUNNELS)
+		DIE("--tunnels: 1..%u", BENCH_MAX_TUNNELS);
+	n_tunnels = tunnels;
+	cfg = config_text(cpus_available(), rules, tunnels);
+	dp_offline_start(&fx, "bench", cfg, 2048, 16384);
 	free(cfg);
 	dp_offline_publish(&fx);
 	lan = dp_offline_port(&fx, "lan0");
 	wan = dp_offline_port(&fx, "wan0");
 	for (unsigned i = 0; i < 32; i++)
 		key[i] = (uint8_t)(0x40 + i);
-	wg_kp = dp_offline_wg_keypair(&fx, 0, 1, key, key, WG_INDEX, WG_INDEX, true, 1);
+	/* Peer slot 0 is the single tunnel's peer; --tunnels peers follow. */
+	for (unsigned p = 0; p < (tunnels > 1 ? tunnels + 1 : 1); p++)
+		dp_offline_wg_keypair(&fx, p, KP, key, key, eg_wg_index(p, KP, WG_RANDOM), eg_wg_index(p, KP, WG_RANDOM),
+				      true, 1);
 	memcpy(wg_keys.send, key, 32);
 	memcpy(wg_keys.recv, key, 32);
-	wg_keys.local_index = wg_keys.remote_index = WG_INDEX;
-	if (eg_aead_ctx_init(&check_aead, fx.ctx.imb_arch) != 0)
-		DIE("no crypto manager");
-	/* The outbound SAs' keys, as the config gave them, to open what the worker seals. */
+	/* The outbound SAs' keys, as the config gave them, to open what the workers seal. */
 	for (unsigned i = 0; i < 2; i++) {
 		uint32_t slot;
 		const struct eg_sa_cfg *sa;
+		struct eg_aead_ctx c;
 
 		dp_offline_sa(&fx, i ? 512 : 256, EG_SA_DIR_OUT, &slot);
 		sa = &fx.ctx.cfg.sas[slot];
 		esp_key[i] = aligned_alloc(64, sizeof(*esp_key[i]));
 		memcpy(esp_salt[i], sa->salt, sizeof(esp_salt[i]));
-		if (!esp_key[i] || eg_aead_key_set(&check_aead, esp_key[i], i ? EG_AEAD_AES_GCM_256 : EG_AEAD_AES_GCM_128,
-						   sa->key, sa->key_len))
+		if (!esp_key[i] || eg_aead_ctx_init(&c, fx.ctx.imb_arch) != 0 ||
+		    eg_aead_key_set(&c, esp_key[i], i ? EG_AEAD_AES_GCM_256 : EG_AEAD_AES_GCM_128, sa->key, sa->key_len))
 			DIE("ESP check key");
+		eg_aead_ctx_free(&c);
 	}
-	inputs = calloc(INPUTS, sizeof(*inputs));
-	inners = calloc(INPUTS, sizeof(*inners));
+	inputs = calloc((size_t)INPUTS * fx.ctx.n_workers, sizeof(*inputs));
+	inners = calloc((size_t)INPUTS * fx.ctx.n_workers, sizeof(*inners));
 	if (!inputs || !inners)
 		DIE("out of memory");
 	return fx.table->n_rules;
+}
+
+struct dp_offline *bench_context(void)
+{
+	return &fx;
+}
+
+unsigned bench_workers(void)
+{
+	return fx.ctx.n_workers;
 }
 
 unsigned bench_imb_arch(void)
@@ -244,57 +362,78 @@ static struct rte_mbuf *to_mbuf(const struct frame *f)
 	return m;
 }
 
-/* Sends n frames through the worker on port in, and takes what leaves on port out. */
+/* Worker 0 processes a burst on the current table, as its loop would. */
+static void process(uint16_t in, struct rte_mbuf **pkts, unsigned n)
+{
+	uint64_t gen;
+
+	dp_worker_process(fx.w, eg_shm_table_acquire(fx.ctx.shm.hdr, &gen), in, pkts, (uint16_t)n);
+	eg_shm_quiescent(fx.ctx.shm.hdr, fx.w->shm);
+}
+
+/* Sends n frames through worker 0 on port in, and takes what leaves on port out. */
 static unsigned through(uint16_t in, struct rte_mbuf **pkts, unsigned n, uint16_t out, struct rte_mbuf **got)
 {
-	dp_worker_process(fx.w, fx.table, in, pkts, (uint16_t)n);
+	process(in, pkts, n);
 	n = dp_offline_take_tx(&fx, out, got, 2 * BURST);
 	dp_offline_drain(&fx);
 	return n;
 }
 
+/* Fresh replay windows for the scenario's inbound SAs or keypairs, so its inputs can be
+ * opened again. */
 static void reset_replay(const struct bench_scenario *s)
 {
-	if (s->tunnel == BENCH_WG) {
-		eg_replay_init(eg_wg_kp_replay(wg_kp), EG_WG_REPLAY_WINDOW);
-	} else {
-		struct eg_replay *r = eg_sa_replay(dp_offline_sa(&fx, s->alg == EG_AEAD_AES_GCM_128 ? 256 : 512,
-								 EG_SA_DIR_IN, NULL));
+	unsigned n = over_tunnels(s) ? n_tunnels : 1;
 
+	for (unsigned t = 0; t < n; t++) {
+		struct eg_replay *r;
+
+		if (s->tunnel == BENCH_WG)
+			r = eg_wg_kp_replay(eg_wg_kp(eg_shm_wg(fx.ctx.shm.hdr, over_tunnels(s) ? t + 1 : 0), KP));
+		else
+			r = eg_sa_replay(dp_offline_sa(&fx, over_tunnels(s) ? TUNNEL_SPI + t
+								 : s->alg == EG_AEAD_AES_GCM_128 ? 256 : 512,
+						       EG_SA_DIR_IN, NULL));
 		eg_replay_init(r, r->window);
 	}
 }
 
-/* The inputs for a size: site frames, or for decap, sealed frames turned around. */
-static void build_inputs(const struct bench_scenario *s, const struct bench_size *z, unsigned flows)
+/* The inputs of lanes lanes for a size: site frames (the same for every lane), or for
+ * decap, sealed frames turned around, the sequence numbers dealt to the lanes in turn as
+ * RSS would deal one tunnel's packets to the workers. Frame i of a lane goes to tunnel
+ * i % tunnels. */
+static void build_inputs(const struct bench_scenario *s, const struct bench_size *z, unsigned flows, unsigned lanes)
 {
-	uint32_t net = DP_IPV4(10, s->net, 0, 0);
+	unsigned tunnels = over_tunnels(s) ? n_tunnels : 1, n = s->kind == BENCH_DECAP ? INPUTS * lanes : INPUTS;
 
-	for (unsigned i = 0; i < INPUTS; i++) {
+	for (unsigned g = 0; g < n; g++) {
+		unsigned i = g / lanes, t = i % tunnels;	/* for decap: frame i of lane g % lanes */
 		uint16_t len = z->len[i % z->n];
+		uint32_t net = over_tunnels(s) ? tunnel_net(s, t) : DP_IPV4(10, s->net, 0, 0);
 
 		if (s->kind == BENCH_DIRECT)
-			site_frame(&inputs[i], lan, len, SITE_HOST, DP_IPV4(198, 51, s->snat ? 101 : 100, 1), 1024, i);
+			site_frame(&inputs[g], lan, len, SITE_HOST, DP_IPV4(198, 51, s->snat ? 101 : 100, 1), 1024, g);
 		else if (s->kind == BENCH_ENCAP)
-			site_frame(&inputs[i], lan, len, SITE_HOST, net | 1, 1024, i);
+			site_frame(&inputs[g], lan, len, SITE_HOST, net | 1, 1024, g);
 		else
-			site_frame(&inners[i], lan, len, net | 1, SITE_HOST, (uint16_t)(1024 + i % flows), i);
+			site_frame(&inners[g], lan, len, net | 1, SITE_HOST, (uint16_t)(1024 + i % flows), g);
 		if (s->kind != BENCH_DECAP)
-			set_flow(inputs[i].data, i % flows);
+			set_flow(inputs[g].data, g % flows);
 	}
 	if (s->kind != BENCH_DECAP)
 		return;
 	/* Seal them the way the worker does (gen-* policies), then address them to us as
 	 * the far end would. */
-	for (unsigned i = 0; i < INPUTS; i += BURST) {
+	for (unsigned g = 0; g < n; g += BURST) {
 		struct rte_mbuf *pkts[BURST], *got[2 * BURST];
 
 		for (unsigned j = 0; j < BURST; j++)
-			pkts[j] = to_mbuf(&inners[i + j]);
+			pkts[j] = to_mbuf(&inners[g + j]);
 		if (through(lan, pkts, BURST, wan, got) != BURST)
 			DIE("%s: sealing the inputs failed", s->name);
 		for (unsigned j = 0; j < BURST; j++) {
-			struct frame *f = &inputs[i + j];
+			struct frame *f = &inputs[g + j];
 			struct rte_ether_hdr *eth = (struct rte_ether_hdr *)f->data;
 			struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(f->data + ETH);
 			uint32_t a;
@@ -316,6 +455,21 @@ static void build_inputs(const struct bench_scenario *s, const struct bench_size
 		}
 		rte_pktmbuf_free_bulk(got, BURST);
 	}
+	/* Lane k's frames are the k-th of every lanes sealed: gather them, lane by lane. */
+	if (lanes > 1) {
+		struct frame *sealed = malloc((size_t)n * sizeof(*sealed)), *plain = malloc((size_t)n * sizeof(*plain));
+
+		if (!sealed || !plain)
+			DIE("out of memory");
+		memcpy(sealed, inputs, (size_t)n * sizeof(*sealed));
+		memcpy(plain, inners, (size_t)n * sizeof(*plain));
+		for (unsigned g = 0; g < n; g++) {
+			inputs[(g % lanes) * INPUTS + g / lanes] = sealed[g];
+			inners[(g % lanes) * INPUTS + g / lanes] = plain[g];
+		}
+		free(sealed);
+		free(plain);
+	}
 	reset_replay(s);
 }
 
@@ -331,16 +485,21 @@ static bool same_ip(const uint8_t *out, const uint8_t *in, uint32_t len)
 	       rte_ipv4_cksum(&h) == ((const struct rte_ipv4_hdr *)out)->hdr_checksum;
 }
 
-static bool check_esp(const struct bench_scenario *s, const uint8_t *d, uint32_t len, const uint8_t *in_ip,
-		      uint32_t in_len)
+/* An ESP frame opened with the SA's key by the lane's own crypto manager (a manager is
+ * not for two threads), on the SA of the inner packet's tunnel. */
+static bool check_esp(const struct bench_scenario *s, struct eg_aead_ctx *aead, const uint8_t *d, uint32_t len,
+		      const uint8_t *in_ip, uint32_t in_len)
 {
 	unsigned k = s->alg == EG_AEAD_AES_GCM_256;
 	const uint8_t *esp = d + ETH + IP4;
 	uint8_t plain[1600], nonce[12];
-	uint32_t ct;
+	uint32_t ct, spi, want_spi = k ? 512 : 256;
 
 	if (len < ETH + IP4 + ESP_HDR + ESP_IV + ICV + 4 || d[ETH + 9] != IPPROTO_ESP)
 		return false;
+	if (over_tunnels(s))	/* the inner destination's /24 names the tunnel */
+		want_spi = TUNNEL_SPI + (in_ip[17] - TUNNEL_ESP_NET) * 256u + in_ip[18];
+	memcpy(&spi, esp, 4);
 	ct = len - (ETH + IP4 + ESP_HDR + ESP_IV + ICV);
 	memcpy(nonce, esp_salt[k], 4);
 	memcpy(nonce + 4, esp + ESP_HDR, ESP_IV);
@@ -348,18 +507,26 @@ static bool check_esp(const struct bench_scenario *s, const uint8_t *d, uint32_t
 				.src = esp + ESP_HDR + ESP_IV, .dst = plain, .len = ct,
 				.tag = (uint8_t *)esp + ESP_HDR + ESP_IV + ct};
 
-	return eg_aead_decrypt_burst(&check_aead, &op, 1) == 1 && plain[ct - 1] == IPPROTO_IPIP &&
-	       ct >= in_len + 2 && same_ip(plain, in_ip, in_len);
+	return rte_be_to_cpu_32(spi) == want_spi && eg_aead_decrypt_burst(aead, &op, 1) == 1 &&
+	       plain[ct - 1] == IPPROTO_IPIP && ct >= in_len + 2 && same_ip(plain, in_ip, in_len);
 }
 
-static bool check_wg(const uint8_t *d, uint32_t len, const uint8_t *in_ip, uint32_t in_len)
+/* A WireGuard data message opened by libsodium, which the workers do not use, sent to
+ * the keypair of the inner packet's tunnel. */
+static bool check_wg(const struct bench_scenario *s, const uint8_t *d, uint32_t len, const uint8_t *in_ip,
+		     uint32_t in_len)
 {
+	struct wg_keypair keys = wg_keys;
+	unsigned peer = 0;
 	uint8_t plain[1600];
 	long n;
 
 	if (len < ETH + IP4 + UDP + WG_DATA_MIN_LEN || d[ETH + 9] != IPPROTO_UDP)
 		return false;
-	n = wg_open_data(&wg_keys, d + ETH + IP4 + UDP, len - ETH - IP4 - UDP, plain);
+	if (over_tunnels(s))
+		peer = 1 + (in_ip[17] - TUNNEL_WG_NET) * 256u + in_ip[18];
+	keys.local_index = keys.remote_index = eg_wg_index(peer, KP, WG_RANDOM);
+	n = wg_open_data(&keys, d + ETH + IP4 + UDP, len - ETH - IP4 - UDP, plain);
 	return n >= (long)in_len && same_ip(plain, in_ip, in_len);
 }
 
@@ -384,7 +551,8 @@ static bool check_snat(const uint8_t *out, const uint8_t *in, uint32_t len)
 	       ou->dgram_len == iu->dgram_len;
 }
 
-static bool check_one(const struct bench_scenario *s, const struct rte_mbuf *m, const struct frame *in)
+static bool check_one(const struct bench_scenario *s, struct eg_aead_ctx *aead, const struct rte_mbuf *m,
+		      const struct frame *in)
 {
 	const uint8_t *d = rte_pktmbuf_mtod(m, const uint8_t *);
 	uint32_t len = rte_pktmbuf_pkt_len(m);
@@ -397,21 +565,13 @@ static bool check_one(const struct bench_scenario *s, const struct rte_mbuf *m, 
 		return memcmp(d, gateway_mac, 6) == 0 && len == in->len && same_ip(d + ETH, in->data + ETH, in->len - ETH);
 	case BENCH_ENCAP:
 		if (s->tunnel == BENCH_ESP)	/* to the SA's remote, the gateway */
-			return memcmp(d, gateway_mac, 6) == 0 && check_esp(s, d, len, in->data + ETH, in->len - ETH);
-		return memcmp(d, peer_mac, 6) == 0 && check_wg(d, len, in->data + ETH, in->len - ETH);
+			return memcmp(d, gateway_mac, 6) == 0 &&
+			       check_esp(s, aead, d, len, in->data + ETH, in->len - ETH);
+		return memcmp(d, peer_mac, 6) == 0 && check_wg(s, d, len, in->data + ETH, in->len - ETH);
 	case BENCH_DECAP:
 		return memcmp(d, site_mac, 6) == 0 && len == in->len && same_ip(d + ETH, in->data + ETH, in->len - ETH);
 	}
 	return false;
-}
-
-static uint64_t drop_total(void)
-{
-	uint64_t n = 0;
-
-	for (unsigned r = 0; r < EG_DROP_SLOTS; r++)
-		n += fx.w->shm->drop[r];
-	return n;
 }
 
 static uint64_t snat_made;
@@ -444,7 +604,7 @@ static void snat_populate(void)
 			set_flow(rte_pktmbuf_mtod(pkts[j], uint8_t *), flow + j);
 		}
 		t0 = rte_rdtsc();
-		dp_worker_process(fx.w, fx.table, lan, pkts, BURST);
+		process(lan, pkts, BURST);
 		cycles += rte_rdtsc() - t0;
 		n = dp_offline_take_tx(&fx, wan, got, 2 * BURST);
 		rte_pktmbuf_free_bulk(got, n);
@@ -456,47 +616,87 @@ static void snat_populate(void)
 		DIE("direct-snat: %llu sessions made of %u", (unsigned long long)snat_made, BENCH_SNAT_SESSIONS);
 }
 
-int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64_t packets, unsigned flows,
-	      bool check, struct bench_result *r)
-{
-	uint16_t in_port = s->kind == BENCH_DECAP ? wan : lan, out_port = s->kind == BENCH_DECAP ? lan : wan;
-	uint64_t bursts = (packets + BURST - 1) / BURST, drops0, drops_by[EG_DROP_SLOTS];
-	bool many_flows = s->kind != BENCH_DECAP && flows > INPUTS;	/* more than the inputs carry */
-	unsigned next = 0, flow = 0;
+/* One worker's share of a run, on its own lcore. */
+struct lane {
+	unsigned id, lanes;
+	struct dp_worker *w;
+	const struct bench_scenario *s;
+	uint64_t bursts;
+	unsigned flows;
+	bool check;
+	struct eg_aead_ctx aead;		/* for checking ESP */
+	struct bench_result r;
+	uint64_t drops_by[EG_DROP_SLOTS];
+};
 
-	memset(r, 0, sizeof(*r));
-	if (flows == 0)
-		flows = 1;
-	if (s->snat)
-		snat_populate();
-	build_inputs(s, z, flows);
-	drops0 = drop_total();
-	memcpy(drops_by, fx.w->shm->drop, sizeof(drops_by));
-	for (uint64_t b = 0; b < bursts; b++) {
+/* Lanes meet between rounds of their inputs, so that decap's replay windows can be made
+ * fresh while no lane is opening. A sense-reversing barrier: the last to arrive flips the
+ * sense the others spin on. */
+static struct {
+	unsigned arrived, sense;
+} barrier;
+
+static void barrier_wait(unsigned lanes, unsigned *local_sense)
+{
+	*local_sense ^= 1;
+	if (__atomic_add_fetch(&barrier.arrived, 1, __ATOMIC_ACQ_REL) == lanes) {
+		__atomic_store_n(&barrier.arrived, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&barrier.sense, *local_sense, __ATOMIC_RELEASE);
+	} else {
+		while (__atomic_load_n(&barrier.sense, __ATOMIC_ACQUIRE) != *local_sense)
+			rte_pause();
+	}
+}
+
+/* The worker loop's work for each burst, timed: take the current table, process, announce
+ * a quiescent state (dataplane/worker.c dp_worker_main); filling mbufs stands in for the
+ * NIC's receive DMA and taking them back for its transmit, and they are not timed. */
+static int lane_run(void *arg)
+{
+	struct lane *l = arg;
+	const struct bench_scenario *s = l->s;
+	const struct eg_shm_hdr *h = fx.ctx.shm.hdr;
+	uint16_t in_port = s->kind == BENCH_DECAP ? wan : lan, out_port = s->kind == BENCH_DECAP ? lan : wan;
+	bool many_flows = s->kind != BENCH_DECAP && l->flows > INPUTS;	/* more than the inputs carry */
+	const struct frame *in = s->kind == BENCH_DECAP ? &inputs[l->id * INPUTS] : inputs;
+	const struct frame *plain = s->kind == BENCH_DECAP ? &inners[l->id * INPUTS] : inputs;
+	unsigned next = 0, flow = l->id, sense = 0;
+	struct bench_result *r = &l->r;
+
+	eg_shm_quiescent(h, l->w->shm);
+	for (uint64_t b = 0; b < l->bursts; b++) {
 		struct rte_mbuf *pkts[BURST], *got[2 * BURST];
 		const struct frame *sent[BURST];
 		unsigned flow_of[BURST], n;
-		uint64_t t0;
+		uint64_t t0, gen;
+		const struct eg_table_hdr *t;
 
-		if (next == 0 && s->kind == BENCH_DECAP && b)
-			reset_replay(s);
+		if (next == 0 && s->kind == BENCH_DECAP && b) {	/* the inputs again, to fresh windows */
+			if (l->lanes > 1)
+				barrier_wait(l->lanes, &sense);
+			if (l->id == 0)
+				reset_replay(s);
+			if (l->lanes > 1)
+				barrier_wait(l->lanes, &sense);
+		}
 		for (unsigned j = 0; j < BURST; j++) {
-			sent[j] = s->kind == BENCH_DECAP ? &inners[next] : &inputs[next];
-			pkts[j] = to_mbuf(&inputs[next]);
+			sent[j] = &plain[next];
+			pkts[j] = to_mbuf(&in[next]);
 			if (many_flows) {
-				flow_of[j] = flow++ % flows;
+				flow_of[j] = flow % l->flows;
+				flow += l->lanes;	/* RSS gives each worker flows of its own */
 				set_flow(rte_pktmbuf_mtod(pkts[j], uint8_t *), flow_of[j]);
 			}
-			r->frame_bytes += inputs[next].len;
+			r->frame_bytes += in[next].len;
 			next = (next + 1) % INPUTS;
 		}
-		/* Only the worker's own processing is timed: filling mbufs stands in for the
-		 * NIC's receive DMA, and taking them back for its transmit. */
 		t0 = rte_rdtsc();
-		dp_worker_process(fx.w, fx.table, in_port, pkts, BURST);
+		t = eg_shm_table_acquire(h, &gen);
+		dp_worker_process(l->w, t, in_port, pkts, BURST);
+		eg_shm_quiescent(h, l->w->shm);
 		r->cycles += rte_rdtsc() - t0;
-		n = dp_offline_take_tx(&fx, out_port, got, 2 * BURST);
-		if (check) {
+		n = dp_offline_worker_take_tx(l->w, out_port, got, 2 * BURST);
+		if (l->check) {
 			for (unsigned j = 0; j < n && j < BURST; j++) {
 				const struct frame *want = sent[j];
 				struct frame patched;
@@ -507,25 +707,96 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 					want = &patched;
 				}
 				r->checked++;
-				if (!check_one(s, got[j], want))
+				if (!check_one(s, &l->aead, got[j], want))
 					r->check_failures++;
 			}
 		}
 		r->packets += BURST;
 		r->out_packets += n;
 		rte_pktmbuf_free_bulk(got, n);
-		dp_offline_drain(&fx);
+		dp_offline_worker_drain(l->w);
 	}
-	r->drops = drop_total() - drops0;
-	if (r->drops)
-		for (unsigned k = 0; k < EG_DROP_MAX; k++)
-			if (fx.w->shm->drop[k] != drops_by[k])
-				fprintf(stderr, "egress-bench: %s: %llu dropped as %s\n", s->name,
-					(unsigned long long)(fx.w->shm->drop[k] - drops_by[k]), eg_drop_names[k]);
-	double secs = (double)r->cycles / (double)fx.ctx.tsc_hz;
+	return 0;
+}
 
-	r->mpps = secs > 0 ? (double)r->packets / secs / 1e6 : 0;
-	r->gbps = secs > 0 ? (double)r->frame_bytes * 8 / secs / 1e9 : 0;
+int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64_t packets,
+	      const struct bench_run_opts *o, struct bench_result *r)
+{
+	unsigned flows = o->flows, lanes = o->lanes;
+	bool check = o->check;
+	static struct lane lane[BENCH_MAX_LANES];
+	uint64_t bursts = (packets + BURST - 1) / BURST;
+	unsigned lcore = rte_get_main_lcore(), lcores[BENCH_MAX_LANES];
+	const struct eg_shm_hdr *h = fx.ctx.shm.hdr;
+
+	memset(r, 0, sizeof(*r));
+	if (flows == 0)
+		flows = 1;
+	if (o->churn_rate && lanes >= fx.ctx.n_workers) {
+		fprintf(stderr, "egress-bench: table churn needs a CPU besides the workers'\n");
+		return -1;
+	}
+	if (lanes == 0 || lanes > fx.ctx.n_workers) {
+		fprintf(stderr, "egress-bench: %u workers asked for, %u available\n", lanes, fx.ctx.n_workers);
+		return -1;
+	}
+	if (s->snat)
+		snat_populate();
+	build_inputs(s, z, flows, lanes);
+	/* Workers without a lane hold no table: they must not hold up a publish's grace. */
+	for (unsigned k = lanes; k < fx.ctx.n_workers; k++)
+		eg_shm_offline(fx.ctx.workers[k].shm);
+	for (unsigned k = 0; k < lanes; k++) {
+		struct lane *l = &lane[k];
+
+		memset(l, 0, sizeof(*l));
+		*l = (struct lane){.id = k, .lanes = lanes, .w = &fx.ctx.workers[k], .s = s, .bursts = bursts,
+				   .flows = flows, .check = check};
+		if (check && eg_aead_ctx_init(&l->aead, fx.ctx.imb_arch) != 0)
+			DIE("no crypto manager");
+		memcpy(l->drops_by, l->w->shm->drop, sizeof(l->drops_by));
+		if (k) {
+			lcore = rte_get_next_lcore(lcore, 1, 0);
+			if (lcore >= RTE_MAX_LCORE || rte_eal_remote_launch(lane_run, l, lcore) != 0)
+				DIE("no lcore for worker %u", k);
+			lcores[k] = lcore;
+		}
+	}
+	/* Publishes only while the lanes run: a lane between runs announces no quiescent
+	 * states, which would hold a publish up. */
+	if (o->churn_rate && bench_churn_start(o->churn_rate) != 0)
+		return -1;
+	lane_run(&lane[0]);
+	for (unsigned k = 1; k < lanes; k++)	/* not every lcore: a churn publisher may run */
+		rte_eal_wait_lcore(lcores[k]);
+	if (o->churn_rate)
+		bench_churn_stop(&r->churn);
+	for (unsigned k = 0; k < lanes; k++) {
+		struct lane *l = &lane[k];
+		struct bench_result *lr = &l->r;
+		double secs = (double)lr->cycles / (double)fx.ctx.tsc_hz;
+
+		for (unsigned d = 0; d < EG_DROP_MAX; d++)
+			if (l->w->shm->drop[d] != l->drops_by[d])
+				fprintf(stderr, "egress-bench: %s: worker %u: %llu dropped as %s\n", s->name, k,
+					(unsigned long long)(l->w->shm->drop[d] - l->drops_by[d]), eg_drop_names[d]);
+		for (unsigned d = 0; d < EG_DROP_SLOTS; d++)
+			lr->drops += l->w->shm->drop[d] - l->drops_by[d];
+		/* Each worker's rate over its own time; together, the sum of their rates. */
+		r->mpps += secs > 0 ? (double)lr->packets / secs / 1e6 : 0;
+		r->gbps += secs > 0 ? (double)lr->frame_bytes * 8 / secs / 1e9 : 0;
+		r->packets += lr->packets;
+		r->out_packets += lr->out_packets;
+		r->frame_bytes += lr->frame_bytes;
+		r->cycles += lr->cycles;
+		r->drops += lr->drops;
+		r->checked += lr->checked;
+		r->check_failures += lr->check_failures;
+		if (check)
+			eg_aead_ctx_free(&l->aead);
+	}
+	for (unsigned k = lanes; k < fx.ctx.n_workers; k++)
+		eg_shm_quiescent(h, fx.ctx.workers[k].shm);
 	r->cycles_per_packet = r->packets ? (double)r->cycles / (double)r->packets : 0;
 	return 0;
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "aead.h"
+#include "churn.h"
 
 enum bench_kind { BENCH_DIRECT, BENCH_ENCAP, BENCH_DECAP };
 enum bench_tunnel { BENCH_NONE, BENCH_ESP, BENCH_WG };
@@ -41,22 +42,48 @@ struct bench_result {
 	uint64_t drops;		/* the worker's drop counters over the run */
 	uint64_t checked, check_failures;
 	double mpps, gbps, cycles_per_packet;
+	struct bench_churn_stats churn;	/* publishes while the workers ran */
 };
 
-/* Starts the dataplane context (EAL included), or exits. rules: classifier rules ahead of
- * the scenarios' own (policies whose /32 destinations in 100.64.0.0/10 no packet matches,
- * so every lookup passes them), 0 for none; returns how many rules the table got. */
-unsigned bench_context_start(unsigned rules);
+struct bench_run_opts {
+	unsigned flows;			/* UDP flows the frames spread over */
+	unsigned lanes;			/* workers at once */
+	unsigned churn_rate;		/* table publishes a second meanwhile (churn.c), 0 for none */
+	bool check;			/* verify every output frame */
+};
+
+enum {
+	BENCH_MAX_LANES = 8,		/* workers run at once */
+	BENCH_MAX_TUNNELS = 2000,
+};
+
+/* Starts the dataplane context (EAL included), or exits: one worker per CPU the process
+ * may use (up to BENCH_MAX_LANES). rules: classifier rules ahead of the scenarios' own
+ * (policies whose /32 destinations in 100.64.0.0/10 no packet matches, so every lookup
+ * passes them), 0 for none; returns how many rules the table got. tunnels: 1, or how many
+ * ESP AES-GCM-128 tunnels and WireGuard peers the esp-gcm128-* and wg-* scenarios spread
+ * their flows over (each its own SA pair or peer, egress and policies). */
+unsigned bench_context_start(unsigned rules, unsigned tunnels);
+
+/* The context, for the table churn publisher (churn.c). */
+struct dp_offline *bench_context(void);
+
+/* The workers bench_run may run at once. */
+unsigned bench_workers(void);
 
 /* The length the scenario's AEAD seals or opens for a frame of frame_len bytes, and the
  * length of its AAD. */
 uint32_t bench_aead_len(const struct bench_scenario *s, uint16_t frame_len, uint32_t *aad_len);
 
-/* Runs packets frames (rounded up to whole bursts of 32) of size z through the scenario,
- * spread over flows UDP source ports. check: verify every output frame. 0, or -1 when the
- * scenario cannot run (message on stderr). */
-int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64_t packets, unsigned flows,
-	      bool check, struct bench_result *r);
+/* Runs packets frames (rounded up to whole bursts of 32) of size z through the scenario on
+ * each of o->lanes workers at once (each on its own lcore, the first on the caller's),
+ * spread over o->flows UDP flows (each worker its own share of them, as RSS would deal
+ * them). Every burst is timed as the worker loop does it: table acquired, processed,
+ * quiescent state announced. The result adds the workers up; its rate is the sum of each
+ * worker's rate over its own time. 0, or -1 when the scenario cannot run (message on
+ * stderr). */
+int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64_t packets,
+	      const struct bench_run_opts *o, struct bench_result *r);
 
 /* direct-snat: how many sessions were made before timing, and the cycles each took (the
  * slow path: first packet of a flow), 0 before the first direct-snat run; and the shared
