@@ -24,7 +24,13 @@
  * The cipher-only and hash-only burst calls of 1.3 have no AEAD modes, so this uses the
  * generic IMB_GET_NEXT_BURST / IMB_SUBMIT_BURST / IMB_FLUSH_BURST. Completed jobs come
  * back in queue order today, but nothing here relies on it: each job carries its op in
- * user_data. */
+ * user_data.
+ *
+ * AES-GCM skips the job queue altogether: since it completes on submit anyway, its direct
+ * API (IMB_AES128_GCM_ENC and friends) does the same work without filling and checking a
+ * job, and egress-bench measured it twice as fast at 64 bytes (about 50 cycles against
+ * 95 on VAES) and a quarter faster at 1420. ChaCha20-Poly1305 has no direct API in 1.3
+ * and stays on bursts. */
 
 enum {
 	CHACHA_KEY_LEN = 32,
@@ -262,6 +268,47 @@ static bool burst_error(int err)
 	       err == IMB_ERR_QUEUE_SPACE || err == IMB_ERR_NULL_JOB || err == IMB_ERR_BURST_OOO;
 }
 
+/* One AES-GCM op through the direct API; its status set. */
+static bool gcm_direct(IMB_MGR *m, struct eg_aead_op *op, bool enc)
+{
+	const struct eg_aead_key *k = op->key;
+	struct gcm_context_data gctx;
+	uint8_t computed[EG_AEAD_TAG_LEN], empty[1];
+	/* An empty message may come with NULL buffers; the library gets valid ones anyway. */
+	const uint8_t *src = op->len ? op->src : empty;
+	uint8_t *dst = op->len ? op->dst : empty;
+	uint8_t *tag = enc ? op->tag : computed;
+
+	if (k->alg == EG_AEAD_AES_GCM_128) {
+		if (enc)
+			IMB_AES128_GCM_ENC(m, &k->gcm, &gctx, dst, src, op->len, op->nonce, op->aad, op->aad_len, tag,
+					   EG_AEAD_TAG_LEN);
+		else
+			IMB_AES128_GCM_DEC(m, &k->gcm, &gctx, dst, src, op->len, op->nonce, op->aad, op->aad_len, tag,
+					   EG_AEAD_TAG_LEN);
+	} else {
+		if (enc)
+			IMB_AES256_GCM_ENC(m, &k->gcm, &gctx, dst, src, op->len, op->nonce, op->aad, op->aad_len, tag,
+					   EG_AEAD_TAG_LEN);
+		else
+			IMB_AES256_GCM_DEC(m, &k->gcm, &gctx, dst, src, op->len, op->nonce, op->aad, op->aad_len, tag,
+					   EG_AEAD_TAG_LEN);
+	}
+	if (__builtin_expect(imb_get_errno(m) != 0, 0)) {
+		op->status = -EINVAL;
+		return false;
+	}
+	if (!enc && !tag_equal(computed, op->tag)) {
+		/* Unauthenticated plaintext must not leak out by accident. */
+		if (op->len)
+			memset(op->dst, 0, op->len);
+		op->status = -EBADMSG;
+		return false;
+	}
+	op->status = 0;
+	return true;
+}
+
 /* Precondition: n <= EG_AEAD_MAX_BURST and the manager's queue is empty (every call
  * leaves it empty). */
 static unsigned run_chunk(struct eg_aead_ctx *c, struct eg_aead_op *ops, unsigned n, bool enc)
@@ -273,8 +320,14 @@ static unsigned run_chunk(struct eg_aead_ctx *c, struct eg_aead_op *ops, unsigne
 	unsigned n_todo = 0, good = 0;
 
 	for (unsigned i = 0; i < n; i++) {
+		const struct eg_aead_key *k = ops[i].key;
+
 		if (!op_valid(c, &ops[i])) {
 			ops[i].status = -EINVAL;
+			continue;
+		}
+		if (k && (k->alg == EG_AEAD_AES_GCM_128 || k->alg == EG_AEAD_AES_GCM_256)) {
+			good += gcm_direct(m, &ops[i], enc);
 			continue;
 		}
 		todo[n_todo++] = &ops[i];
