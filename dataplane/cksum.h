@@ -10,21 +10,28 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <rte_byteorder.h>
 #include <rte_ip.h>
 
-/* The one's complement sum of a 20-byte header, folded to 16 bits, in memory order. */
-static inline uint16_t dp_ipv4_sum20(const void *hdr)
+/* The one's complement sum of a 20-byte header's five words, folded to 16 bits, in memory
+ * order. */
+static inline uint16_t dp_ipv4_sum_words(const uint32_t w[5])
 {
-	uint32_t w[5];
-	uint64_t s;
+	uint64_t s = (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4];
 
-	memcpy(w, hdr, sizeof(w));
-	s = (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4];
 	s = (s & 0xffffffffu) + (s >> 32);
 	s = (s & 0xffffffffu) + (s >> 32);
 	s = (s & 0xffff) + (s >> 16);
 	s = (s & 0xffff) + (s >> 16);
 	return (uint16_t)s;
+}
+
+static inline uint16_t dp_ipv4_sum20(const void *hdr)
+{
+	uint32_t w[5];
+
+	memcpy(w, hdr, sizeof(w));
+	return dp_ipv4_sum_words(w);
 }
 
 /* Whether an IPv4 header of ihl bytes sums to all ones (its checksum is right). */
@@ -40,6 +47,21 @@ static inline uint16_t dp_ipv4_cksum20(const void *hdr)
 	uint16_t s = dp_ipv4_sum20(hdr);
 
 	return s == 0xffff ? s : (uint16_t)~s;
+}
+
+/* Writes a plain 20-byte IPv4 header given as five 32-bit words in network order (the
+ * checksum field zero), with its checksum summed from the words while they are still in
+ * registers. Writing the fields one by one and then summing the header back out of memory
+ * stalled on store forwarding (perf put a fifth of ESP encapsulation's own cycles there:
+ * a 16-byte load cannot take its bytes from several narrower pending stores). */
+static inline void dp_ipv4_write20(void *hdr, uint32_t ver_tos_len, uint32_t id_frag, uint32_t ttl_proto,
+				   uint32_t src, uint32_t dst)
+{
+	uint32_t w[5] = {rte_cpu_to_be_32(ver_tos_len), rte_cpu_to_be_32(id_frag), rte_cpu_to_be_32(ttl_proto), src, dst};
+	uint16_t s = dp_ipv4_sum_words(w), c = s == 0xffff ? s : (uint16_t)~s;
+
+	memcpy(hdr, w, sizeof(w));
+	memcpy((uint8_t *)hdr + 10, &c, sizeof(c));
 }
 
 #endif

@@ -99,19 +99,14 @@ static bool build_headers(struct dp_worker *w, struct dp_esp_pkt *p, uint32_t in
 	if (unlikely(!hdr))
 		return false;
 	if (sa->family == EG_AF_INET) {
-		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)hdr;
+		uint32_t src, dst;
 
-		ip->version_ihl = 0x45;
-		ip->type_of_service = tos;	/* DSCP and ECN copied (RFC 4301 5.1.2.1, RFC 6040) */
-		ip->total_length = rte_cpu_to_be_16((uint16_t)(ip_len + udp_len + esp_len));
-		ip->packet_id = rte_cpu_to_be_16((uint16_t)dp_next_frag_id(w));
-		ip->fragment_offset = df ? rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG) : 0;
-		ip->time_to_live = OUTER_TTL;
-		ip->next_proto_id = proto;
-		memcpy(&ip->src_addr, sa->local, 4);
-		memcpy(&ip->dst_addr, sa->remote, 4);
-		ip->hdr_checksum = 0;
-		ip->hdr_checksum = dp_ipv4_cksum20(ip);
+		memcpy(&src, sa->local, 4);
+		memcpy(&dst, sa->remote, 4);
+		/* DSCP and ECN copied (RFC 4301 5.1.2.1, RFC 6040) */
+		dp_ipv4_write20(hdr, 0x45u << 24 | (uint32_t)tos << 16 | (ip_len + udp_len + esp_len),
+				(uint32_t)(uint16_t)dp_next_frag_id(w) << 16 | (df ? RTE_IPV4_HDR_DF_FLAG : 0),
+				(uint32_t)OUTER_TTL << 24 | (uint32_t)proto << 16, src, dst);
 	} else {
 		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)hdr;
 

@@ -161,21 +161,15 @@ static void outb_run(struct dp_worker *w)
 		}
 		memset(tail, 0, padded - inner_len);
 		if (ep->family == EG_AF_INET) {
-			struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)hdr;
+			uint32_t dst;
 
-			ip->version_ihl = 0x45;
+			memcpy(&dst, ep->addr, 4);
 			/* ECN is copied out, DSCP is not: the outer header should not tell an
 			 * observer the inner traffic class (as the kernel's ip_tunnel_ecn_encap) */
-			ip->type_of_service = tos & 3;
-			ip->total_length = rte_cpu_to_be_16((uint16_t)(20 + udp_len));
-			ip->packet_id = rte_cpu_to_be_16((uint16_t)dp_next_frag_id(w));
-			ip->fragment_offset = 0;
-			ip->time_to_live = OUTER_TTL;
-			ip->next_proto_id = IPPROTO_UDP;
-			ip->src_addr = ctx->ports[ep->port].ipv4;
-			memcpy(&ip->dst_addr, ep->addr, 4);
-			ip->hdr_checksum = 0;
-			ip->hdr_checksum = dp_ipv4_cksum20(ip);
+			dp_ipv4_write20(hdr, 0x45u << 24 | (uint32_t)(tos & 3) << 16 | (20 + udp_len),
+					(uint32_t)(uint16_t)dp_next_frag_id(w) << 16,
+					(uint32_t)OUTER_TTL << 24 | (uint32_t)IPPROTO_UDP << 16, ctx->ports[ep->port].ipv4,
+					dst);
 		} else {
 			struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)hdr;
 
