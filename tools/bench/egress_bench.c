@@ -14,7 +14,13 @@
  *
  * --check verifies every output frame (sealed frames are opened again, by the library
  * the worker does not use where there is one) and that the counters add up; it exits 1
- * when anything does not. The test suite runs it with a few thousand packets. */
+ * when anything does not. The test suite runs it with a few thousand packets.
+ *
+ *   egress-bench --live INSTANCE [--seconds N] [--interval SECONDS] [--json FILE|-]
+ *
+ * measures a running dataplane instead, while an external generator drives it (live.c):
+ * its rates from the counters in its shared memory, read-only, without EAL or the
+ * offline context. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +30,7 @@
 #include <sodium.h>
 
 #include "ceiling.h"
+#include "live.h"
 #include "scenario.h"
 
 static const struct bench_size sizes[] = {
@@ -46,6 +53,7 @@ static void usage(FILE *f)
 		   "  packets: per scenario and size (default 2000000); flows: UDP flows (default 1024);\n"
 		   "  repeat: runs per case, the fastest reported (default 3);\n"
 		   "  rules: classifier rules every packet passes before its own (default 0)\n");
+	bench_live_usage(f, "      ");
 }
 
 /* Whether name is in a comma-separated list (NULL: all). */
@@ -101,9 +109,13 @@ int main(int argc, char **argv)
 	uint64_t packets = 2000000;
 	unsigned flows = 1024, repeat = 3, rules = 0, n_rules;
 	bool check = false, bad = false, ceiling = true;
-	json_t *results = json_array();
+	json_t *results;
 	int o;
 
+	/* Before anything starts EAL: live mode only reads another process's counters. */
+	if (bench_live_wanted(argc, argv))
+		return bench_live_main(argc, argv);
+	results = json_array();
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case 's': scen_list = optarg; break;
