@@ -156,8 +156,8 @@ forwarding() { $CTL --json stats | jq -e '[.ports[] | select(.name == "wan0") | 
 check "frames from the generator leave wan0" wait_for 30 forwarding
 
 rc=0
-"$BENCH" --live "$INSTANCE" --seconds 3 --json "$WORK/live.json" >"$WORK/live.txt" 2>&1 || rc=$?
-cat "$WORK/live.txt"
+"$BENCH" --live "$INSTANCE" --seconds 3 --json "$WORK/live.json" >"$WORK/live.log" 2>&1 || rc=$?
+cat "$WORK/live.log"
 check "egress-bench --live runs its 3 s window (exit $rc)" [ $rc -eq 0 ]
 port() { jq -r --arg p "$1" --arg k "$2" '.ports[] | select(.name == $p) | .[$k]' "$WORK/live.json"; }
 lan_rx=$(port lan0 rx_packets)
@@ -172,8 +172,8 @@ summary_ok() {
 }
 check "the summary has 3 intervals, one worker with its busy share, drops that add up" summary_ok
 check "... and the same figures as a table, per interval and in the summary" \
-	bash -c "[ \$(grep -cE '^ +[0-9.]+  (lan0|wan0) ' '$WORK/live.txt') -eq 6 ] &&
-		grep -qE '^lan0 +site +$lan_rx ' '$WORK/live.txt' && grep -q '^WORKER' '$WORK/live.txt'"
+	bash -c "[ \$(grep -cE '^ +[0-9.]+  (lan0|wan0) ' '$WORK/live.log') -eq 6 ] &&
+		grep -qE '^lan0 +site +$lan_rx ' '$WORK/live.log' && grep -q '^WORKER' '$WORK/live.log'"
 
 out=$("$BENCH" --live "nosuch$$" --seconds 1 2>&1) && rc=0 || rc=$?
 named() { [ $rc -eq 2 ] && grep -q "/egress-nosuch$$" <<<"$out"; }
@@ -190,10 +190,10 @@ check "... and no more than wan0 sent in all" \
 	bash -c "$CTL --json stats | jq -e '.ports[] | select(.name == \"wan0\") | .tx_packets >= ${sink_rx:-0}' >/dev/null"
 
 # A window the dataplane does not outlive: its numbers would mix two runs.
-"$BENCH" --live "$INSTANCE" --seconds 30 >"$WORK/live-stop.txt" 2>&1 &
+"$BENCH" --live "$INSTANCE" --seconds 30 >"$WORK/live-stop.log" 2>&1 &
 bench_pid=$!
 pids+=($bench_pid)
-check "a second window starts" wait_for 10 grep -q '^ *TIME_S' "$WORK/live-stop.txt"
+check "a second window starts" wait_for 10 grep -q '^ *TIME_S' "$WORK/live-stop.log"
 stop_pid "$ctl_pid" 10 || true
 ctl_pid=
 rc=0
@@ -204,7 +204,7 @@ rc=0
 wait_end "$bench_pid" 10 || rc=$?
 forget "$bench_pid"
 check "egress-bench --live says the dataplane went away, and exits 1 (exit $rc)" \
-	bash -c "[ $rc -eq 1 ] && grep -qE 'dataplane .*(stopped|gone).*no summary' '$WORK/live-stop.txt'"
+	bash -c "[ $rc -eq 1 ] && grep -qE 'dataplane .*(stopped|gone).*no summary' '$WORK/live-stop.log'"
 rc=0
 testpmd_quit gen || rc=$?
 check "the generator quits (exit $rc)" [ $rc -eq 0 ]
