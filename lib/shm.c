@@ -200,14 +200,14 @@ fail:
 	return rc;
 }
 
-int eg_shm_attach(const char *name, struct eg_shm_map *out)
+static int attach(const char *name, bool writable, struct eg_shm_map *out)
 {
 	struct eg_shm_hdr *h;
 	struct stat st;
 	int fd, rc;
 
 	memset(out, 0, sizeof(*out));
-	fd = shm_open(name, O_RDWR, 0);
+	fd = shm_open(name, writable ? O_RDWR : O_RDONLY, 0);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
@@ -218,15 +218,19 @@ int eg_shm_attach(const char *name, struct eg_shm_map *out)
 		rc = -EPROTO;
 		goto fail;
 	}
-	h = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	h = mmap(NULL, (size_t)st.st_size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
 	if (h == MAP_FAILED) {
 		rc = -errno;
 		goto fail;
 	}
+	/* Every offset and count a reader follows must stay inside the mapping. */
 	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != EG_SHM_MAGIC ||
 	    h->layout_version != EG_SHM_LAYOUT_VERSION || h->hdr_size != sizeof(*h) ||
 	    h->total_size != (uint64_t)st.st_size || h->n_workers == 0 ||
-	    h->n_workers > EG_MAX_WORKERS || h->n_sa_slots > EG_MAX_SAS ||
+	    h->n_workers > EG_MAX_WORKERS || h->n_ports > EG_MAX_PORTS ||
+	    h->worker_stride < sizeof(struct eg_worker_shm) ||
+	    h->workers_off + (uint64_t)h->worker_stride * h->n_workers > h->total_size ||
+	    h->n_sa_slots > EG_MAX_SAS ||
 	    h->sa_stride != eg_sa_slot_stride() || h->n_wg_slots > EG_WG_MAX_SLOTS ||
 	    h->wg_stride != eg_wg_slot_stride() || h->capture_stride < sizeof(struct eg_capture_ring) ||
 	    h->capture_off + h->capture_stride * h->n_workers > h->total_size ||
@@ -244,6 +248,16 @@ int eg_shm_attach(const char *name, struct eg_shm_map *out)
 fail:
 	close(fd);
 	return rc;
+}
+
+int eg_shm_attach(const char *name, struct eg_shm_map *out)
+{
+	return attach(name, true, out);
+}
+
+int eg_shm_attach_readonly(const char *name, struct eg_shm_map *out)
+{
+	return attach(name, false, out);
 }
 
 bool eg_shm_replaced(const struct eg_shm_map *m)

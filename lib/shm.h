@@ -139,6 +139,9 @@ int eg_shm_create(const char *name, const char *instance, const struct eg_shm_ge
 /* Control: maps an existing segment read-write and validates magic, version and size.
  * 0, -ENOENT (none yet), -EPROTO (not ours / other layout) or -errno. */
 int eg_shm_attach(const char *name, struct eg_shm_map *out);
+/* Tools that only look (egress-bench --live): the same checks and errors, but opened and
+ * mapped read-only, so that a reader cannot write into a running dataplane's segment. */
+int eg_shm_attach_readonly(const char *name, struct eg_shm_map *out);
 /* True when the segment now behind m->name is another one than m maps (re-created). */
 bool eg_shm_replaced(const struct eg_shm_map *m);
 void eg_shm_detach(struct eg_shm_map *m);

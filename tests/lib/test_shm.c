@@ -89,6 +89,52 @@ Test(shm, attach_refuses_foreign_segments)
 	cr_assert_eq(eg_shm_attach(name, &a), -ENOENT);
 }
 
+Test(shm, readonly_attach_sees_counters_and_cannot_write)
+{
+	struct eg_shm_map m = create(2), a;
+	pid_t child;
+	int status;
+
+	cr_assert_eq(eg_shm_attach_readonly(name, &a), 0);
+	cr_assert_eq(a.hdr->epoch, m.hdr->epoch);
+	eg_shm_worker(m.hdr, 1)->port[1].tx_packets = 42;
+	cr_assert_eq(eg_shm_worker(a.hdr, 1)->port[1].tx_packets, 42);
+	child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		eg_shm_worker(a.hdr, 1)->port[1].tx_packets = 7;
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "a write through a read-only map faults");
+	cr_assert_eq(eg_shm_worker(m.hdr, 1)->port[1].tx_packets, 42);
+	eg_shm_detach(&a);
+	eg_shm_detach(&m);
+	cr_assert_eq(shm_unlink(name), 0);
+	cr_assert_eq(eg_shm_attach_readonly(name, &a), -ENOENT);
+}
+
+/* Counts and offsets a reader follows: a header that would send it outside the mapping is
+ * not ours to read. */
+Test(shm, attach_refuses_out_of_range_geometry)
+{
+	struct eg_shm_map m = create(2), a;
+	struct eg_shm_hdr good = *m.hdr;
+
+	m.hdr->n_ports = EG_MAX_PORTS + 1;
+	cr_assert_eq(eg_shm_attach_readonly(name, &a), -EPROTO);
+	m.hdr->n_ports = good.n_ports;
+	m.hdr->workers_off = good.total_size - good.worker_stride;
+	cr_assert_eq(eg_shm_attach(name, &a), -EPROTO);
+	m.hdr->workers_off = good.workers_off;
+	m.hdr->worker_stride = 64;
+	cr_assert_eq(eg_shm_attach(name, &a), -EPROTO);
+	m.hdr->worker_stride = good.worker_stride;
+	cr_assert_eq(eg_shm_attach_readonly(name, &a), 0);
+	eg_shm_detach(&a);
+	eg_shm_detach(&m);
+}
+
 Test(shm, publish_waits_for_grace_and_times_out_without_change)
 {
 	struct eg_shm_map m = create(2);

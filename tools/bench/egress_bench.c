@@ -19,7 +19,13 @@
  *
  * --check verifies every output frame (sealed frames are opened again, by the library
  * the worker does not use where there is one) and that the counters add up; it exits 1
- * when anything does not. The test suite runs it with a few thousand packets. */
+ * when anything does not. The test suite runs it with a few thousand packets.
+ *
+ *   egress-bench --live INSTANCE [--seconds N] [--interval SECONDS] [--json FILE|-]
+ *
+ * measures a running dataplane instead, while an external generator drives it (live.c):
+ * its rates from the counters in its shared memory, read-only, without EAL or the
+ * offline context. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +36,7 @@
 
 #include "ceiling.h"
 #include "churn.h"
+#include "live.h"
 #include "scenario.h"
 
 static const struct bench_size sizes[] = {
@@ -55,6 +62,7 @@ static void usage(FILE *f)
 		   "  rules: classifier rules every packet passes before its own (default 0);\n"
 		   "  tunnels: ESP-128 tunnels and WireGuard peers the esp-gcm128-* and wg-* flows spread over (default 1);\n"
 		   "  workers: workers at once (default 1); scaling: 1 worker against all; churn: table publishes a second\n");
+	bench_live_usage(f, "      ");
 }
 
 /* Whether name is in a comma-separated list (NULL: all). */
@@ -182,9 +190,13 @@ int main(int argc, char **argv)
 			    .ceiling = true};
 	unsigned rules = 0, tunnels = 1, n_rules, modes = 0;
 	bool bad = false;
-	json_t *results = json_array();
+	json_t *results;
 	int opt;
 
+	/* Before anything starts EAL: live mode only reads another process's counters. */
+	if (bench_live_wanted(argc, argv))
+		return bench_live_main(argc, argv);
+	results = json_array();
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's': scen_list = optarg; break;
