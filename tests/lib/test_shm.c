@@ -92,21 +92,21 @@ Test(shm, attach_refuses_foreign_segments)
 Test(shm, readonly_attach_sees_counters_and_cannot_write)
 {
 	struct eg_shm_map m = create(2), a;
-	pid_t child;
-	int status;
+	int fd;
 
 	cr_assert_eq(eg_shm_attach_readonly(name, &a), 0);
 	cr_assert_eq(a.hdr->epoch, m.hdr->epoch);
 	eg_shm_worker(m.hdr, 1)->port[1].tx_packets = 42;
 	cr_assert_eq(eg_shm_worker(a.hdr, 1)->port[1].tx_packets, 42);
-	child = fork();
-	cr_assert_geq(child, 0);
-	if (child == 0) {
-		eg_shm_worker(a.hdr, 1)->port[1].tx_packets = 7;
-		_exit(0);
-	}
-	cr_assert_eq(waitpid(child, &status, 0), child);
-	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "a write through a read-only map faults");
+	/* The kernel writing into the read-only map fails with EFAULT: no signal, so the
+	 * same check holds under AddressSanitizer, whose SIGSEGV handler a faulting child
+	 * would meet instead of dying of the signal. */
+	fd = open("/dev/zero", O_RDONLY);
+	cr_assert_geq(fd, 0);
+	errno = 0;
+	cr_assert_eq(read(fd, &eg_shm_worker(a.hdr, 1)->port[1].tx_packets, 8), -1, "a write into a read-only map fails");
+	cr_assert_eq(errno, EFAULT);
+	close(fd);
 	cr_assert_eq(eg_shm_worker(m.hdr, 1)->port[1].tx_packets, 42);
 	eg_shm_detach(&a);
 	eg_shm_detach(&m);
