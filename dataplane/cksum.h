@@ -40,13 +40,17 @@ static inline bool dp_ipv4_cksum_ok(const void *hdr, uint16_t ihl)
 	return ihl == 20 ? dp_ipv4_sum20(hdr) == 0xffff : rte_raw_cksum(hdr, ihl) == 0xffff;
 }
 
-/* The checksum to store in a 20-byte header whose checksum field is zero (the value
- * rte_ipv4_cksum gives). */
+/* The checksum to store for a header (its checksum field zero) that sums to s: the value
+ * rte_ipv4_cksum gives. */
+static inline uint16_t dp_ipv4_cksum_of_sum(uint16_t s)
+{
+	return s == 0xffff ? s : (uint16_t)~s;
+}
+
+/* The checksum to store in a 20-byte header whose checksum field is zero. */
 static inline uint16_t dp_ipv4_cksum20(const void *hdr)
 {
-	uint16_t s = dp_ipv4_sum20(hdr);
-
-	return s == 0xffff ? s : (uint16_t)~s;
+	return dp_ipv4_cksum_of_sum(dp_ipv4_sum20(hdr));
 }
 
 /* Writes a plain 20-byte IPv4 header given as five 32-bit words in network order (the
@@ -58,7 +62,7 @@ static inline void dp_ipv4_write20(void *hdr, uint32_t ver_tos_len, uint32_t id_
 				   uint32_t src, uint32_t dst)
 {
 	uint32_t w[5] = {rte_cpu_to_be_32(ver_tos_len), rte_cpu_to_be_32(id_frag), rte_cpu_to_be_32(ttl_proto), src, dst};
-	uint16_t s = dp_ipv4_sum_words(w), c = s == 0xffff ? s : (uint16_t)~s;
+	uint16_t c = dp_ipv4_cksum_of_sum(dp_ipv4_sum_words(w));
 
 	memcpy(hdr, w, sizeof(w));
 	memcpy((uint8_t *)hdr + 10, &c, sizeof(c));

@@ -278,22 +278,11 @@ static bool gcm_direct(IMB_MGR *m, struct eg_aead_op *op, bool enc)
 	const uint8_t *src = op->len ? op->src : empty;
 	uint8_t *dst = op->len ? op->dst : empty;
 	uint8_t *tag = enc ? op->tag : computed;
+	/* What IMB_AES128_GCM_ENC and its kin call. */
+	aes_gcm_enc_dec_t run = k->alg == EG_AEAD_AES_GCM_128 ? (enc ? m->gcm128_enc : m->gcm128_dec)
+							     : (enc ? m->gcm256_enc : m->gcm256_dec);
 
-	if (k->alg == EG_AEAD_AES_GCM_128) {
-		if (enc)
-			IMB_AES128_GCM_ENC(m, &k->gcm, &gctx, dst, src, op->len, op->nonce, op->aad, op->aad_len, tag,
-					   EG_AEAD_TAG_LEN);
-		else
-			IMB_AES128_GCM_DEC(m, &k->gcm, &gctx, dst, src, op->len, op->nonce, op->aad, op->aad_len, tag,
-					   EG_AEAD_TAG_LEN);
-	} else {
-		if (enc)
-			IMB_AES256_GCM_ENC(m, &k->gcm, &gctx, dst, src, op->len, op->nonce, op->aad, op->aad_len, tag,
-					   EG_AEAD_TAG_LEN);
-		else
-			IMB_AES256_GCM_DEC(m, &k->gcm, &gctx, dst, src, op->len, op->nonce, op->aad, op->aad_len, tag,
-					   EG_AEAD_TAG_LEN);
-	}
+	run(&k->gcm, &gctx, dst, src, op->len, op->nonce, op->aad, op->aad_len, tag, EG_AEAD_TAG_LEN);
 	if (__builtin_expect(imb_get_errno(m) != 0, 0)) {
 		op->status = -EINVAL;
 		return false;

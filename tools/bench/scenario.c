@@ -1,7 +1,6 @@
 #include "scenario.h"
 
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,34 +126,6 @@ static struct frame *inputs, *inners;
 
 enum { FILL_PER_POLICY = 256 };		/* destinations per filler policy (the most a list holds) */
 
-/* A growing string for the config. */
-struct text {
-	char *s;
-	size_t len, cap;
-};
-
-static void add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add(struct text *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			DIE("config text");
-		if ((size_t)n < t->cap - t->len)
-			break;
-		t->cap = 2 * t->cap + (size_t)n + 1;
-		t->s = realloc(t->s, t->cap);
-		if (!t->s)
-			DIE("out of memory");
-	}
-	t->len += (size_t)n;
-}
-
 /* Whether the scenario runs over the --tunnels set (ESP AES-GCM-128 and WireGuard) rather
  * than its single tunnel. */
 static bool over_tunnels(const struct bench_scenario *s)
@@ -186,51 +157,58 @@ static void tunnel_peer_key(unsigned t, char b64[64])
  * and tunnels > 1 ESP tunnels and WireGuard peers, each with its own /24. Caller frees. */
 static char *config_text(unsigned workers, unsigned rules, unsigned tunnels)
 {
-	struct text t = {0};
 	const char *w = strstr(cfg_head, "@W"), *mb = strstr(cfg_head, "@T");
+	char *text = NULL;
+	size_t len = 0;
+	FILE *t = open_memstream(&text, &len);
+
+	if (!t)
+		DIE("out of memory");
 
 	/* Rules take room in the table slot: 64 MiB holds a million. */
-	add(&t, "%.*s%u%.*s%u%s", (int)(w - cfg_head), cfg_head, workers, (int)(mb - w - 2), w + 2,
+	fprintf(t, "%.*s%u%.*s%u%s", (int)(w - cfg_head), cfg_head, workers, (int)(mb - w - 2), w + 2,
 	    rules > 1000 || tunnels > 1 ? 64 : 8, mb + 2);
-	add(&t, " \"ipsec\": {\"sas\": [%s", cfg_sas);
+	fprintf(t, " \"ipsec\": {\"sas\": [%s", cfg_sas);
 	for (unsigned i = 0; tunnels > 1 && i < tunnels; i++)
 		for (unsigned in = 0; in < 2; in++)
-			add(&t, ", {\"spi\": %u, \"direction\": \"%s\", \"local\": \"192.0.2.1\", \"remote\": \"192.0.2.254\","
+			fprintf(t, ", {\"spi\": %u, \"direction\": \"%s\", \"local\": \"192.0.2.1\", \"remote\": \"192.0.2.254\","
 				" \"aead\": \"aes-gcm-128\", \"key\": \"" K128 "\"%s}",
 			    TUNNEL_SPI + i, in ? "in" : "out", in ? ", \"replay_window\": 4096" : "");
-	add(&t, "]}, \"wireguard\": {\"private_key\": \"" WG_OUR_KEY "\", \"listen_port\": 51820, \"peers\": [%s", cfg_peers);
+	fprintf(t, "]}, \"wireguard\": {\"private_key\": \"" WG_OUR_KEY "\", \"listen_port\": 51820, \"peers\": [%s", cfg_peers);
 	for (unsigned i = 0; tunnels > 1 && i < tunnels; i++) {
 		char pk[64];
 
 		tunnel_peer_key(i, pk);
-		add(&t, ", {\"name\": \"p%u\", \"public_key\": \"%s\", \"endpoint\": \"192.0.2.9:51000\","
+		fprintf(t, ", {\"name\": \"p%u\", \"public_key\": \"%s\", \"endpoint\": \"192.0.2.9:51000\","
 			" \"allowed_ips\": [\"10.%u.%u.0/24\"]}", i, pk, TUNNEL_WG_NET + i / 256, i % 256);
 	}
-	add(&t, "]}, \"egresses\": [%s", cfg_egresses);
+	fprintf(t, "]}, \"egresses\": [%s", cfg_egresses);
 	for (unsigned i = 0; tunnels > 1 && i < tunnels; i++)
-		add(&t, ", {\"name\": \"esp-t%u\", \"type\": \"ipsec\", \"sa_out\": %u, \"sa_in\": %u},"
+		fprintf(t, ", {\"name\": \"esp-t%u\", \"type\": \"ipsec\", \"sa_out\": %u, \"sa_in\": %u},"
 			" {\"name\": \"wg-t%u\", \"type\": \"wireguard\", \"peer\": \"p%u\"}",
 		    i, TUNNEL_SPI + i, TUNNEL_SPI + i, i, i);
-	add(&t, "], \"policies\": [");
+	fprintf(t, "], \"policies\": [");
 	for (unsigned p = 0; p * FILL_PER_POLICY < rules; p++) {
-		add(&t, "{\"name\": \"fill%u\", \"priority\": 1, \"egresses\": [\"direct\"], \"match\": {\"dst\": [", p);
+		fprintf(t, "{\"name\": \"fill%u\", \"priority\": 1, \"egresses\": [\"direct\"], \"match\": {\"dst\": [", p);
 		for (unsigned k = 0; k < FILL_PER_POLICY && p * FILL_PER_POLICY + k < rules; k++) {
 			unsigned r = p * FILL_PER_POLICY + k;
 
-			add(&t, "%s\"100.%u.%u.%u/32\"", k ? "," : "", 64 + (r >> 16), (r >> 8) & 0xff, r & 0xff);
+			fprintf(t, "%s\"100.%u.%u.%u/32\"", k ? "," : "", 64 + (r >> 16), (r >> 8) & 0xff, r & 0xff);
 		}
-		add(&t, "]}},");
+		fprintf(t, "]}},");
 	}
-	add(&t, "%s", cfg_policies);
+	fprintf(t, "%s", cfg_policies);
 	for (unsigned i = 0; tunnels > 1 && i < tunnels; i++)
 		for (unsigned wg = 0; wg < 2; wg++)
 			for (unsigned gen = 0; gen < 2; gen++)
-				add(&t, ", {\"name\": \"%s%s-t%u\", \"priority\": %u, \"match\": {\"%s\": [\"10.%u.%u.0/24\"]},"
+				fprintf(t, ", {\"name\": \"%s%s-t%u\", \"priority\": %u, \"match\": {\"%s\": [\"10.%u.%u.0/24\"]},"
 					" \"egresses\": [\"%s-t%u\"], \"strategy\": \"pinned\"}",
 				    gen ? "gen-" : "", wg ? "wg" : "esp", i, TUNNEL_PRIORITY, gen ? "src" : "dst",
 				    (wg ? TUNNEL_WG_NET : TUNNEL_ESP_NET) + i / 256, i % 256, wg ? "wg" : "esp", i);
-	add(&t, "]}");
-	return t.s;
+	fprintf(t, "]}");
+	if (fclose(t) != 0)
+		DIE("out of memory");
+	return text;
 }
 
 /* The CPUs this process may run on: the workers the bench can run at once. */
@@ -749,7 +727,6 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 	for (unsigned k = 0; k < lanes; k++) {
 		struct lane *l = &lane[k];
 
-		memset(l, 0, sizeof(*l));
 		*l = (struct lane){.id = k, .lanes = lanes, .w = &fx.ctx.workers[k], .s = s, .bursts = bursts,
 				   .flows = flows, .check = check};
 		if (check && eg_aead_ctx_init(&l->aead, fx.ctx.imb_arch) != 0)
@@ -776,12 +753,14 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 		struct bench_result *lr = &l->r;
 		double secs = (double)lr->cycles / (double)fx.ctx.tsc_hz;
 
-		for (unsigned d = 0; d < EG_DROP_MAX; d++)
-			if (l->w->shm->drop[d] != l->drops_by[d])
+		for (unsigned d = 0; d < EG_DROP_SLOTS; d++) {
+			uint64_t n = l->w->shm->drop[d] - l->drops_by[d];
+
+			lr->drops += n;
+			if (n && d < EG_DROP_MAX)
 				fprintf(stderr, "egress-bench: %s: worker %u: %llu dropped as %s\n", s->name, k,
-					(unsigned long long)(l->w->shm->drop[d] - l->drops_by[d]), eg_drop_names[d]);
-		for (unsigned d = 0; d < EG_DROP_SLOTS; d++)
-			lr->drops += l->w->shm->drop[d] - l->drops_by[d];
+					(unsigned long long)n, eg_drop_names[d]);
+		}
 		/* Each worker's rate over its own time; together, the sum of their rates. */
 		r->mpps += secs > 0 ? (double)lr->packets / secs / 1e6 : 0;
 		r->gbps += secs > 0 ? (double)lr->frame_bytes * 8 / secs / 1e9 : 0;
