@@ -16,7 +16,7 @@
 #include "shm.h"
 
 enum {
-	DP_BURST = 32,
+	DP_BURST = 32,		/* <= EG_REPLAY_MAX_BURST */
 	DP_RX_DESC = 1024,
 	DP_TX_DESC = 1024,
 	DP_PUNT_RING = 1024,		/* per worker, to the service lcore */

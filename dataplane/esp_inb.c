@@ -127,6 +127,17 @@ void dp_esp_inb_run(struct dp_worker *w, const struct eg_table_hdr *t)
 		return;
 	eg_aead_decrypt_burst(&w->aead, ops, n);
 
+	/* Only authenticated packets move the window; the burst's in one update per block. */
+	struct eg_replay *win[DP_BURST];
+	uint64_t seqs[DP_BURST];
+	int fresh[DP_BURST];
+
+	for (unsigned i = 0; i < n; i++) {
+		win[i] = ops[i].status == 0 ? eg_sa_replay(live[i]->sa) : NULL;
+		seqs[i] = live[i]->seq;
+	}
+	eg_replay_accept_each(win, seqs, n, fresh);
+
 	for (unsigned i = 0; i < n; i++) {
 		struct dp_esp_pkt *p = live[i];
 		struct eg_sa_counters *sc = &eg_shm_sa_counters(w->shm)[p->slot];
@@ -139,7 +150,7 @@ void dp_esp_inb_run(struct dp_worker *w, const struct eg_table_hdr *t)
 			drop(w, p, EG_DROP_ESP_AUTH_FAILED, &sc->auth_failures);
 			continue;
 		}
-		if (unlikely(eg_replay_accept(eg_sa_replay(p->sa), p->seq) != 0)) {
+		if (unlikely(fresh[i] != 0)) {
 			drop(w, p, EG_DROP_ESP_REPLAY, &sc->replays);
 			continue;
 		}

@@ -126,37 +126,122 @@ int eg_replay_check(const struct eg_replay *r, uint64_t seq)
 	return verdict(slot_id, slot_bits, id, 1ULL << (seq & 63));
 }
 
-int eg_replay_accept(struct eg_replay *r, uint64_t seq)
-{
-	uint64_t top = __atomic_load_n(&r->top, __ATOMIC_ACQUIRE);
-	uint64_t id = seq >> 6, bit = 1ULL << (seq & 63), slot_id, slot_bits;
-	struct eg_replay_block *b;
-	u128 old, seen;
-	int ret;
+/* Records, in one compare-and-swap, the bits in mask of block id. Sets verdict[k] for the
+ * group's members (those whose verdict is PENDING or REPEAT and whose seq is in block id),
+ * and returns the highest seq it accepted, or 0. */
+enum {
+	PENDING = 1,
+	REPEAT = 2,		/* a number the burst already holds: a replay of it, unless the
+				 * block turns out too old, and then it is too old as well */
+};
 
-	if (too_old(top, seq, r->window))
-		return -ERANGE;
-	b = &r->blocks[id & (r->n_blocks - 1)];
+static uint64_t accept_block(struct eg_replay *r, uint64_t id, uint64_t mask,
+			     const uint64_t *seq, unsigned from, unsigned n, int *verdict)
+{
+	struct eg_replay_block *b = &r->blocks[id & (r->n_blocks - 1)];
+	uint64_t slot_id, slot_bits, had = 0, accepted = 0;
+	u128 old, seen;
+
 	snapshot(b, &slot_id, &slot_bits);
 	for (;;) {
-		ret = verdict(slot_id, slot_bits, id, bit);
-		if (ret)
-			return ret;
+		if (slot_id > id) {
+			had = ~0ULL;	/* recycled for a newer block: all of them too old */
+			break;
+		}
+		had = slot_id == id ? slot_bits : 0;
+		if ((had | mask) == had)
+			break;		/* nothing new: no write, every member a replay */
 		old = pack(slot_id, slot_bits);
 		/* An older id is a block that left the window: start it afresh (RFC 6479). */
-		seen = __sync_val_compare_and_swap((u128 *)b, old,
-						   pack(id, (slot_id == id ? slot_bits : 0) | bit));
+		seen = __sync_val_compare_and_swap((u128 *)b, old, pack(id, had | mask));
 		if (seen == old)
 			break;
 		slot_id = (uint64_t)seen;
 		slot_bits = (uint64_t)(seen >> 64);
 	}
+	for (unsigned k = from; k < n; k++) {
+		if ((verdict[k] != PENDING && verdict[k] != REPEAT) || seq[k] >> 6 != id)
+			continue;
+		if (slot_id > id) {
+			verdict[k] = -ERANGE;
+		} else if (verdict[k] == REPEAT) {
+			verdict[k] = -EEXIST;
+		} else if (had & 1ULL << (seq[k] & 63)) {
+			verdict[k] = -EEXIST;
+		} else {
+			verdict[k] = 0;
+			accepted = seq[k] > accepted ? seq[k] : accepted;
+		}
+	}
+	return accepted;
+}
 
+/* Why a burst costs one CAS per block it touches and one on top, not one each per packet:
+ * with several workers on one SA these are the cache lines that bounce between cores. The
+ * argument above holds unchanged, a CAS that ORs several bits being several single-bit
+ * CASes that happened at once. */
+void eg_replay_accept_burst(struct eg_replay *r, const uint64_t *seq, unsigned n, int *verdict)
+{
+	uint64_t top = __atomic_load_n(&r->top, __ATOMIC_ACQUIRE), highest = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		verdict[i] = too_old(top, seq[i], r->window) ? -ERANGE : PENDING;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t id = seq[i] >> 6, mask = 0, got;
+
+		if (verdict[i] != PENDING)
+			continue;
+		/* Gather the block's numbers; a number twice in one burst is a replay. */
+		for (unsigned k = i; k < n; k++) {
+			uint64_t bit = 1ULL << (seq[k] & 63);
+
+			if (verdict[k] != PENDING || seq[k] >> 6 != id)
+				continue;
+			if (mask & bit)
+				verdict[k] = REPEAT;
+			mask |= bit;
+		}
+		got = accept_block(r, id, mask, seq, i, n, verdict);
+		highest = got > highest ? got : highest;
+	}
 	/* Atomic max: a failed CAS reloads top, and we stop as soon as someone went further. */
-	while (seq > top && !__atomic_compare_exchange_n(&r->top, &top, seq, true,
-							 __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
+	while (highest > top && !__atomic_compare_exchange_n(&r->top, &top, highest, true,
+							     __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
 		;
-	return 0;
+}
+
+int eg_replay_accept(struct eg_replay *r, uint64_t seq)
+{
+	int verdict;
+
+	eg_replay_accept_burst(r, &seq, 1, &verdict);
+	return verdict;
+}
+
+void eg_replay_accept_each(struct eg_replay *const *win, const uint64_t *seq, unsigned n,
+			   int *verdict)
+{
+	uint64_t group_seq[EG_REPLAY_MAX_BURST];
+	int group_verdict[EG_REPLAY_MAX_BURST];
+	unsigned char member[EG_REPLAY_MAX_BURST];
+	bool done[EG_REPLAY_MAX_BURST] = { false };
+
+	for (unsigned i = 0; i < n; i++) {
+		unsigned g = 0;
+
+		if (done[i] || !win[i])
+			continue;
+		for (unsigned k = i; k < n; k++) {
+			if (done[k] || win[k] != win[i])
+				continue;
+			done[k] = true;
+			member[g] = (unsigned char)k;
+			group_seq[g++] = seq[k];
+		}
+		eg_replay_accept_burst(win[i], group_seq, g, group_verdict);
+		for (unsigned k = 0; k < g; k++)
+			verdict[member[k]] = group_verdict[k];
+	}
 }
 
 /* Precondition: no worker uses r yet. Whatever the lost window had accepted is unknown, so

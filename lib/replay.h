@@ -15,6 +15,7 @@
 enum {
 	EG_REPLAY_MIN_WINDOW = 64,
 	EG_REPLAY_MAX_WINDOW = 65536,
+	EG_REPLAY_MAX_BURST = 256,	/* for eg_replay_accept_each */
 };
 
 struct eg_replay_block {
@@ -44,6 +45,15 @@ int eg_replay_check(const struct eg_replay *r, uint64_t seq);
 /* Records seq after authentication: 0 when it is new (and now recorded), -EEXIST for a
  * replay, -ERANGE when older than the window. Safe against concurrent callers. */
 int eg_replay_accept(struct eg_replay *r, uint64_t seq);
+/* eg_replay_accept for n numbers at once, verdict[i] for seq[i]: one atomic update per
+ * block of the window the burst touches and one of top, instead of one each per number.
+ * A number twice in the burst is accepted once, the other time -EEXIST. */
+void eg_replay_accept_burst(struct eg_replay *r, const uint64_t *seq, unsigned n, int *verdict);
+/* A burst whose numbers belong to different windows: seq[i] is recorded in win[i], in one
+ * eg_replay_accept_burst per window. win[i] NULL leaves verdict[i] untouched.
+ * n <= EG_REPLAY_MAX_BURST. */
+void eg_replay_accept_each(struct eg_replay *const *win, const uint64_t *seq, unsigned n,
+			   int *verdict);
 
 /* After the window was lost (a dataplane restart): counts every sequence number up to top
  * as seen, so that nothing older than what the last window accepted gets in again. Not

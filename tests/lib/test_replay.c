@@ -1,7 +1,8 @@
 /* The anti-replay window of lib/replay.c: numbered tables at each window size (edges,
  * recycled slots, ESN subspace changes, the end of the 64-bit space), a differential test
- * against a bit array over an absolute range, threads racing on one window, and the
- * window restored after a restart. */
+ * against a bit array over an absolute range, bursts against one number at a time, threads
+ * racing on one window (one number or a burst at a time), and the window restored after a
+ * restart. */
 #include <criterion/criterion.h>
 
 #include <errno.h>
@@ -529,14 +530,137 @@ Test(replay, esn_differential)
 	}
 }
 
+/* ---- bursts ---------------------------------------------------------------------------- */
+
+Test(replay, burst_table)
+{
+	struct eg_replay *r = fresh(1024);
+	/* 5 twice, 6 and 7 new, 200 in another block, 2000 ahead of all, 3 already in. */
+	uint64_t seq[] = { 5, 6, 5, 200, 7, 2000, 3 };
+	int v[ARRAY_SIZE(seq)];
+	const int want[] = { 0, 0, -EEXIST, 0, 0, 0, -EEXIST };
+
+	cr_assert_eq(eg_replay_accept(r, 3), 0);
+	eg_replay_accept_burst(r, seq, ARRAY_SIZE(seq), v);
+	for (unsigned i = 0; i < ARRAY_SIZE(seq); i++)
+		cr_expect_eq(v[i], want[i], "seq %llu: %d, want %d", (unsigned long long)seq[i],
+			     v[i], want[i]);
+	cr_assert_eq(r->top, 2000);
+	/* Now 5..7 are below 2000 - 1024 and too old; 1500 is new; 2000 seen. */
+	uint64_t again[] = { 7, 1500, 2000, 1500 };
+	const int want2[] = { -ERANGE, 0, -EEXIST, -EEXIST };
+	int v2[ARRAY_SIZE(again)];
+
+	eg_replay_accept_burst(r, again, ARRAY_SIZE(again), v2);
+	for (unsigned i = 0; i < ARRAY_SIZE(again); i++)
+		cr_expect_eq(v2[i], want2[i], "seq %llu: %d, want %d",
+			     (unsigned long long)again[i], v2[i], want2[i]);
+	cr_assert_eq(r->top, 2000);
+	free(r);
+}
+
+Test(replay, accept_each_groups_by_window)
+{
+	struct eg_replay *a = fresh(64), *b = fresh(64);
+	struct eg_replay *win[] = { a, b, NULL, a, b, a };
+	uint64_t seq[] = { 10, 10, 10, 10, 11, 300 };
+	int v[] = { 9, 9, 9, 9, 9, 9 };
+	const int want[] = { 0, 0, 9, -EEXIST, 0, 0 };
+
+	eg_replay_accept_each(win, seq, ARRAY_SIZE(seq), v);
+	for (unsigned i = 0; i < ARRAY_SIZE(seq); i++)
+		cr_expect_eq(v[i], want[i], "packet %u: %d, want %d", i, v[i], want[i]);
+	cr_assert_eq(a->top, 300);
+	cr_assert_eq(b->top, 11);
+	cr_assert_eq(eg_replay_check(b, 10), -EEXIST);
+	free(a);
+	free(b);
+}
+
+/* A burst must answer as one number at a time would, taken block by block in the order the
+ * blocks first appear in the burst (after the numbers already too old), with one difference: a number is too old only against
+ * the top from before the burst. So where one at a time said -ERANGE because the burst had
+ * itself raised top, the burst may have said 0 or -EEXIST; nothing else may differ, and
+ * both windows must end on the same top. */
+static void burst_differential(unsigned window, uint64_t seed)
+{
+	struct eg_replay *r = fresh(window), *one = fresh(window);
+	const uint64_t ring = (uint64_t)r->n_blocks * 64;
+	uint64_t cur = 1, recent[32] = { 0 }, seq[32];
+	unsigned counts[3] = { 0 }, relaxed = 0, n_recent = 0;
+
+	rng_state = seed;
+	for (unsigned burst = 0; burst < 6000; burst++) {
+		unsigned n = 1 + rnd() % 32, order[32], k = 0;
+		int v[32], w;
+		bool placed[32] = { false };
+
+		for (unsigned i = 0; i < n; i++) {
+			unsigned p = rnd() % 100;
+
+			if (p < 55)
+				seq[i] = ++cur;
+			else if (p < 70)
+				seq[i] = cur - rnd() % (window + window / 2 + 2) % cur;
+			else if (p < 85)
+				seq[i] = recent[rnd() % 32];
+			else if (p < 86)
+				seq[i] = cur += 1 + rnd() % (ring + ring / 2 + window);
+			else
+				seq[i] = cur += 1 + rnd() % 64;
+			recent[n_recent++ % 32] = seq[i];
+		}
+		/* The reference order: what is too old against the top before the burst (either
+		 * way the answer is -ERANGE), then block by block, by first appearance. */
+		for (unsigned i = 0; i < n; i++)
+			if (seq[i] <= one->top && one->top - seq[i] >= window) {
+				placed[i] = true;
+				order[k++] = i;
+			}
+		for (unsigned i = 0; i < n; i++)
+			for (unsigned j = i; j < n && !(j == i && placed[i]); j++)
+				if (!placed[j] && seq[j] >> 6 == seq[i] >> 6) {
+					placed[j] = true;
+					order[k++] = j;
+				}
+		eg_replay_accept_burst(r, seq, n, v);
+		for (unsigned i = 0; i < n; i++) {
+			unsigned j = order[i];
+
+			w = eg_replay_accept(one, seq[j]);
+			if (w != v[j]) {
+				cr_assert(w == -ERANGE && v[j] != -ERANGE,
+					  "window %u seed %llu burst %u: %llu burst %d, one by one %d",
+					  window, (unsigned long long)seed, burst,
+					  (unsigned long long)seq[j], v[j], w);
+				relaxed++;
+			}
+			counts[v[j] == 0 ? 0 : v[j] == -EEXIST ? 1 : 2]++;
+		}
+		cr_assert_eq(r->top, one->top, "window %u burst %u", window, burst);
+	}
+	cr_log_info("window %u: %u new, %u replays, %u too old, %u decided on the old top",
+		    window, counts[0], counts[1], counts[2], relaxed);
+	cr_assert(counts[0] > 1000 && counts[1] > 1000 && counts[2] > 100);
+	free(r);
+	free(one);
+}
+
+Test(replay, burst_differential)
+{
+	for (unsigned i = 0; i < ARRAY_SIZE(diff_windows); i++)
+		burst_differential(diff_windows[i], 0x51ed270b27a4d3c1ULL * (i + 1));
+}
+
 /* ---- concurrency ----------------------------------------------------------------------- */
 
-enum { THREADS = 4, COPIES = 3, CONC_NUMBERS = 250000 };
+enum { THREADS = 4, COPIES = 3, CONC_NUMBERS = 250000, MAX_RACE_BURST = 32 };
 
 struct race {
 	struct eg_replay *r;
 	const uint64_t *sched;
 	size_t n_sched, cursor;
+	unsigned burst;			/* numbers a racer takes at once */
 	uint32_t *n_new, *n_dup, *n_old;
 	unsigned broken;		/* check() said no, accept() then said yes */
 	unsigned top_back;		/* top seen going down, or below a number just accepted */
@@ -550,24 +674,37 @@ static void *racer(void *arg)
 
 	pthread_barrier_wait(&rc->start);
 	for (;;) {
-		size_t i = __atomic_fetch_add(&rc->cursor, 1, __ATOMIC_RELAXED);
+		size_t i = __atomic_fetch_add(&rc->cursor, rc->burst, __ATOMIC_RELAXED);
+		unsigned n = 0;
+		uint64_t s[MAX_RACE_BURST];
+		int c[MAX_RACE_BURST], a[MAX_RACE_BURST];
 
-		if (i >= rc->n_sched)
+		for (; n < rc->burst && i + n < rc->n_sched; n++) {
+			s[n] = rc->sched[i + n];
+			c[n] = eg_replay_check(rc->r, s[n]);
+		}
+		if (n == 0)
 			break;
-		uint64_t s = rc->sched[i];
-		int c = eg_replay_check(rc->r, s), a = eg_replay_accept(rc->r, s);
-		uint32_t *count = a == 0 ? rc->n_new : a == -EEXIST ? rc->n_dup : rc->n_old;
-
-		/* A "no" from check() is final: a set bit stays until its block leaves. */
-		if (c != 0 && a == 0)
-			__atomic_fetch_add(&rc->broken, 1, __ATOMIC_RELAXED);
+		if (rc->burst == 1)
+			a[0] = eg_replay_accept(rc->r, s[0]);
+		else
+			eg_replay_accept_burst(rc->r, s, n, a);
 		/* top is an atomic max: it never goes down, and covers what we just recorded. */
 		uint64_t top = __atomic_load_n(&rc->r->top, __ATOMIC_ACQUIRE);
 
-		if (top < last_top || (a == 0 && top < s))
+		if (top < last_top)
 			__atomic_fetch_add(&rc->top_back, 1, __ATOMIC_RELAXED);
 		last_top = top;
-		__atomic_fetch_add(&count[s], 1, __ATOMIC_RELAXED);
+		for (unsigned k = 0; k < n; k++) {
+			uint32_t *count = a[k] == 0 ? rc->n_new : a[k] == -EEXIST ? rc->n_dup : rc->n_old;
+
+			/* A "no" from check() is final: a set bit stays until its block leaves. */
+			if (c[k] != 0 && a[k] == 0)
+				__atomic_fetch_add(&rc->broken, 1, __ATOMIC_RELAXED);
+			if (a[k] == 0 && top < s[k])
+				__atomic_fetch_add(&rc->top_back, 1, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&count[s[k]], 1, __ATOMIC_RELAXED);
+		}
 	}
 	return NULL;
 }
@@ -583,13 +720,13 @@ static int by_key(const void *a, const void *b)
 
 /* Each number appears COPIES times, copies scattered up to spread positions later, so that
  * duplicates and reordered numbers are handed to different threads at the same moment. */
-static void run_race(unsigned window, unsigned spread)
+static void run_race(unsigned window, unsigned spread, unsigned burst)
 {
 	const size_t n_sched = (size_t)CONC_NUMBERS * COPIES;
 	struct keyed *k = malloc(n_sched * sizeof(*k));
 	uint64_t *sched = malloc(n_sched * sizeof(*sched));
 	struct race rc = {
-		.r = fresh(window), .sched = sched, .n_sched = n_sched,
+		.r = fresh(window), .sched = sched, .n_sched = n_sched, .burst = burst,
 		.n_new = calloc(CONC_NUMBERS, sizeof(uint32_t)),
 		.n_dup = calloc(CONC_NUMBERS, sizeof(uint32_t)),
 		.n_old = calloc(CONC_NUMBERS, sizeof(uint32_t)),
@@ -648,6 +785,17 @@ Test(replay, concurrent, .timeout = 30)
 		 * the edge and on recycled slots. Big ones: a tenth, nearly all accepted. */
 		unsigned spread = (windows[i] <= 1024 ? 2 * windows[i] : windows[i] / 10) * COPIES;
 
-		run_race(windows[i], spread);
+		run_race(windows[i], spread, 1);
+	}
+}
+
+/* The same race with each thread taking a burst of numbers at a time, as workers do. */
+Test(replay, concurrent_bursts, .timeout = 30)
+{
+	rng_state = 11;
+	for (unsigned i = 0; i < ARRAY_SIZE(windows); i++) {
+		unsigned spread = (windows[i] <= 1024 ? 2 * windows[i] : windows[i] / 10) * COPIES;
+
+		run_race(windows[i], spread, i % 2 ? MAX_RACE_BURST : 8);
 	}
 }
