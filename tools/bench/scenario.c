@@ -359,13 +359,18 @@ static unsigned through(uint16_t in, struct rte_mbuf **pkts, unsigned n, uint16_
 }
 
 /* Fresh replay windows for the scenario's inbound SAs or keypairs, so its inputs can be
- * opened again. */
-static void reset_replay(const struct bench_scenario *s)
+ * opened again: lane lane of lanes resets the tunnels it is dealt (see build_inputs), so
+ * that the windows stay in the cache of the core that opens their packets, as they would
+ * with RSS; a single tunnel's window is lane 0's to reset. */
+static void reset_replay(const struct bench_scenario *s, unsigned lane, unsigned lanes)
 {
 	unsigned n = over_tunnels(s) ? n_tunnels : 1;
 
 	for (unsigned t = 0; t < n; t++) {
 		struct eg_replay *r;
+
+		if (t % lanes != lane)
+			continue;
 
 		if (s->tunnel == BENCH_WG)
 			r = eg_wg_kp_replay(eg_wg_kp(eg_shm_wg(fx.ctx.shm.hdr, over_tunnels(s) ? t + 1 : 0), KP));
@@ -378,15 +383,17 @@ static void reset_replay(const struct bench_scenario *s)
 }
 
 /* The inputs of lanes lanes for a size: site frames (the same for every lane), or for
- * decap, sealed frames turned around, the sequence numbers dealt to the lanes in turn as
- * RSS would deal one tunnel's packets to the workers. Frame i of a lane goes to tunnel
- * i % tunnels. */
+ * decap, sealed frames turned around and dealt to the lanes in turn. Frame g of all goes
+ * to tunnel g % tunnels. With one tunnel, that deals its sequence numbers to every lane,
+ * the worst case, where the workers share one replay window. With many, each lane gets
+ * the tunnels congruent to it, as RSS does: it hashes the SPI (RTE_ETH_RSS_ESP) or the
+ * outer UDP ports, so a tunnel stays on one queue. */
 static void build_inputs(const struct bench_scenario *s, const struct bench_size *z, unsigned flows, unsigned lanes)
 {
 	unsigned tunnels = over_tunnels(s) ? n_tunnels : 1, n = s->kind == BENCH_DECAP ? INPUTS * lanes : INPUTS;
 
 	for (unsigned g = 0; g < n; g++) {
-		unsigned i = g / lanes, t = i % tunnels;	/* for decap: frame i of lane g % lanes */
+		unsigned i = g / lanes, t = g % tunnels;	/* for decap: frame i of lane g % lanes */
 		uint16_t len = z->len[i % z->n];
 		uint32_t net = over_tunnels(s) ? tunnel_net(s, t) : DP_IPV4(10, s->net, 0, 0);
 
@@ -448,7 +455,7 @@ static void build_inputs(const struct bench_scenario *s, const struct bench_size
 		free(sealed);
 		free(plain);
 	}
-	reset_replay(s);
+	reset_replay(s, 0, 1);
 }
 
 /* The inner packet out equals the one in, but for TTL and checksum; the checksum is right. */
@@ -652,8 +659,7 @@ static int lane_run(void *arg)
 		if (next == 0 && s->kind == BENCH_DECAP && b) {	/* the inputs again, to fresh windows */
 			if (l->lanes > 1)
 				barrier_wait(l->lanes, &sense);
-			if (l->id == 0)
-				reset_replay(s);
+			reset_replay(s, l->id, l->lanes);
 			if (l->lanes > 1)
 				barrier_wait(l->lanes, &sense);
 		}
