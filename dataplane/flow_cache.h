@@ -54,13 +54,27 @@ static inline bool dp_flow_hit(const struct dp_flow_cache_entry *x, const struct
 	return x->classifier_id == t->classifier_id && t->classifier_id && dp_flow_key_equal(&x->key, k);
 }
 
+static inline struct dp_flow_cache_entry *dp_flow_set(struct dp_flow_cache *c, uint64_t flow_hash)
+{
+	return &c->e[((flow_hash >> 20) & (DP_FLOW_CACHE_SETS - 1)) * DP_FLOW_CACHE_WAYS];
+}
+
+/* Starts loading the set a flow will be looked up in, a few packets ahead. */
+static inline void dp_flow_prefetch(struct dp_flow_cache *c, uint64_t flow_hash)
+{
+	const struct dp_flow_cache_entry *set = dp_flow_set(c, flow_hash);
+
+	for (unsigned i = 0; i < DP_FLOW_CACHE_WAYS; i++)
+		__builtin_prefetch(&set[i]);
+}
+
 /* eg_table_decide, with the classification remembered per flow. */
 static inline enum eg_verdict dp_flow_decide(struct dp_flow_cache *c, const struct eg_table_hdr *t,
 					     const struct eg_flow_key *k, uint64_t flow_hash,
 					     const struct eg_table_policy **policy,
 					     const struct eg_table_egress **egress)
 {
-	struct dp_flow_cache_entry *set = &c->e[((flow_hash >> 20) & (DP_FLOW_CACHE_SETS - 1)) * DP_FLOW_CACHE_WAYS];
+	struct dp_flow_cache_entry *set = dp_flow_set(c, flow_hash);
 	uint32_t pi;
 
 	if (dp_flow_hit(&set[0], t, k)) {
