@@ -66,7 +66,6 @@ static inline bool dp_neigh_lookup(const struct dp_neigh_table *t, uint16_t port
 				   const uint8_t *ip, struct rte_ether_addr *mac)
 {
 	uint32_t h = dp_neigh_hash(port, family, ip);
-	unsigned alen = eg_addr_len(family);
 
 	for (unsigned i = 0; i < DP_NEIGH_MAX_PROBE; i++) {
 		const struct dp_neigh_entry *e = &t->e[(h + i) & (DP_NEIGH_SLOTS - 1)];
@@ -81,7 +80,7 @@ static inline bool dp_neigh_lookup(const struct dp_neigh_table *t, uint16_t port
 				continue;
 			}
 			state = e->state;
-			match = e->port == port && e->family == family && memcmp(e->ip, ip, alen) == 0;
+			match = e->port == port && e->family == family && eg_addr_equal(family, e->ip, ip);
 			*mac = e->mac;
 			__atomic_thread_fence(__ATOMIC_ACQUIRE);
 			s2 = __atomic_load_n(&e->seq, __ATOMIC_RELAXED);

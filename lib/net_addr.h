@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <stddef.h>
 
 enum {
@@ -49,6 +50,23 @@ static inline unsigned eg_addr_bits(uint8_t family)
 static inline unsigned eg_addr_len(uint8_t family)
 {
 	return family == EG_AF_INET ? 4 : 16;
+}
+
+/* Whether two addresses of family are equal: inline, as the hot path asks per packet and
+ * memcmp with a length only known at run time is a library call. */
+static inline bool eg_addr_equal(uint8_t family, const uint8_t *a, const uint8_t *b)
+{
+	uint64_t x[2], y[2];
+	uint32_t u, v;
+
+	if (family == EG_AF_INET) {
+		memcpy(&u, a, 4);
+		memcpy(&v, b, 4);
+		return u == v;
+	}
+	memcpy(x, a, 16);
+	memcpy(y, b, 16);
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
 }
 
 static inline bool eg_addr_bit(const uint8_t *addr, unsigned bit)
