@@ -180,7 +180,8 @@ static void outb_run(struct dp_worker *w)
 	for (uint16_t i = 0; i < b->n; i++) {
 		struct dp_esp_pkt *p = &b->p[i];
 		struct eg_sa_slot *sa = p->sa;
-		uint8_t *inner, *esp, *tail, tos, next;
+		uint8_t *inner, *esp, *tail, tos;
+		uint32_t next;			/* not a byte: see the trailer below */
 		uint32_t inner_len;
 		uint16_t pad;
 		bool df;
@@ -222,11 +223,16 @@ static void outb_run(struct dp_worker *w)
 			sa_drop(w, p, sa->port, EG_DROP_NO_ROOM);
 			continue;
 		}
-		/* RFC 4303 2.4: padding bytes 1, 2, 3, ... */
-		for (uint16_t k = 0; k < pad; k++)
-			tail[k] = (uint8_t)(k + 1);
-		tail[pad] = (uint8_t)pad;
-		tail[pad + 1] = next;
+		/* RFC 4303 2.4: padding bytes 1, 2, 3 (pad is at most 3, and the room appended
+		 * is at least 18 bytes, so all four go in one store), then the pad length and
+		 * the next header in one more. next is a word because GCC, holding it as a byte
+		 * on the stack, read it back 16 bits wide, a store forwarding stall that perf
+		 * put at a sixth of this function. */
+		uint32_t pad_bytes = rte_cpu_to_be_32(0x01020304u);
+		uint16_t trailer = rte_cpu_to_le_16((uint16_t)(pad | next << 8));
+
+		memcpy(tail, &pad_bytes, 4);
+		memcpy(tail + pad, &trailer, 2);
 
 		uint32_t spi_be = rte_cpu_to_be_32(sa->spi);
 		uint32_t lo_be = rte_cpu_to_be_32((uint32_t)p->seq);
