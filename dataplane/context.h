@@ -16,7 +16,7 @@
 #include "shm.h"
 
 enum {
-	DP_BURST = 32,		/* <= EG_REPLAY_MAX_BURST */
+	DP_BURST = 32,
 	DP_RX_DESC = 1024,
 	DP_TX_DESC = 1024,
 	DP_PUNT_RING = 1024,		/* per worker, to the service lcore */
@@ -28,6 +28,7 @@ enum {
 	DP_REASM_SLOTS = 256,
 	DP_REASM_TIMEOUT_MS = 2000,
 };
+_Static_assert((unsigned)DP_BURST <= (unsigned)EG_REPLAY_MAX_BURST, "a burst's replay updates go through eg_replay_accept_each");
 
 struct dp_neigh_table;
 struct eg_reasm;
