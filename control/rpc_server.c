@@ -5,7 +5,9 @@
  * client: sockets are non-blocking, each ready client gets one read of RPC_READ_CHUNK per
  * poll, and replies go to a per-client output buffer that is flushed as the peer reads.
  * Memory per client is bounded: input by CP_RPC_MAX_LINE + RPC_READ_CHUNK, output by
- * CP_RPC_MAX_OUTBUF plus the one line being queued. */
+ * CP_RPC_MAX_OUTBUF plus the one line being queued. A read lands in one server-wide buffer
+ * and only what arrived is appended to the client's, so an idle connection holds a page,
+ * not a chunk: a thousand of them had pinned 64 MiB once malloc had touched the chunks. */
 #include "rpc.h"
 
 #include <errno.h>
@@ -74,7 +76,7 @@ struct cp_rpc_server {
 	bool accept_err_logged;
 	int64_t accept_pause_until;	/* CLOCK_MONOTONIC ms */
 	bool in_poll;		/* a handler may notify: no sweeping under the poll loop */
-	char scratch[RPC_READ_CHUNK];	/* input read only to be discarded */
+	char scratch[RPC_READ_CHUNK];	/* every read lands here first */
 };
 
 int cp_rpc_invalid(struct cp_rpc_error *err, const char *path, const char *fmt, ...)
@@ -622,22 +624,10 @@ static void client_process(struct cp_rpc_server *s, struct rpc_client *c)
 
 static void client_read(struct cp_rpc_server *s, struct rpc_client *c)
 {
-	char *dst;
 	ssize_t n;
 
-	if (c->closing) {
-		dst = s->scratch;	/* keep a blocked sender moving until we hang up */
-	} else {
-		if (buf_reserve(&c->in, c->in.len + RPC_READ_CHUNK,
-				CP_RPC_MAX_LINE + RPC_READ_CHUNK) < 0) {
-			fprintf(stderr, "rpc: client %u: out of memory, dropping it\n", c->seq);
-			c->dead = true;
-			return;
-		}
-		dst = c->in.p + c->in.len;
-	}
 	do
-		n = recv(c->fd, dst, RPC_READ_CHUNK, MSG_DONTWAIT);
+		n = recv(c->fd, s->scratch, RPC_READ_CHUNK, MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -646,11 +636,18 @@ static void client_read(struct cp_rpc_server *s, struct rpc_client *c)
 	}
 	if (n == 0)
 		c->eof = true;
-	if (c->closing) {
+	if (c->closing) {		/* read only to keep a blocked sender moving until we hang up */
 		if (c->eof)
 			c->in.len = 0;
 		return;
 	}
+	if (buf_reserve(&c->in, c->in.len + (size_t)n, CP_RPC_MAX_LINE + RPC_READ_CHUNK) < 0) {
+		fprintf(stderr, "rpc: client %u: out of memory, dropping it\n", c->seq);
+		c->dead = true;
+		return;
+	}
+	if (n > 0)			/* an EOF may come before any buffer exists */
+		memcpy(c->in.p + c->in.len, s->scratch, (size_t)n);
 	c->in.len += (size_t)n;
 	client_process(s, c);
 }
