@@ -25,18 +25,12 @@ static inline uint16_t dp_ipv4_sum5(uint32_t a, uint32_t b, uint32_t c, uint32_t
 	return (uint16_t)s;
 }
 
-/* The same, of a 20-byte header's five words. */
-static inline uint16_t dp_ipv4_sum_words(const uint32_t w[5])
-{
-	return dp_ipv4_sum5(w[0], w[1], w[2], w[3], w[4]);
-}
-
 static inline uint16_t dp_ipv4_sum20(const void *hdr)
 {
 	uint32_t w[5];
 
 	memcpy(w, hdr, sizeof(w));
-	return dp_ipv4_sum_words(w);
+	return dp_ipv4_sum5(w[0], w[1], w[2], w[3], w[4]);
 }
 
 /* Whether an IPv4 header of ihl bytes sums to all ones (its checksum is right). */

@@ -358,6 +358,22 @@ static unsigned through(uint16_t in, struct rte_mbuf **pkts, unsigned n, uint16_
 	return n;
 }
 
+/* The scenario's inbound replay windows, one per tunnel, found once by find_windows: the
+ * SA lookup is a linear search, and the windows are reset every round. */
+static struct eg_replay *windows[BENCH_MAX_TUNNELS];
+
+static void find_windows(const struct bench_scenario *s)
+{
+	unsigned n = over_tunnels(s) ? n_tunnels : 1;
+
+	for (unsigned t = 0; t < n; t++)
+		windows[t] = s->tunnel == BENCH_WG
+				     ? eg_wg_kp_replay(eg_wg_kp(eg_shm_wg(fx.ctx.shm.hdr, over_tunnels(s) ? t + 1 : 0), KP))
+				     : eg_sa_replay(dp_offline_sa(&fx, over_tunnels(s) ? TUNNEL_SPI + t
+									: s->alg == EG_AEAD_AES_GCM_128 ? 256 : 512,
+								   EG_SA_DIR_IN, NULL));
+}
+
 /* Fresh replay windows for the scenario's inbound SAs or keypairs, so its inputs can be
  * opened again: lane lane of lanes resets the tunnels it is dealt (see build_inputs), so
  * that the windows stay in the cache of the core that opens their packets, as they would
@@ -366,20 +382,8 @@ static void reset_replay(const struct bench_scenario *s, unsigned lane, unsigned
 {
 	unsigned n = over_tunnels(s) ? n_tunnels : 1;
 
-	for (unsigned t = 0; t < n; t++) {
-		struct eg_replay *r;
-
-		if (t % lanes != lane)
-			continue;
-
-		if (s->tunnel == BENCH_WG)
-			r = eg_wg_kp_replay(eg_wg_kp(eg_shm_wg(fx.ctx.shm.hdr, over_tunnels(s) ? t + 1 : 0), KP));
-		else
-			r = eg_sa_replay(dp_offline_sa(&fx, over_tunnels(s) ? TUNNEL_SPI + t
-								 : s->alg == EG_AEAD_AES_GCM_128 ? 256 : 512,
-						       EG_SA_DIR_IN, NULL));
-		eg_replay_init(r, r->window);
-	}
+	for (unsigned t = lane; t < n; t += lanes)
+		eg_replay_init(windows[t], windows[t]->window);
 }
 
 /* The inputs of lanes lanes for a size: site frames (the same for every lane), or for
@@ -455,6 +459,7 @@ static void build_inputs(const struct bench_scenario *s, const struct bench_size
 		free(sealed);
 		free(plain);
 	}
+	find_windows(s);
 	reset_replay(s, 0, 1);
 }
 
