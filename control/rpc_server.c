@@ -585,7 +585,8 @@ static void client_process(struct cp_rpc_server *s, struct rpc_client *c)
 			c->backlog = true;
 			break;
 		}
-		nl = memchr(c->in.p + c->scanned, '\n', c->in.len - c->scanned);
+		/* Nothing unscanned may mean no buffer at all (an EOF before any byte). */
+		nl = c->in.len > c->scanned ? memchr(c->in.p + c->scanned, '\n', c->in.len - c->scanned) : NULL;
 		if (!nl) {
 			c->scanned = c->in.len;
 			break;

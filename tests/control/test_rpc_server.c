@@ -859,6 +859,27 @@ Test(rpc_server, stalled_half_line)
 	conn_close(&b);
 }
 
+/* A client that connects and hangs up without a byte: its EOF comes before it has any input
+ * buffer, and the server must not scan that absent buffer (UBSan, which halts the server in
+ * the sanitized run, caught memchr on a null pointer there). */
+Test(rpc_server, hangup_before_any_byte)
+{
+	struct conn b;
+	json_t *r;
+
+	for (int i = 0; i < 3; i++) {
+		int fd = try_connect(S.path);
+
+		cr_assert(fd >= 0);
+		close(fd);
+	}
+	conn_open(&b);
+	r = call(&b, "{\"jsonrpc\":\"2.0\",\"id\":\"b\",\"method\":\"echo\"}");
+	expect_result(r, "\"b\"");
+	json_decref(r);
+	conn_close(&b);
+}
+
 Test(rpc_server, last_line_without_newline_at_eof)
 {
 	struct conn a;
