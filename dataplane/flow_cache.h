@@ -36,15 +36,26 @@ struct dp_flow_cache {
 	struct dp_flow_cache_entry e[DP_FLOW_CACHE_SIZE];
 };
 
-/* Whether two keys are equal, inline: libc's memcmp is a call per packet. */
+/* Whether two keys are equal, inline: libc's memcmp is a call per packet. Words are
+ * loaded straight from both keys, the last one overlapping its neighbour rather than
+ * running past the end: copying the keys into zeroed word arrays first made GCC store
+ * them as 16-byte pieces at odd offsets and read them back as words, a store forwarding
+ * stall that took three fifths of dispatch's samples. */
+static inline uint64_t dp_flow_word(const struct eg_flow_key *k, size_t off)
+{
+	uint64_t w;
+
+	memcpy(&w, (const uint8_t *)k + off, sizeof(w));
+	return w;
+}
+
 static inline bool dp_flow_key_equal(const struct eg_flow_key *a, const struct eg_flow_key *b)
 {
-	uint64_t x[(sizeof(*a) + 7) / 8] = {0}, y[(sizeof(*a) + 7) / 8] = {0}, d = 0;
+	_Static_assert(sizeof(*a) >= 8, "a key is at least one word");
+	uint64_t d = dp_flow_word(a, sizeof(*a) - 8) ^ dp_flow_word(b, sizeof(*b) - 8);
 
-	memcpy(x, a, sizeof(*a));
-	memcpy(y, b, sizeof(*b));
-	for (unsigned i = 0; i < sizeof(x) / 8; i++)
-		d |= x[i] ^ y[i];
+	for (size_t off = 0; off + 8 <= sizeof(*a); off += 8)
+		d |= dp_flow_word(a, off) ^ dp_flow_word(b, off);
 	return d == 0;
 }
 
