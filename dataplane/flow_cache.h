@@ -1,16 +1,24 @@
 /* A worker's cache of classification results: the policy index a flow key classified to,
- * under one classifier (the table's classifier_id, a digest of the rules). The classifier
- * stays fast at 100k rules, but a lookup still walks a trie per packet; a flow seen before
- * costs one hash slot and one compare instead. Only the classification is cached: the
- * policy's action and the flow's egress are read from the current table on every packet,
- * so a publish that changes paths (most publishes: probes flipping a path's state) keeps
- * every entry, and one that changes rules invalidates them all at once without touching
- * them. Private to its worker: no locks. Two ways per set, and room for 16 times the
- * flows of egress-bench's default run: direct-mapped with 4096 slots, 1024 flows left a
- * fifth of them sharing a slot with another and missing every time they alternated
- * (egress-bench counted 22% misses), two ways of the same size still 10%; now a set
- * overflows only when three flows meet in it. A new entry goes into the first way and
- * pushes the older one into the second (FIFO within the set). */
+ * under the rules the worker last saw (the table's classifier_id, a digest of the rules).
+ * The classifier stays fast at 100k rules, but a lookup still walks a trie per packet; a
+ * flow seen before costs two bucket reads and a few compares instead.
+ *
+ * Only the classification is cached: the policy's action and the flow's egress are read
+ * from the current table on every packet, so a publish that changes paths (most
+ * publishes: probes flipping a path's state) keeps every entry, and one that changes
+ * rules invalidates them all at once, without touching them, by starting a new epoch.
+ * Private to its worker: no locks.
+ *
+ * Sized for a flow count (dataplane.flow_cache_flows) and meant to hold them all: a POP
+ * sees a million flows, and a cache that holds a fraction of them misses on every packet
+ * of the rest. Each flow may live in one of two buckets picked by halves of its hash
+ * (two-choice hashing), a bucket is one cache line holding three IPv4 entries or one
+ * IPv6 entry, and there are twice as many IPv4 slots as flows: an insert finds a free
+ * slot in either bucket, or makes one by moving a resident to its other bucket, almost
+ * always. A set-associative cache of one line per flow, tried first, missed on three
+ * fifths of a million flows cycling through a million entries (sets overflow long before
+ * the cache is full). The worker's first pass over a burst prefetches both lines of every
+ * packet, so that the DRAM misses of a large cache overlap. */
 #ifndef DP_FLOW_CACHE_H
 #define DP_FLOW_CACHE_H
 
@@ -18,65 +26,138 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <rte_prefetch.h>
+
 #include "table.h"
 
 enum {
-	DP_FLOW_CACHE_SIZE = 16384,	/* entries; a power of two; 1 MiB per worker, touched as used */
-	DP_FLOW_CACHE_WAYS = 2,
-	DP_FLOW_CACHE_SETS = DP_FLOW_CACHE_SIZE / DP_FLOW_CACHE_WAYS,
+	DP_FLOW_V4_PER_BUCKET = 3,
+	DP_FLOW_EPOCH_BITS = 29,	/* tag: epoch << 3 | IPv6 << 2 | entries */
+	DP_FLOW_MIN_FLOWS = 1024,
+	DP_FLOW_MAX_FLOWS = 1 << 24,
 };
 
-struct dp_flow_cache_entry {
-	uint64_t classifier_id;		/* 0: empty */
-	struct eg_flow_key key;
-	uint32_t policy;		/* index, or EG_CLS_NO_MATCH */
+/* A flow key, compacted: the fields the classifier matches on, as 32-bit words. */
+struct dp_flow_v4 {
+	uint32_t key[4];	/* src, dst, sport | dport << 16, proto | dscp << 8 | in_port << 16 */
+	uint32_t policy;
+};
+
+struct dp_flow_v6 {
+	uint32_t key[10];	/* src (4 words), dst (4), then as IPv4's last two */
+	uint32_t policy;
+};
+
+struct dp_flow_bucket {
+	uint32_t tag;		/* entries belong to the cache's epoch only if tag >> 3 is it */
+	union {
+		struct dp_flow_v4 v4[DP_FLOW_V4_PER_BUCKET];
+		struct dp_flow_v6 v6;
+	};
 } __attribute__((aligned(64)));
 
+_Static_assert(sizeof(struct dp_flow_bucket) == 64, "a bucket is one cache line");
+
 struct dp_flow_cache {
-	struct dp_flow_cache_entry e[DP_FLOW_CACHE_SIZE];
+	struct dp_flow_bucket *b;
+	uint32_t n_buckets;
+	uint32_t epoch;			/* 1 .. 2^29 - 1: tags of zeroed memory never match */
+	uint64_t classifier_id;		/* the rules this epoch's entries were classified under */
+	size_t map_len;
+	uint64_t misses, relocations, evictions;	/* for egress-bench */
 };
 
-/* Whether two keys are equal, inline: libc's memcmp is a call per packet. Words are
- * loaded straight from both keys, the last one overlapping its neighbour rather than
- * running past the end: copying the keys into zeroed word arrays first made GCC store
- * them as 16-byte pieces at odd offsets and read them back as words, a store forwarding
- * stall that took three fifths of dispatch's samples. */
-static inline uint64_t dp_flow_word(const struct eg_flow_key *k, size_t off)
-{
-	uint64_t w;
+/* A cache with room for flows flows (DP_FLOW_MIN_FLOWS .. DP_FLOW_MAX_FLOWS), in
+ * anonymous memory touched as used, on transparent huge pages where the kernel allows
+ * them: a large cache on 4 KiB pages misses the TLB on every lookup. NULL on failure. */
+struct dp_flow_cache *dp_flow_cache_create(uint32_t flows);
+void dp_flow_cache_free(struct dp_flow_cache *c);
 
-	memcpy(&w, (const uint8_t *)k + off, sizeof(w));
-	return w;
+/* Remembers that k (with hash h) classified to policy, in the current epoch. The slow
+ * path of dp_flow_decide: called on a miss only. */
+void dp_flow_insert(struct dp_flow_cache *c, const struct eg_flow_key *k, uint64_t h, uint32_t policy);
+
+/* Starts a new epoch for the rules with this classifier_id: every entry goes stale. */
+void dp_flow_new_rules(struct dp_flow_cache *c, uint64_t classifier_id);
+
+/* The compact form of k, in w[0..3] (IPv4) or w[0..9] (IPv6). */
+static inline void dp_flow_compact(const struct eg_flow_key *k, uint32_t *w)
+{
+	unsigned a = k->family == EG_AF_INET6 ? 4 : 1;
+
+	memcpy(w, k->src, 4 * a);
+	memcpy(w + a, k->dst, 4 * a);
+	w[2 * a] = (uint32_t)k->sport | (uint32_t)k->dport << 16;
+	w[2 * a + 1] = (uint32_t)k->proto | (uint32_t)k->dscp << 8 | (uint32_t)k->in_port << 16;
 }
 
-static inline bool dp_flow_key_equal(const struct eg_flow_key *a, const struct eg_flow_key *b)
+/* The two buckets a flow may live in: each half of the hash scaled to the bucket count.
+ * Distinct whenever there are two buckets. */
+static inline void dp_flow_buckets(const struct dp_flow_cache *c, uint64_t h, uint32_t *b1, uint32_t *b2)
 {
-	_Static_assert(sizeof(*a) >= 8, "a key is at least one word");
-	uint64_t d = dp_flow_word(a, sizeof(*a) - 8) ^ dp_flow_word(b, sizeof(*b) - 8);
+	*b1 = (uint32_t)(((h & 0xffffffffu) * c->n_buckets) >> 32);
+	*b2 = (uint32_t)(((h >> 32) * c->n_buckets) >> 32);
+	if (*b2 == *b1)
+		*b2 = *b1 + 1 < c->n_buckets ? *b1 + 1 : 0;
+}
 
-	for (size_t off = 0; off + 8 <= sizeof(*a); off += 8)
-		d |= dp_flow_word(a, off) ^ dp_flow_word(b, off);
+/* Starts loading both buckets a flow may be in, a burst ahead of its lookup. DPDK's
+ * prefetch is an asm statement: GCC 12's dead code elimination dropped both of
+ * __builtin_prefetch's here, leaving every lookup to wait for DRAM. */
+static inline void dp_flow_prefetch(const struct dp_flow_cache *c, uint64_t h)
+{
+	uint32_t b1, b2;
+
+	dp_flow_buckets(c, h, &b1, &b2);
+	rte_prefetch0(&c->b[b1]);
+	rte_prefetch0(&c->b[b2]);
+}
+
+static inline bool dp_flow_live(const struct dp_flow_cache *c, const struct dp_flow_bucket *b)
+{
+	return b->tag >> 3 == c->epoch;
+}
+
+/* Whether n words at a and b are equal: words loaded straight from both (memcmp would be
+ * a libc call per packet, and copying into arrays first stalled on store forwarding). */
+static inline bool dp_flow_words_equal(const uint32_t *a, const uint32_t *b, unsigned n)
+{
+	uint32_t d = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		d |= a[i] ^ b[i];
 	return d == 0;
 }
 
-static inline bool dp_flow_hit(const struct dp_flow_cache_entry *x, const struct eg_table_hdr *t,
-			       const struct eg_flow_key *k)
+/* The policy bucket b holds for the compact key w, if any. */
+static inline bool dp_flow_find_in(const struct dp_flow_cache *c, const struct dp_flow_bucket *b,
+				   const uint32_t *w, bool v6, uint32_t *policy)
 {
-	return x->classifier_id == t->classifier_id && t->classifier_id && dp_flow_key_equal(&x->key, k);
+	if (!dp_flow_live(c, b) || (bool)(b->tag & 4) != v6)
+		return false;
+	if (v6) {
+		if (!dp_flow_words_equal(b->v6.key, w, 10))
+			return false;
+		*policy = b->v6.policy;
+		return true;
+	}
+	for (unsigned i = 0; i < (b->tag & 3); i++)
+		if (dp_flow_words_equal(b->v4[i].key, w, 4)) {
+			*policy = b->v4[i].policy;
+			return true;
+		}
+	return false;
 }
 
-static inline struct dp_flow_cache_entry *dp_flow_set(struct dp_flow_cache *c, uint64_t flow_hash)
+static inline bool dp_flow_find(const struct dp_flow_cache *c, const struct eg_flow_key *k, uint64_t h,
+				uint32_t *policy)
 {
-	return &c->e[((flow_hash >> 20) & (DP_FLOW_CACHE_SETS - 1)) * DP_FLOW_CACHE_WAYS];
-}
+	uint32_t w[10], b1, b2;
+	bool v6 = k->family == EG_AF_INET6;
 
-/* Starts loading the set a flow will be looked up in, a few packets ahead. */
-static inline void dp_flow_prefetch(struct dp_flow_cache *c, uint64_t flow_hash)
-{
-	const struct dp_flow_cache_entry *set = dp_flow_set(c, flow_hash);
-
-	for (unsigned i = 0; i < DP_FLOW_CACHE_WAYS; i++)
-		__builtin_prefetch(&set[i]);
+	dp_flow_compact(k, w);
+	dp_flow_buckets(c, h, &b1, &b2);
+	return dp_flow_find_in(c, &c->b[b1], w, v6, policy) || dp_flow_find_in(c, &c->b[b2], w, v6, policy);
 }
 
 /* eg_table_decide, with the classification remembered per flow. */
@@ -85,19 +166,15 @@ static inline enum eg_verdict dp_flow_decide(struct dp_flow_cache *c, const stru
 					     const struct eg_table_policy **policy,
 					     const struct eg_table_egress **egress)
 {
-	struct dp_flow_cache_entry *set = dp_flow_set(c, flow_hash);
 	uint32_t pi;
+	bool cacheable = t->classifier_id && (k->family == EG_AF_INET || k->family == EG_AF_INET6);
 
-	if (dp_flow_hit(&set[0], t, k)) {
-		pi = set[0].policy;
-	} else if (dp_flow_hit(&set[1], t, k)) {
-		pi = set[1].policy;
-	} else {
+	if (cacheable && t->classifier_id != c->classifier_id)
+		dp_flow_new_rules(c, t->classifier_id);
+	if (!cacheable || !dp_flow_find(c, k, flow_hash, &pi)) {
 		pi = eg_classifier_lookup(t, t->classifier_off, k);
-		set[1] = set[0];
-		set[0].classifier_id = t->classifier_id;
-		set[0].key = *k;
-		set[0].policy = pi;
+		if (cacheable)
+			dp_flow_insert(c, k, flow_hash, pi);
 	}
 	return eg_table_verdict(t, pi, flow_hash, policy, egress);
 }

@@ -14,6 +14,7 @@
 #include <rte_mbuf.h>
 
 #include "context.h"
+#include "flow_cache.h"
 #include "nat.h"
 #include "neigh.h"
 #include "ports.h"
@@ -201,7 +202,7 @@ out:
 	dp_ports_close(&ctx);
 	for (unsigned i = 0; ctx.workers && i < ctx.n_workers; i++) {
 		eg_reasm_free(ctx.workers[i].reasm);
-		rte_free(ctx.workers[i].flows);
+		dp_flow_cache_free(ctx.workers[i].flows);
 	}
 	dp_routes_free(&ctx);
 	dp_nat_service_free();

@@ -21,6 +21,7 @@
 #include <rte_udp.h>
 
 #include "blob.h"
+#include "flow_cache.h"
 #include "nat.h"
 #include "neigh.h"
 #include "ports.h"
@@ -58,7 +59,7 @@ static void cleanup(void)
 		rte_ring_free(w->inject);
 		rte_ring_free(w->resolve);
 		eg_reasm_free(w->reasm);
-		rte_free(w->flows);
+		dp_flow_cache_free(w->flows);
 	}
 	rte_free(f->ctx.workers);
 	dp_ports_close(&f->ctx);

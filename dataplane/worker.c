@@ -845,7 +845,7 @@ int dp_worker_init(struct dp_ctx *ctx, struct dp_worker *w, unsigned id)
 	w->resolve = rte_ring_create_elem(name, sizeof(struct dp_resolve_req), DP_PUNT_RING, SOCKET_ID_ANY,
 					  RING_F_SP_ENQ | RING_F_SC_DEQ);
 	w->reasm = eg_reasm_create(DP_REASM_SLOTS, max_len, ctx->tsc_hz * DP_REASM_TIMEOUT_MS / 1000);
-	w->flows = rte_zmalloc_socket("flow_cache", sizeof(*w->flows), RTE_CACHE_LINE_SIZE, (int)rte_socket_id());
+	w->flows = dp_flow_cache_create(ctx->cfg.dataplane.flow_cache_flows);
 	return w->punt && w->inject && w->resolve && w->reasm && w->flows ? 0 : -ENOMEM;
 }
 

@@ -13,6 +13,8 @@
  *     stamp_reflector   bool, default true: answer STAMP (RFC 8762) on UDP 862
  *     table_mb          integer 1..4096, default 64
  *     neigh_timeout_s   integer 1..86400, default 60
+ *     flow_cache_flows  integer 1024..16777216, default 1048576: flows each worker
+ *                       remembers the classification of (about 43 bytes per flow)
  *     ports             array of 1..16 port objects, required
  *       name            name, required, unique
  *       role            "site" | "uplink", required
@@ -368,7 +370,7 @@ static int parse_dataplane(const json_t *v, const char *path, struct eg_dataplan
 			   struct eg_error *err)
 {
 	static const char *const keys[] = {"eal", "workers", "idle_backoff", "idle_sleep_max_us",
-		"stamp_reflector", "table_mb", "neigh_timeout_s", "ports", "routes", "nat", NULL};
+		"stamp_reflector", "table_mb", "neigh_timeout_s", "flow_cache_flows", "ports", "routes", "nat", NULL};
 	char kp[EG_PATH_LEN], ep[EG_PATH_LEN], np[EG_PATH_LEN];
 	const json_t *m, *e;
 	size_t i;
@@ -380,6 +382,7 @@ static int parse_dataplane(const json_t *v, const char *path, struct eg_dataplan
 	dp->stamp_reflector = true;
 	dp->table_mb = 64;
 	dp->neigh_timeout_s = 60;
+	dp->flow_cache_flows = 1048576;
 	dp->nat = (struct eg_nat_cfg){
 		.sessions = 1048576, .hosts = 65536, .ports_per_block = 256, .blocks_per_host = 8,
 		.tcp_established_s = 7440, .tcp_transitory_s = 240, .udp_s = 300, .icmp_s = 60,
@@ -406,6 +409,9 @@ static int parse_dataplane(const json_t *v, const char *path, struct eg_dataplan
 		return ret;
 	if ((m = get(v, path, "neigh_timeout_s", kp)) &&
 	    (ret = want_uint(m, kp, 1, 86400, &dp->neigh_timeout_s, err)))
+		return ret;
+	if ((m = get(v, path, "flow_cache_flows", kp)) &&
+	    (ret = want_uint(m, kp, 1024, 16777216, &dp->flow_cache_flows, err)))
 		return ret;
 	if ((m = get(v, path, "nat", kp)) && (ret = parse_nat(m, kp, &dp->nat, err)))
 		return ret;

@@ -93,6 +93,7 @@ struct eg_dataplane_cfg {
 	bool stamp_reflector;		/* answer STAMP test packets, default true */
 	unsigned table_mb;		/* size of each table slot in shared memory, default 64 */
 	unsigned neigh_timeout_s;	/* reachable neighbour entries are refreshed after this, default 60 */
+	unsigned flow_cache_flows;	/* flows each worker's flow cache holds, default 1048576 */
 	unsigned n_ports;
 	struct eg_port_cfg ports[EG_MAX_PORTS];
 	unsigned n_routes;

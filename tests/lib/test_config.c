@@ -99,6 +99,7 @@ Test(config, full_file)
 	cr_assert_eq(c.dataplane.idle_sleep_max_us, 500);
 	cr_assert_eq(c.dataplane.table_mb, 128);
 	cr_assert_eq(c.dataplane.neigh_timeout_s, 30);
+	cr_assert_eq(c.dataplane.flow_cache_flows, 65536);
 
 	cr_assert_eq(c.dataplane.n_ports, 3);
 	p = &c.dataplane.ports[0];
@@ -259,6 +260,7 @@ Test(config, defaults)
 	cr_assert_eq(c.dataplane.idle_sleep_max_us, 200);
 	cr_assert_eq(c.dataplane.table_mb, 64);
 	cr_assert_eq(c.dataplane.neigh_timeout_s, 60);
+	cr_assert_eq(c.dataplane.flow_cache_flows, 1048576);
 	cr_assert_eq(c.dataplane.n_routes, 0);
 	cr_assert_eq(c.dataplane.nat.sessions, 1048576);
 	cr_assert_eq(c.dataplane.nat.ports_per_block, 256);
@@ -507,6 +509,8 @@ static const struct bad_case bad[] = {
 	/*170 */ {"dataplane/nat/sessions", "100", "$.dataplane.nat.sessions", "out of range"},
 	/*171 */ {"dataplane/nat/blocks_per_host", "33", "$.dataplane.nat.blocks_per_host", "out of range"},
 	/*172 */ {"dataplane/nat/colour", "1", "$.dataplane.nat.colour", "unknown key"},
+	/*173 */ {"dataplane/flow_cache_flows", "1023", "$.dataplane.flow_cache_flows", "out of range"},
+	/*174 */ {"dataplane/flow_cache_flows", "16777217", "$.dataplane.flow_cache_flows", "out of range"},
 };
 
 Test(config, bad_table)

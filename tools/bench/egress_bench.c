@@ -240,8 +240,8 @@ int main(int argc, char **argv)
 		o.mode == MODE_SCALING ? " against 1" : "");
 	if (o.mode == MODE_CHURN)
 		fprintf(tab, "; %u table publishes a second against none", o.churn_rate);
-	fprintf(tab, "\n%-18s %5s %9s %8s %8s %10s %11s %6s%s%s\n", "SCENARIO", "SIZE", "PACKETS", "MPPS", "GBIT/S",
-		"CYCLES/PKT", reference_name[o.mode], "RATIO", o.mode == MODE_CHURN ? "  PUB/S" : "",
+	fprintf(tab, "\n%-18s %5s %9s %8s %8s %10s %5s %11s %6s%s%s\n", "SCENARIO", "SIZE", "PACKETS", "MPPS",
+		"GBIT/S", "CYCLES/PKT", "MISS", reference_name[o.mode], "RATIO", o.mode == MODE_CHURN ? "  PUB/S" : "",
 		o.check ? "  CHECK" : "");
 	for (unsigned si = 0; si < bench_n_scenarios; si++) {
 		const struct bench_scenario *s = &bench_scenarios[si];
@@ -267,7 +267,7 @@ int main(int argc, char **argv)
 			ok = !o.check || (bench_clean(r) && r->checked == r->packets &&
 					  (o.mode != MODE_CHURN || r->churn.publishes > 0));
 			bad |= !ok;
-			char ceil_s[16] = "-", ratio_s[16] = "-", pub[24] = "";
+			char ceil_s[16] = "-", ratio_s[16] = "-", pub[24] = "", miss_s[16] = "-";
 
 			if (out.c.mpps > 0) {
 				snprintf(ceil_s, sizeof(ceil_s), "%.2f", out.c.mpps);
@@ -276,10 +276,12 @@ int main(int argc, char **argv)
 				else
 					snprintf(ratio_s, sizeof(ratio_s), "%.0f%%", 100 * ratio);
 			}
+			if (s->kind != BENCH_DECAP && r->packets)	/* decap classifies nothing */
+				snprintf(miss_s, sizeof(miss_s), "%.0f%%", 100.0 * (double)r->flow_misses / (double)r->packets);
 			if (o.mode == MODE_CHURN)
 				snprintf(pub, sizeof(pub), "  %5.0f", pub_s);
-			fprintf(tab, "%-18s %5s %9llu %8.2f %8.2f %10.0f %11s %6s%s%s\n", s->name, z->label,
-				(unsigned long long)r->packets, r->mpps, r->gbps, r->cycles_per_packet, ceil_s, ratio_s, pub,
+			fprintf(tab, "%-18s %5s %9llu %8.2f %8.2f %10.0f %5s %11s %6s%s%s\n", s->name, z->label,
+				(unsigned long long)r->packets, r->mpps, r->gbps, r->cycles_per_packet, miss_s, ceil_s, ratio_s, pub,
 				o.check ? (ok ? "  ok" : "  FAIL") : "");
 			if (!ok)
 				fprintf(stderr,
@@ -295,6 +297,8 @@ int main(int argc, char **argv)
 				r->cycles_per_packet, "reference_mpps", out.c.mpps, "ceiling_burst_mpps", out.c.burst_mpps,
 				"ceiling_direct_mpps", out.c.direct_mpps, "ratio", ratio, "checked", o.check && ok, "workers",
 				(json_int_t)out.workers, "reference_workers", (json_int_t)out.ref_workers);
+
+			json_object_set_new(row, "flow_cache_misses", json_integer((json_int_t)r->flow_misses));
 
 			if (o.mode == MODE_CHURN) {
 				json_object_set_new(row, "publishes_per_s", json_real(pub_s));

@@ -19,6 +19,7 @@
 
 #include "churn.h"
 #include "drop_reasons.h"
+#include "flow_cache.h"
 #include "offline.h"
 #include "replay.h"
 #include "sa.h"
@@ -617,6 +618,7 @@ struct lane {
 	struct eg_aead_ctx aead;		/* for checking ESP */
 	struct bench_result r;
 	uint64_t drops_by[EG_DROP_SLOTS];
+	uint64_t misses_by;			/* the flow cache's misses before the run */
 };
 
 /* Lanes meet between rounds of their inputs, so that decap's replay windows can be made
@@ -743,6 +745,7 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 		if (check && eg_aead_ctx_init(&l->aead, fx.ctx.imb_arch) != 0)
 			DIE("no crypto manager");
 		memcpy(l->drops_by, l->w->shm->drop, sizeof(l->drops_by));
+		l->misses_by = l->w->flows->misses;
 		if (k) {
 			lcore = rte_get_next_lcore(lcore, 1, 0);
 			if (lcore >= RTE_MAX_LCORE || rte_eal_remote_launch(lane_run, l, lcore) != 0)
@@ -780,6 +783,7 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 		r->frame_bytes += lr->frame_bytes;
 		r->cycles += lr->cycles;
 		r->drops += lr->drops;
+		r->flow_misses += l->w->flows->misses - l->misses_by;
 		r->checked += lr->checked;
 		r->check_failures += lr->check_failures;
 		if (check)

@@ -40,6 +40,7 @@ struct bench_size {
 struct bench_result {
 	uint64_t packets, out_packets, frame_bytes, cycles;
 	uint64_t drops;		/* the worker's drop counters over the run */
+	uint64_t flow_misses;	/* flow cache lookups that missed (classifier walks) */
 	uint64_t checked, check_failures;
 	double mpps, gbps, cycles_per_packet;
 	struct bench_churn_stats churn;	/* publishes while the workers ran */

@@ -1,0 +1,171 @@
+/* Tests for dataplane/flow_cache.c: a worker's cache of classifications. It must never
+ * answer with another flow's policy or with one from before the rules changed, and it
+ * must hold as many flows as it was sized for: a cache that loses flows sends them
+ * through the classifier on every packet. */
+#include <criterion/criterion.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "flow_cache.h"
+#include "flow_select.h"
+
+static struct eg_flow_key key_of(unsigned i, bool v6)
+{
+	struct eg_flow_key k = {.family = v6 ? EG_AF_INET6 : EG_AF_INET, .proto = 17, .in_port = 1,
+				.sport = (uint16_t)(1024 + i % 50000), .dport = 443};
+	uint32_t n = i / 50000 + 1;
+
+	k.src[0] = 10;
+	memcpy(&k.src[v6 ? 12 : 1], &i, 3);
+	memcpy(&k.dst[v6 ? 12 : 0], &n, 4);
+	return k;
+}
+
+/* Under fixed rules a key always classifies to the same policy. */
+static uint32_t policy_of(const struct eg_flow_key *k, unsigned rules)
+{
+	return (uint32_t)(eg_flow_hash(k) % 1000) + rules * 1000;
+}
+
+static bool find(const struct dp_flow_cache *c, const struct eg_flow_key *k, uint32_t *pi)
+{
+	return dp_flow_find(c, k, eg_flow_hash(k), pi);
+}
+
+static void insert(struct dp_flow_cache *c, const struct eg_flow_key *k, uint32_t pi)
+{
+	dp_flow_insert(c, k, eg_flow_hash(k), pi);
+}
+
+Test(flow_cache, sizes_refused)
+{
+	cr_assert_null(dp_flow_cache_create(DP_FLOW_MIN_FLOWS - 1));
+	cr_assert_null(dp_flow_cache_create(DP_FLOW_MAX_FLOWS + 1));
+}
+
+/* Every field the classifier matches on is part of the key: a flow that differs in any
+ * one of them is another flow. */
+Test(flow_cache, every_field_counts)
+{
+	struct dp_flow_cache *c = dp_flow_cache_create(DP_FLOW_MIN_FLOWS);
+
+	cr_assert_not_null(c);
+	for (int v6 = 0; v6 < 2; v6++) {
+		struct eg_flow_key k = key_of(7, v6);
+		unsigned alen = v6 ? 16 : 4;
+		uint32_t pi;
+
+		insert(c, &k, 42);
+		cr_assert(find(c, &k, &pi) && pi == 42);
+		for (unsigned f = 0; f < 5 + 2 * alen; f++) {
+			struct eg_flow_key o = k;
+
+			switch (f) {
+			case 0: o.proto ^= 1; break;
+			case 1: o.dscp ^= 1; break;
+			case 2: o.in_port ^= 1; break;
+			case 3: o.sport ^= 0x100; break;
+			case 4: o.dport ^= 1; break;
+			default:
+				if (f - 5 < alen)
+					o.src[f - 5] ^= 0x80;
+				else
+					o.dst[f - 5 - alen] ^= 0x80;
+			}
+			cr_assert_not(find(c, &o, &pi), "v6 %d: field %u changed and the flow still hit", v6, f);
+		}
+		/* The other family with the same bytes is another flow too. */
+		k.family = v6 ? EG_AF_INET : EG_AF_INET6;
+		cr_assert_not(find(c, &k, &pi));
+	}
+	dp_flow_cache_free(c);
+}
+
+/* Sized for n flows, it holds n flows: all of them hit on the second pass. The keys and
+ * the hash are fixed, so this is exact: with these 200,000 flows a hundred or so inserts
+ * find both buckets full and move a resident to its other bucket, and none evicts. */
+Test(flow_cache, holds_what_it_was_sized_for)
+{
+	enum { N = 200000 };
+	struct dp_flow_cache *c = dp_flow_cache_create(N);
+	unsigned hits = 0;
+
+	cr_assert_not_null(c);
+	for (unsigned i = 0; i < N; i++) {
+		struct eg_flow_key k = key_of(i, false);
+		uint32_t pi;
+
+		cr_assert_not(find(c, &k, &pi), "flow %u hit before it was seen", i);
+		insert(c, &k, policy_of(&k, 0));
+	}
+	for (unsigned i = 0; i < N; i++) {
+		struct eg_flow_key k = key_of(i, false);
+		uint32_t pi;
+
+		if (find(c, &k, &pi)) {
+			hits++;
+			cr_assert_eq(pi, policy_of(&k, 0));
+		}
+	}
+	cr_log_info("%u of %u flows held; %llu relocations, %llu evictions", hits, N,
+		    (unsigned long long)c->relocations, (unsigned long long)c->evictions);
+	cr_assert_eq(hits, N, "only %u of %u flows held", hits, N);
+	cr_assert_gt(c->relocations, 0, "no insert had to move a resident: the test is too easy");
+	cr_assert_eq(c->evictions, 0);
+	dp_flow_cache_free(c);
+}
+
+/* Far more flows than room, IPv4 and IPv6 mixed, looked up in random order and inserted
+ * on a miss as the worker does, with the rules changing now and then: whatever hits is
+ * the flow's own policy under the current rules. */
+Test(flow_cache, overfull_never_wrong)
+{
+	struct dp_flow_cache *c = dp_flow_cache_create(DP_FLOW_MIN_FLOWS);
+	unsigned rules = 0, hits = 0;
+
+	cr_assert_not_null(c);
+	srandom(7);
+	dp_flow_new_rules(c, 1);
+	for (unsigned n = 0; n < 400000; n++) {
+		struct eg_flow_key k = key_of((unsigned)random() % 8192, random() % 4 == 0);
+		uint32_t pi;
+
+		if (n % 50000 == 49999)
+			dp_flow_new_rules(c, ++rules + 1);
+		if (find(c, &k, &pi)) {
+			hits++;
+			cr_assert_eq(pi, policy_of(&k, rules), "a hit with another policy at lookup %u", n);
+		} else {
+			insert(c, &k, policy_of(&k, rules));
+			cr_assert(find(c, &k, &pi) && pi == policy_of(&k, rules), "just inserted, not found");
+		}
+	}
+	cr_assert_gt(hits, 0);
+	cr_assert_gt(c->evictions, 0);
+	dp_flow_cache_free(c);
+}
+
+/* New rules make every entry stale at once, also across the epoch counter's wrap. */
+Test(flow_cache, new_rules_forget_everything)
+{
+	struct dp_flow_cache *c = dp_flow_cache_create(DP_FLOW_MIN_FLOWS);
+	struct eg_flow_key k4 = key_of(1, false), k6 = key_of(2, true);
+	uint32_t pi;
+
+	cr_assert_not_null(c);
+	for (int round = 0; round < 2; round++) {
+		if (round == 1)
+			c->epoch = (1u << DP_FLOW_EPOCH_BITS) - 1;	/* the last before the wrap */
+		insert(c, &k4, 1);
+		insert(c, &k6, 2);
+		cr_assert(find(c, &k4, &pi) && pi == 1);
+		cr_assert(find(c, &k6, &pi) && pi == 2);
+		dp_flow_new_rules(c, 99 + (uint64_t)round);
+		cr_assert_eq(c->classifier_id, 99 + (uint64_t)round);
+		cr_assert_not(find(c, &k4, &pi));
+		cr_assert_not(find(c, &k6, &pi));
+	}
+	cr_assert_eq(c->epoch, 1, "the wrap starts again at 1");
+	dp_flow_cache_free(c);
+}
