@@ -720,9 +720,10 @@ uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, ui
 	enum eg_drop_reason r[DP_BURST];
 
 	/* Two passes over the burst. The first parses, and for a flow to classify it hashes
-	 * the key and prefetches the flow cache set: the set is rarely in L1 (a worker's
-	 * cache is a MiB), and reading the key back as words right after writing it byte by
-	 * byte would stall on store forwarding; by the second pass both are settled. */
+	 * the key and prefetches the flow's two flow cache buckets: with a million flows
+	 * they are in DRAM, and the burst's misses overlap only if they start together;
+	 * reading the key back as words right after writing it byte by byte would also stall
+	 * on store forwarding. By the second pass both are settled. */
 	for (uint16_t i = 0; i < n; i += DP_BURST) {
 		uint16_t k = n - i < DP_BURST ? (uint16_t)(n - i) : DP_BURST;
 
