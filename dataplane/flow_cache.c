@@ -11,6 +11,13 @@ enum { HUGE_PAGE = 2 << 20 };
 
 #define EPOCH_MAX ((1u << DP_FLOW_EPOCH_BITS) - 1)
 
+/* Buckets for flows flows: half the IPv4 slots taken when every flow is in (see
+ * flow_cache.h). */
+static uint32_t buckets_for(uint32_t flows)
+{
+	return (uint32_t)(((uint64_t)flows * 2 + DP_FLOW_V4_PER_BUCKET - 1) / DP_FLOW_V4_PER_BUCKET);
+}
+
 struct dp_flow_cache *dp_flow_cache_create(uint32_t flows)
 {
 	struct dp_flow_cache *c;
@@ -18,9 +25,9 @@ struct dp_flow_cache *dp_flow_cache_create(uint32_t flows)
 
 	if (flows < DP_FLOW_MIN_FLOWS || flows > DP_FLOW_MAX_FLOWS || !(c = calloc(1, sizeof(*c))))
 		return NULL;
-	/* Half the IPv4 slots taken when every flow is in: see flow_cache.h. */
-	c->n_buckets = (uint32_t)(((uint64_t)flows * 2 + DP_FLOW_V4_PER_BUCKET - 1) / DP_FLOW_V4_PER_BUCKET);
-	c->map_len = ((size_t)c->n_buckets * sizeof(struct dp_flow_bucket) + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+	c->max_buckets = buckets_for(flows);
+	c->n_buckets = buckets_for(flows < DP_FLOW_START_FLOWS ? flows : DP_FLOW_START_FLOWS);
+	c->map_len = ((size_t)c->max_buckets * sizeof(struct dp_flow_bucket) + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
 	m = mmap(NULL, c->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED) {
 		free(c);
@@ -30,6 +37,7 @@ struct dp_flow_cache *dp_flow_cache_create(uint32_t flows)
 	(void)madvise(m, c->map_len, MADV_HUGEPAGE);
 	c->b = m;
 	c->epoch = 1;
+	c->rng = 0x9e3779b9u;		/* fixed: the same flows always land the same way */
 	return c;
 }
 
@@ -41,14 +49,41 @@ void dp_flow_cache_free(struct dp_flow_cache *c)
 	free(c);
 }
 
+/* Every entry stale at once. */
+static void next_epoch(struct dp_flow_cache *c)
+{
+	c->evicted_here = 0;
+	if (++c->epoch <= EPOCH_MAX)
+		return;
+	/* Half a billion epochs on: tags from the first ones could match again. Only the
+	 * buckets in use were ever written. */
+	memset(c->b, 0, (size_t)c->n_buckets * sizeof(*c->b));
+	c->epoch = 1;
+}
+
 void dp_flow_new_rules(struct dp_flow_cache *c, uint64_t classifier_id)
 {
 	c->classifier_id = classifier_id;
-	if (++c->epoch <= EPOCH_MAX)
+	next_epoch(c);
+}
+
+static void evicted(struct dp_flow_cache *c, unsigned n)
+{
+	c->evictions += n;
+	c->evicted_here += n;
+}
+
+/* When the start size has lost as many entries as it has buckets, the flows no longer
+ * fit: the cache takes its full configured size, once, and starts over there; the flows
+ * come back as they are seen. (Doubling step by step flushed the cache at every step,
+ * and a million flows took several passes to settle.) */
+static void grow_if_thrashing(struct dp_flow_cache *c)
+{
+	if (c->evicted_here < c->n_buckets || c->n_buckets == c->max_buckets)
 		return;
-	/* Half a billion rule changes on: tags from the first epochs could match again. */
-	memset(c->b, 0, (size_t)c->n_buckets * sizeof(*c->b));
-	c->epoch = 1;
+	c->n_buckets = c->max_buckets;
+	c->grows++;
+	next_epoch(c);
 }
 
 /* Live IPv4 entries in b; DP_FLOW_V4_PER_BUCKET when it holds an IPv6 flow (full). */
@@ -72,89 +107,178 @@ static void append_v4(const struct dp_flow_cache *c, struct dp_flow_bucket *b, c
 	set_tag(c, b, false, n + 1);
 }
 
-/* The other bucket an IPv4 entry in bucket `in` may live in: its key hashed again. */
-static uint32_t other_bucket(const struct dp_flow_cache *c, const struct dp_flow_v4 *e, uint32_t in)
+/* The flow key a compact key stands for: dp_flow_compact undone. */
+static void expand(const uint32_t *w, bool v6, struct eg_flow_key *k)
 {
-	struct eg_flow_key k = {
-		.family = EG_AF_INET,
-		.sport = (uint16_t)e->key[2], .dport = (uint16_t)(e->key[2] >> 16),
-		.proto = (uint8_t)e->key[3], .dscp = (uint8_t)(e->key[3] >> 8), .in_port = (uint16_t)(e->key[3] >> 16),
+	unsigned a = v6 ? 4 : 1;
+
+	*k = (struct eg_flow_key){
+		.family = v6 ? EG_AF_INET6 : EG_AF_INET,
+		.sport = (uint16_t)w[2 * a], .dport = (uint16_t)(w[2 * a] >> 16),
+		.proto = (uint8_t)w[2 * a + 1], .dscp = (uint8_t)(w[2 * a + 1] >> 8),
+		.in_port = (uint16_t)(w[2 * a + 1] >> 16),
 	};
+	memcpy(k->src, w, 4 * a);
+	memcpy(k->dst, w + a, 4 * a);
+}
+
+/* The other bucket a resident of bucket `in` may live in: its key hashed again. */
+static uint32_t other_bucket(const struct dp_flow_cache *c, const uint32_t *w, bool v6, uint32_t in)
+{
+	struct eg_flow_key k;
 	uint32_t b1, b2;
 
-	memcpy(k.src, &e->key[0], 4);
-	memcpy(k.dst, &e->key[1], 4);
+	expand(w, v6, &k);
 	dp_flow_buckets(c, eg_flow_hash(&k), &b1, &b2);
 	return b1 == in ? b2 : b1;
 }
 
-/* Frees a slot in the full IPv4 bucket `in` by moving one of its entries to its other
- * bucket, if that has room. Returns the freed slot's index, or -1. */
-static int relocate_one(struct dp_flow_cache *c, uint32_t in)
+static bool has_v4_room(const struct dp_flow_cache *c, const struct dp_flow_bucket *b)
+{
+	return v4_entries(c, b) < DP_FLOW_V4_PER_BUCKET;
+}
+
+/* Moves every IPv4 resident of bucket `in` that has room in its other bucket there, and
+ * keeps the rest. Returns how many stay. */
+static unsigned move_out_v4(struct dp_flow_cache *c, uint32_t in)
 {
 	struct dp_flow_bucket *b = &c->b[in];
+	unsigned n = v4_entries(c, b), kept = 0;
 
-	for (unsigned i = 0; i < DP_FLOW_V4_PER_BUCKET; i++) {
-		struct dp_flow_bucket *o = &c->b[other_bucket(c, &b->v4[i], in)];
+	for (unsigned i = 0; i < n; i++) {
+		struct dp_flow_bucket *o = &c->b[other_bucket(c, b->v4[i].key, false, in)];
 
-		if (v4_entries(c, o) < DP_FLOW_V4_PER_BUCKET) {
+		if (has_v4_room(c, o)) {
 			append_v4(c, o, &b->v4[i]);
 			c->relocations++;
-			return (int)i;
+		} else {
+			b->v4[kept++] = b->v4[i];
 		}
 	}
-	return -1;
+	set_tag(c, b, false, kept);
+	return kept;
+}
+
+/* Moves the IPv6 resident of bucket `in` to its other bucket if that is free. */
+static bool move_out_v6(struct dp_flow_cache *c, uint32_t in)
+{
+	struct dp_flow_bucket *b = &c->b[in], *o = &c->b[other_bucket(c, b->v6.key, true, in)];
+
+	if (dp_flow_live(c, o))
+		return false;
+	o->v6 = b->v6;
+	set_tag(c, o, true, 1);
+	set_tag(c, b, false, 0);
+	c->relocations++;
+	return true;
+}
+
+static uint32_t next_random(struct dp_flow_cache *c)
+{
+	c->rng ^= c->rng << 13;
+	c->rng ^= c->rng >> 17;
+	c->rng ^= c->rng << 5;
+	return c->rng;
+}
+
+/* Both of a new IPv4 flow's buckets are full of IPv4 flows, and none of them can simply
+ * move: a cuckoo walk. The newcomer takes a random resident's slot, the resident goes to
+ * its other bucket, taking a random slot there if that is full too, and so on. A walk
+ * that does not end in a free slot within MAX_KICKS evicts the resident in hand: rare
+ * while the cache is no more than half full, which is what it is sized for. */
+enum { MAX_KICKS = 4 };
+
+static void cuckoo_v4(struct dp_flow_cache *c, struct dp_flow_v4 e, uint32_t at)
+{
+	uint32_t home = at;
+	unsigned home_slot = 0;
+
+	for (unsigned kick = 0; kick < MAX_KICKS; kick++) {
+		struct dp_flow_bucket *b = &c->b[at], *o;
+		unsigned slot = next_random(c) % DP_FLOW_V4_PER_BUCKET;
+		struct dp_flow_v4 out;
+
+		if (kick == 0)
+			home_slot = slot;
+		else if (at == home && slot == home_slot)	/* the newcomer stays */
+			slot = (slot + 1) % DP_FLOW_V4_PER_BUCKET;
+		out = b->v4[slot];
+
+		b->v4[slot] = e;
+		e = out;
+		at = other_bucket(c, e.key, false, at);
+		o = &c->b[at];
+		c->relocations++;
+		if (has_v4_room(c, o)) {
+			append_v4(c, o, &e);
+			return;
+		}
+		if (o->tag & 4)		/* an IPv6 flow's: the walk goes no further */
+			break;
+	}
+	evicted(c, 1);
 }
 
 static void insert_v4(struct dp_flow_cache *c, const struct dp_flow_v4 *e, uint64_t h, uint32_t b1, uint32_t b2)
 {
 	struct dp_flow_bucket *x = &c->b[b1], *y = &c->b[b2];
-	unsigned nx = v4_entries(c, x), ny = v4_entries(c, y);
-	int slot;
 
-	if (nx < DP_FLOW_V4_PER_BUCKET || ny < DP_FLOW_V4_PER_BUCKET) {
-		append_v4(c, nx <= ny ? x : y, e);
+	if (has_v4_room(c, x) || has_v4_room(c, y)) {
+		append_v4(c, v4_entries(c, x) <= v4_entries(c, y) ? x : y, e);
 		return;
 	}
-	/* Both full. A bucket holding an IPv6 flow is given up whole, three IPv4 slots for
-	 * one flow; otherwise a resident moves over if it can, or one is evicted, picked by
-	 * the hash so that flows cycling through a full pair do not all miss. */
+	/* Both full. An IPv6 flow in either moves to its other bucket if that is free, or
+	 * is evicted: three IPv4 slots are worth more than one IPv6 flow. */
 	if (x->tag & 4 || y->tag & 4) {
-		struct dp_flow_bucket *v6 = x->tag & 4 ? x : y;
+		uint32_t in = x->tag & 4 ? b1 : b2;
 
-		v6->v4[0] = *e;
-		set_tag(c, v6, false, 1);
-		c->evictions++;
+		if (!move_out_v6(c, in)) {
+			set_tag(c, &c->b[in], false, 0);
+			evicted(c, 1);
+		}
+		append_v4(c, &c->b[in], e);
 		return;
 	}
-	if ((slot = relocate_one(c, b1)) >= 0) {
-		x->v4[slot] = *e;
+	if (move_out_v4(c, b1) < DP_FLOW_V4_PER_BUCKET) {
+		append_v4(c, x, e);
 		return;
 	}
-	if ((slot = relocate_one(c, b2)) >= 0) {
-		y->v4[slot] = *e;
+	if (move_out_v4(c, b2) < DP_FLOW_V4_PER_BUCKET) {
+		append_v4(c, y, e);
 		return;
 	}
-	(h >> 63 ? x : y)->v4[(h >> 40) % DP_FLOW_V4_PER_BUCKET] = *e;
-	c->evictions++;
+	cuckoo_v4(c, *e, h >> 63 ? b1 : b2);
 }
 
-/* An IPv6 flow takes a bucket of its own: an empty one, one holding another IPv6 flow, or
- * failing those the one with fewer IPv4 flows, whose entries go. */
+/* An IPv6 flow takes a bucket of its own: a free one; or one whose residents, an IPv6
+ * flow or IPv4 flows, could all move to their other buckets; or failing those, the one
+ * that costs the fewest flows to evict. */
 static void insert_v6(struct dp_flow_cache *c, const struct dp_flow_v6 *e, uint32_t b1, uint32_t b2)
 {
-	struct dp_flow_bucket *x = &c->b[b1], *y = &c->b[b2], *to;
+	const uint32_t in[2] = {b1, b2};
+	struct dp_flow_bucket *to = NULL;
+	unsigned lost = 0;
 
-	if (!dp_flow_live(c, x) || !dp_flow_live(c, y))
-		to = !dp_flow_live(c, x) ? x : y;
-	else if (x->tag & 4 || y->tag & 4)
-		to = x->tag & 4 ? x : y;
-	else
-		to = (x->tag & 3) <= (y->tag & 3) ? x : y;
-	if (dp_flow_live(c, to))
-		c->evictions += to->tag & 4 ? 1 : to->tag & 3;
+	for (unsigned i = 0; i < 2 && !to; i++)
+		if (!dp_flow_live(c, &c->b[in[i]]))
+			to = &c->b[in[i]];
+	for (unsigned i = 0; i < 2 && !to; i++) {
+		struct dp_flow_bucket *b = &c->b[in[i]];
+
+		if (b->tag & 4 ? move_out_v6(c, in[i]) : move_out_v4(c, in[i]) == 0)
+			to = b;
+	}
+	if (!to) {
+		struct dp_flow_bucket *x = &c->b[b1], *y = &c->b[b2];
+		unsigned nx = x->tag & 4 ? 1 : x->tag & 3, ny = y->tag & 4 ? 1 : y->tag & 3;
+
+		to = nx <= ny ? x : y;
+		lost = nx <= ny ? nx : ny;
+	}
 	to->v6 = *e;
 	set_tag(c, to, true, 1);
+	if (lost)
+		evicted(c, lost);
 }
 
 void dp_flow_insert(struct dp_flow_cache *c, const struct eg_flow_key *k, uint64_t h, uint32_t policy)
@@ -162,6 +286,7 @@ void dp_flow_insert(struct dp_flow_cache *c, const struct eg_flow_key *k, uint64
 	uint32_t b1, b2;
 
 	c->misses++;
+	grow_if_thrashing(c);
 	dp_flow_buckets(c, h, &b1, &b2);
 	if (k->family == EG_AF_INET6) {
 		struct dp_flow_v6 e = {.policy = policy};
