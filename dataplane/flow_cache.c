@@ -52,7 +52,6 @@ void dp_flow_cache_free(struct dp_flow_cache *c)
 /* Every entry stale at once. */
 static void next_epoch(struct dp_flow_cache *c)
 {
-	c->evicted_here = 0;
 	if (++c->epoch <= EPOCH_MAX)
 		return;
 	/* Half a billion epochs on: tags from the first ones could match again. Only the
@@ -70,20 +69,29 @@ void dp_flow_new_rules(struct dp_flow_cache *c, uint64_t classifier_id)
 static void evicted(struct dp_flow_cache *c, unsigned n)
 {
 	c->evictions += n;
-	c->evicted_here += n;
 }
 
-/* When the start size has lost as many entries as it has buckets, the flows no longer
- * fit: the cache takes its full configured size, once, and starts over there; the flows
- * come back as they are seen. (Doubling step by step flushed the cache at every step,
- * and a million flows took several passes to settle.) */
-static void grow_if_thrashing(struct dp_flow_cache *c)
+/* Whether the flows outgrew the start size, judged over windows of lookups: when a
+ * window's misses are more than an eighth of it and some of them evicted, the cache is
+ * full and the flows are coming back to it, so it takes its full configured size, once,
+ * and starts over there; the flows return as they are seen. Evictions alone would not
+ * say it: with no expiry, entries of ended flows fill any size in time, and a few flows
+ * that come and go would grow it too. (Doubling step by step flushed the cache at every
+ * step, and a million flows took several passes to settle.) */
+static void grow_if_outgrown(struct dp_flow_cache *c)
 {
-	if (c->evicted_here < c->n_buckets || c->n_buckets == c->max_buckets)
+	uint64_t window = c->lookups - c->window.lookups;
+
+	if (c->n_buckets == c->max_buckets || window < (uint64_t)DP_FLOW_WINDOW_PER_BUCKET * c->n_buckets)
 		return;
-	c->n_buckets = c->max_buckets;
-	c->grows++;
-	next_epoch(c);
+	if ((c->misses - c->window.misses) * 8 > window && c->evictions > c->window.evictions) {
+		c->n_buckets = c->max_buckets;
+		c->grows++;
+		next_epoch(c);
+	}
+	c->window.lookups = c->lookups;
+	c->window.misses = c->misses;
+	c->window.evictions = c->evictions;
 }
 
 /* Live IPv4 entries in b; DP_FLOW_V4_PER_BUCKET when it holds an IPv6 flow (full). */
@@ -286,7 +294,7 @@ void dp_flow_insert(struct dp_flow_cache *c, const struct eg_flow_key *k, uint64
 	uint32_t b1, b2;
 
 	c->misses++;
-	grow_if_thrashing(c);
+	grow_if_outgrown(c);
 	dp_flow_buckets(c, h, &b1, &b2);
 	if (k->family == EG_AF_INET6) {
 		struct dp_flow_v6 e = {.policy = policy};

@@ -35,6 +35,7 @@ enum {
 	DP_FLOW_EPOCH_BITS = 29,	/* tag: epoch << 3 | IPv6 << 2 | entries */
 	DP_FLOW_MIN_FLOWS = 1024,
 	DP_FLOW_START_FLOWS = 16384,	/* the size a cache starts at, growing as flows need */
+	DP_FLOW_WINDOW_PER_BUCKET = 4,	/* lookups judged at a time, per bucket in use */
 	DP_FLOW_MAX_FLOWS = 1 << 24,
 };
 
@@ -64,11 +65,13 @@ struct dp_flow_cache {
 	uint32_t n_buckets;		/* in use: the first n_buckets of max_buckets */
 	uint32_t max_buckets;
 	uint32_t epoch;			/* 1 .. 2^29 - 1: tags of zeroed memory never match */
-	uint32_t evicted_here;		/* entries evicted at this size in this epoch */
 	uint32_t rng;			/* xorshift state for cuckoo walks */
 	uint64_t classifier_id;		/* the rules this epoch's entries were classified under */
 	size_t map_len;
-	uint64_t misses, relocations, evictions, grows;	/* for egress-bench and the tests */
+	uint64_t lookups, misses, relocations, evictions, grows;
+	struct {
+		uint64_t lookups, misses, evictions;	/* at the start of the current window */
+	} window;
 };
 
 /* A cache with room for up to flows flows (DP_FLOW_MIN_FLOWS .. DP_FLOW_MAX_FLOWS), in
@@ -157,7 +160,7 @@ static inline bool dp_flow_find_in(const struct dp_flow_cache *c, const struct d
 	return false;
 }
 
-static inline bool dp_flow_find(const struct dp_flow_cache *c, const struct eg_flow_key *k, uint64_t h,
+static inline bool dp_flow_find(struct dp_flow_cache *c, const struct eg_flow_key *k, uint64_t h,
 				uint32_t *policy)
 {
 	uint32_t w[10], b1, b2;
@@ -165,6 +168,7 @@ static inline bool dp_flow_find(const struct dp_flow_cache *c, const struct eg_f
 
 	dp_flow_compact(k, w);
 	dp_flow_buckets(c, h, &b1, &b2);
+	c->lookups++;
 	return dp_flow_find_in(c, &c->b[b1], w, v6, policy) || dp_flow_find_in(c, &c->b[b2], w, v6, policy);
 }
 
