@@ -66,11 +66,6 @@ void dp_flow_new_rules(struct dp_flow_cache *c, uint64_t classifier_id)
 	next_epoch(c);
 }
 
-static void evicted(struct dp_flow_cache *c, unsigned n)
-{
-	c->evictions += n;
-}
-
 /* Whether the flows outgrew the start size, judged over windows of lookups: when a
  * window's misses are more than an eighth of it and some of them evicted, the cache is
  * full and the flows are coming back to it, so it takes its full configured size, once,
@@ -224,7 +219,7 @@ static void cuckoo_v4(struct dp_flow_cache *c, struct dp_flow_v4 e, uint32_t at)
 		if (o->tag & 4)		/* an IPv6 flow's: the walk goes no further */
 			break;
 	}
-	evicted(c, 1);
+	c->evictions += 1;
 }
 
 static void insert_v4(struct dp_flow_cache *c, const struct dp_flow_v4 *e, uint64_t h, uint32_t b1, uint32_t b2)
@@ -242,7 +237,7 @@ static void insert_v4(struct dp_flow_cache *c, const struct dp_flow_v4 *e, uint6
 
 		if (!move_out_v6(c, in)) {
 			set_tag(c, &c->b[in], false, 0);
-			evicted(c, 1);
+			c->evictions += 1;
 		}
 		append_v4(c, &c->b[in], e);
 		return;
@@ -286,7 +281,7 @@ static void insert_v6(struct dp_flow_cache *c, const struct dp_flow_v6 *e, uint3
 	to->v6 = *e;
 	set_tag(c, to, true, 1);
 	if (lost)
-		evicted(c, lost);
+		c->evictions += lost;
 }
 
 void dp_flow_insert(struct dp_flow_cache *c, const struct eg_flow_key *k, uint64_t h, uint32_t policy)
