@@ -219,7 +219,7 @@ static void cuckoo_v4(struct dp_flow_cache *c, struct dp_flow_v4 e, uint32_t at)
 		if (o->tag & 4)		/* an IPv6 flow's: the walk goes no further */
 			break;
 	}
-	c->evictions += 1;
+	c->evictions++;
 }
 
 static void insert_v4(struct dp_flow_cache *c, const struct dp_flow_v4 *e, uint64_t h, uint32_t b1, uint32_t b2)
@@ -237,7 +237,7 @@ static void insert_v4(struct dp_flow_cache *c, const struct dp_flow_v4 *e, uint6
 
 		if (!move_out_v6(c, in)) {
 			set_tag(c, &c->b[in], false, 0);
-			c->evictions += 1;
+			c->evictions++;
 		}
 		append_v4(c, &c->b[in], e);
 		return;
