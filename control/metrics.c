@@ -147,6 +147,14 @@ static const struct item_metric worker_metrics[] = {
 	{"egress_worker_probe_answers_total", "counter", "probe_answers", 1, "Probe answers a worker received."},
 	{"egress_worker_probes_reflected_total", "counter", "probes_reflected", 1,
 	 "STAMP and echo probes a worker answered for a peer."},
+	{"egress_worker_flow_cache_lookups_total", "counter", "flow_cache.lookups", 1,
+	 "Flows looked up in a worker's flow cache."},
+	{"egress_worker_flow_cache_misses_total", "counter", "flow_cache.misses", 1,
+	 "Flow cache lookups that missed and went through the classifier."},
+	{"egress_worker_flow_cache_evictions_total", "counter", "flow_cache.evictions", 1,
+	 "Flow cache entries evicted to make room."},
+	{"egress_worker_flow_cache_capacity_flows", "gauge", "flow_cache.capacity", 1,
+	 "Flows a worker's flow cache holds at its current size."},
 	{NULL, NULL, NULL, 0, NULL},
 };
 

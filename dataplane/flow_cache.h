@@ -88,6 +88,12 @@ void dp_flow_cache_free(struct dp_flow_cache *c);
  * path of dp_flow_decide: called on a miss only. */
 void dp_flow_insert(struct dp_flow_cache *c, const struct eg_flow_key *k, uint64_t h, uint32_t policy);
 
+/* Flows the cache holds at its current size (half its IPv4 slots). */
+static inline uint64_t dp_flow_capacity(const struct dp_flow_cache *c)
+{
+	return (uint64_t)c->n_buckets * DP_FLOW_V4_PER_BUCKET / 2;
+}
+
 /* Starts a new epoch for the rules with this classifier_id: every entry goes stale. */
 void dp_flow_new_rules(struct dp_flow_cache *c, uint64_t classifier_id);
 

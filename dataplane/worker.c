@@ -709,6 +709,15 @@ static bool dispatch(struct dp_worker *w, const struct eg_table_hdr *t, const st
 	return false;
 }
 
+/* The flow cache's counters, where the control process reads them. */
+static void publish_flow_stats(struct dp_worker *w)
+{
+	w->shm->flow_lookups = w->flows->lookups;
+	w->shm->flow_misses = w->flows->misses;
+	w->shm->flow_evictions = w->flows->evictions;
+	w->shm->flow_capacity = dp_flow_capacity(w->flows);
+}
+
 uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, uint16_t in_port,
 			   struct rte_mbuf **pkts, uint16_t n)
 {
@@ -744,6 +753,7 @@ uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, ui
 	/* Staged ESP and WireGuard packets go through the crypto library together. */
 	dp_esp_run(w, t);
 	dp_wg_run(w, t);
+	publish_flow_stats(w);
 	/* What decrypted packets staged for sending (probe reflections) goes out now. */
 	dp_worker_run_staged(w);
 	return queued;
@@ -847,6 +857,8 @@ int dp_worker_init(struct dp_ctx *ctx, struct dp_worker *w, unsigned id)
 					  RING_F_SP_ENQ | RING_F_SC_DEQ);
 	w->reasm = eg_reasm_create(DP_REASM_SLOTS, max_len, ctx->tsc_hz * DP_REASM_TIMEOUT_MS / 1000);
 	w->flows = dp_flow_cache_create(ctx->cfg.dataplane.flow_cache_flows);
+	if (w->flows)
+		publish_flow_stats(w);
 	return w->punt && w->inject && w->resolve && w->reasm && w->flows ? 0 : -ENOMEM;
 }
 

@@ -14,6 +14,7 @@
 #include <rte_mbuf.h>
 #include <rte_udp.h>
 
+#include "flow_cache.h"
 #include "offline.h"
 #include "worker.h"
 
@@ -129,6 +130,7 @@ Test(esp_path, a_publish_moves_a_cached_flow_at_once, .init = setup)
 {
 	struct rte_mbuf *m, *out[4];
 	const struct eg_table_hdr *old = fx.table;
+	uint64_t lookups = fx.w->shm->flow_lookups, misses = fx.w->shm->flow_misses;
 
 	for (unsigned round = 0; round < 2; round++) {
 		m = site_udp(6001, 100, true, (uint8_t)round);
@@ -148,6 +150,11 @@ Test(esp_path, a_publish_moves_a_cached_flow_at_once, .init = setup)
 	cr_assert_eq(take_tx(wan, out, 4), 1);
 	cr_assert_eq(be32_at(out[0], ESP_AT), 257, "the same flow now leaves with p1's new egress's SA");
 	rte_pktmbuf_free(out[0]);
+	/* As the worker's shared-memory counters tell the control process: three lookups,
+	 * one miss, the flow's first packet. */
+	cr_assert_eq(fx.w->shm->flow_lookups - lookups, 3);
+	cr_assert_eq(fx.w->shm->flow_misses - misses, 1);
+	cr_assert_eq(fx.w->shm->flow_capacity, DP_FLOW_START_FLOWS);
 }
 
 /* A publish that changes the rules makes the worker classify a cached flow again: here p2

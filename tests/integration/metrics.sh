@@ -74,6 +74,10 @@ check "promtool accepts the exposition (format and naming conventions)" \
 check "port counters: lan0 received the site's datagrams" \
 	positive 'egress_port_rx_packets_total\{port="lan0",role="site"\}'
 check "worker counters, and probes sent by the worker" positive 'egress_worker_probes_sent_total\{worker="0"\}'
+check "the worker's flow cache: the site's flows looked up, the first packet of each a miss, room for 16384" \
+	bash -c "$(declare -f metric positive); WORK=$WORK; positive 'egress_worker_flow_cache_lookups_total\{worker=\"0\"\}' &&
+		positive 'egress_worker_flow_cache_misses_total\{worker=\"0\"\}' &&
+		[ \"\$(metric 'egress_worker_flow_cache_capacity_flows\{worker=\"0\"\}')\" = 16384 ]"
 check "drops by reason: the blocked policy's 3 datagrams" \
 	[ "$(metric 'egress_drops_total\{reason="policy_drop"\}')" = 3 ]
 check "a probed path's RTT in seconds, and its state" \
