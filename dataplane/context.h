@@ -192,8 +192,8 @@ static inline int dp_own_address_port(const struct dp_ctx *ctx, uint8_t family, 
 	for (unsigned i = 0; i < ctx->n_ports; i++) {
 		const struct dp_port *p = &ctx->ports[i];
 
-		if ((family == EG_AF_INET ? p->has_ipv4 && eg_addr_equal(family, (const uint8_t *)&p->ipv4, ip)
-					  : p->has_ipv6 && eg_addr_equal(family, p->ipv6, ip)))
+		if (family == EG_AF_INET ? p->has_ipv4 && eg_addr_equal(family, (const uint8_t *)&p->ipv4, ip)
+					 : p->has_ipv6 && eg_addr_equal(family, p->ipv6, ip))
 			return (int)i;
 	}
 	return -1;

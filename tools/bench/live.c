@@ -103,15 +103,20 @@ bool bench_live_wanted(int argc, char **argv)
 	return false;
 }
 
-static bool parse_seconds(const char *s, double min, double max, double *out)
+/* The value of option --opt: seconds between LIVE_MIN_INTERVAL and LIVE_MAX_SECONDS, or
+ * false after saying what is wrong with it. */
+static bool parse_seconds(const char *opt, const char *s, double *out)
 {
 	char *end;
 	double v;
 
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v) || v < min || v > max)
+	if (errno || end == s || *end || !isfinite(v) || v < LIVE_MIN_INTERVAL || v > LIVE_MAX_SECONDS) {
+		fprintf(stderr, "egress-bench: --%s %s: want seconds from %.1f to %.0f\n", opt, s, LIVE_MIN_INTERVAL,
+			LIVE_MAX_SECONDS);
 		return false;
+	}
 	*out = v;
 	return true;
 }
@@ -377,18 +382,12 @@ int bench_live_main(int argc, char **argv)
 		switch (o) {
 		case 'l': instance = optarg; break;
 		case 's':
-			if (!parse_seconds(optarg, LIVE_MIN_INTERVAL, LIVE_MAX_SECONDS, &seconds)) {
-				fprintf(stderr, "egress-bench: --seconds %s: want seconds from %.1f to %.0f\n", optarg,
-					LIVE_MIN_INTERVAL, LIVE_MAX_SECONDS);
+			if (!parse_seconds("seconds", optarg, &seconds))
 				return LIVE_EXIT_LOCAL;
-			}
 			break;
 		case 'i':
-			if (!parse_seconds(optarg, LIVE_MIN_INTERVAL, LIVE_MAX_SECONDS, &interval)) {
-				fprintf(stderr, "egress-bench: --interval %s: want seconds from %.1f to %.0f\n", optarg,
-					LIVE_MIN_INTERVAL, LIVE_MAX_SECONDS);
+			if (!parse_seconds("interval", optarg, &interval))
 				return LIVE_EXIT_LOCAL;
-			}
 			break;
 		case 'j': json_out = optarg; break;
 		case 'h': bench_live_usage(stdout, "usage:"); return 0;
