@@ -13,7 +13,11 @@ SOCK=$WORK/ctl.sock
 PEER="$PY $SRC/tests/integration/esp_peer.py"
 CTL="$BUILD/tools/egressctl -s $SOCK"
 drops() { $CTL --json stats | jq ".drops.$1"; }
-arrivals() { [ -f "$WORK/site.log" ] && jq -c "select(.port==$1)" "$WORK/site.log" | wc -l || echo 0; }
+# One count, even while a line is half written (see path_selection.sh's arrivals).
+arrivals() {
+	[ -f "$WORK/site.log" ] || { echo 0; return; }
+	{ jq -c "select(.port==$1)" "$WORK/site.log" 2>/dev/null || true; } | wc -l
+}
 
 K128=000102030405060708090a0b0c0d0e0f
 K256=101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f

@@ -42,7 +42,10 @@ moved_to() {
 	echo never
 	return 1
 }
-arrivals() { [ -f "$1" ] && jq -c 'select(.port==6000)' "$1" | wc -l || echo 0; }
+# One count, even while the server is half way through writing a line: jq stops at the
+# partial line with an error, and under pipefail "|| echo 0" after the pipeline used to
+# print a second number, which made voice_to's arithmetic abort the whole script.
+arrivals() { [ -f "$1" ] || { echo 0; return; }; { jq -c 'select(.port==6000)' "$1" 2>/dev/null || true; } | wc -l; }
 voice_to() { # uplink log: fire 3 datagrams and see them arrive there
 	local before
 	before=$(arrivals "$1")
