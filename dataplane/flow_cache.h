@@ -146,36 +146,58 @@ static inline bool dp_flow_words_equal(const uint32_t *a, const uint32_t *b, uns
 	return d == 0;
 }
 
-/* The policy bucket b holds for the compact key w, if any. */
-static inline bool dp_flow_find_in(const struct dp_flow_cache *c, const struct dp_flow_bucket *b,
-				   const uint32_t *w, bool v6, uint32_t *policy)
+/* The policy bucket b holds for the IPv6 flow with compact key w, if any. */
+static inline bool dp_flow_find_v6(const struct dp_flow_cache *c, const struct dp_flow_bucket *b,
+				   const uint32_t *w, uint32_t *policy)
 {
-	if (!dp_flow_live(c, b) || (bool)(b->tag & 4) != v6)
+	if (!dp_flow_live(c, b) || !(b->tag & 4) || !dp_flow_words_equal(b->v6.key, w, 10))
 		return false;
-	if (v6) {
-		if (!dp_flow_words_equal(b->v6.key, w, 10))
-			return false;
-		*policy = b->v6.policy;
-		return true;
-	}
-	for (unsigned i = 0; i < (b->tag & 3); i++)
-		if (dp_flow_words_equal(b->v4[i].key, w, 4)) {
+	*policy = b->v6.policy;
+	return true;
+}
+
+/* The policy bucket b holds for the IPv4 flow whose compact key is s, d, ports, rest.
+ * The key is held in registers, not built in an array: the compiler read such an array
+ * back 16 bytes at once right after writing it a word at a time, a store forwarding
+ * stall that perf put at a quarter of dispatch's samples in direct forwarding. */
+static inline bool dp_flow_find_v4(const struct dp_flow_cache *c, const struct dp_flow_bucket *b, uint32_t s,
+				   uint32_t d, uint32_t ports, uint32_t rest, uint32_t *policy)
+{
+	if (!dp_flow_live(c, b) || (b->tag & 4))
+		return false;
+	for (unsigned i = 0; i < (b->tag & 3); i++) {
+		const uint32_t *e = b->v4[i].key;
+
+		if (((e[0] ^ s) | (e[1] ^ d) | (e[2] ^ ports) | (e[3] ^ rest)) == 0) {
 			*policy = b->v4[i].policy;
 			return true;
 		}
+	}
 	return false;
 }
 
 static inline bool dp_flow_find(struct dp_flow_cache *c, const struct eg_flow_key *k, uint64_t h,
 				uint32_t *policy)
 {
-	uint32_t w[10], b1, b2;
-	bool v6 = k->family == EG_AF_INET6;
+	uint32_t b1, b2;
 
-	dp_flow_compact(k, w);
 	dp_flow_buckets(c, h, &b1, &b2);
 	c->lookups++;
-	return dp_flow_find_in(c, &c->b[b1], w, v6, policy) || dp_flow_find_in(c, &c->b[b2], w, v6, policy);
+	if (k->family == EG_AF_INET) {
+		/* the words dp_flow_compact would write */
+		uint32_t s, d, ports = (uint32_t)k->sport | (uint32_t)k->dport << 16;
+		uint32_t rest = (uint32_t)k->proto | (uint32_t)k->dscp << 8 | (uint32_t)k->in_port << 16;
+
+		memcpy(&s, k->src, 4);
+		memcpy(&d, k->dst, 4);
+		return dp_flow_find_v4(c, &c->b[b1], s, d, ports, rest, policy) ||
+		       dp_flow_find_v4(c, &c->b[b2], s, d, ports, rest, policy);
+	}
+
+	uint32_t w[10];
+
+	dp_flow_compact(k, w);
+	return dp_flow_find_v6(c, &c->b[b1], w, policy) || dp_flow_find_v6(c, &c->b[b2], w, policy);
 }
 
 /* eg_table_decide, with the classification remembered per flow. */

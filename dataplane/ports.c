@@ -145,6 +145,8 @@ int dp_ports_init(struct dp_ctx *ctx)
 			memcpy(&p->ipv4, c->ipv4.addr, 4);
 			p->net4 = c->ipv4;
 			eg_prefix_mask(&p->net4);
+			memcpy(&p->net4_addr, p->net4.addr, 4);
+			p->net4_mask = rte_cpu_to_be_32(p->net4.len ? UINT32_MAX << (32 - p->net4.len) : 0);
 		}
 		if (c->has_ipv6) {
 			p->has_ipv6 = true;
