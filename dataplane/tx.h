@@ -7,6 +7,7 @@
 
 #include "capture.h"
 #include "context.h"
+#include "neigh.h"
 
 static inline void dp_count_drop(struct dp_worker *w, uint16_t port, enum eg_drop_reason r)
 {
@@ -92,6 +93,37 @@ static inline bool dp_port_next_hop(const struct dp_port *out, uint8_t family, c
 		return true;
 	}
 	return false;
+}
+
+/* The MAC of next hop nh out of port, from the burst's last lookup when it was the same
+ * next hop (see dp_worker.last_nh). An IPv4 next hop is read as the one word it was
+ * written as: read 16 bytes wide right after a 4-byte write into a zeroed array, it
+ * stalled on store forwarding (a quarter of forwarding's to_port samples). */
+static inline bool dp_neigh_mac(struct dp_worker *w, uint16_t port, uint8_t family, const uint8_t nh[16],
+				struct rte_ether_addr *mac)
+{
+	uint64_t ip[2] = {0, 0};
+
+	if (family == EG_AF_INET)
+		memcpy(ip, nh, 4);
+	else
+		memcpy(ip, nh, 16);
+	if (w->last_nh.valid && w->last_nh.port == port && w->last_nh.family == family &&
+	    ((ip[0] ^ w->last_nh.ip[0]) | (ip[1] ^ w->last_nh.ip[1])) == 0) {
+		*mac = w->last_nh.mac;
+		return true;
+	}
+	if (!dp_neigh_lookup(w->ctx->neigh, port, family, nh, mac))
+		return false;
+	if (w->in_burst) {
+		w->last_nh.valid = true;
+		w->last_nh.port = port;
+		w->last_nh.family = family;
+		w->last_nh.ip[0] = ip[0];
+		w->last_nh.ip[1] = ip[1];
+		w->last_nh.mac = *mac;
+	}
+	return true;
 }
 
 static inline void dp_queue_tx(struct dp_worker *w, uint16_t out, struct rte_mbuf *m)

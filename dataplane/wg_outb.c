@@ -235,7 +235,7 @@ static void outb_run(struct dp_worker *w)
 			drop(w, p, out->index, EG_DROP_NO_ROUTE);
 			continue;
 		}
-		if (unlikely(!dp_neigh_lookup(ctx->neigh, out->index, ep->family, nh, &dmac))) {
+		if (unlikely(!dp_neigh_mac(w, out->index, ep->family, nh, &dmac))) {
 			dp_worker_ask_resolve(w, out->index, ep->family, nh);
 			drop(w, p, out->index, EG_DROP_NEIGH_UNRESOLVED);
 			continue;

@@ -426,37 +426,6 @@ static enum eg_drop_reason wg_too_big(struct dp_worker *w, const struct dp_port 
 	return fragment_inner(w, m, p, e, (uint16_t)(mtu & ~7u));
 }
 
-/* The MAC of next hop nh out of port, from the burst's last lookup when it was the same
- * next hop (see dp_worker.last_nh). An IPv4 next hop is read as the one word it was
- * written as: read 16 bytes wide right after a 4-byte write into a zeroed array, it
- * stalled on store forwarding (a quarter of to_port's samples). */
-static bool neigh_mac(struct dp_worker *w, uint16_t port, uint8_t family, const uint8_t nh[16],
-		      struct rte_ether_addr *mac)
-{
-	uint64_t ip[2] = {0, 0};
-
-	if (family == EG_AF_INET)
-		memcpy(ip, nh, 4);
-	else
-		memcpy(ip, nh, 16);
-	if (w->last_nh.valid && w->last_nh.port == port && w->last_nh.family == family &&
-	    ((ip[0] ^ w->last_nh.ip[0]) | (ip[1] ^ w->last_nh.ip[1])) == 0) {
-		*mac = w->last_nh.mac;
-		return true;
-	}
-	if (!dp_neigh_lookup(w->ctx->neigh, port, family, nh, mac))
-		return false;
-	if (w->in_burst) {
-		w->last_nh.valid = true;
-		w->last_nh.port = port;
-		w->last_nh.family = family;
-		w->last_nh.ip[0] = ip[0];
-		w->last_nh.ip[1] = ip[1];
-		w->last_nh.mac = *mac;
-	}
-	return true;
-}
-
 /* The last step of forwarding out of a port to next hop nh (counted for egress e). */
 static enum eg_drop_reason to_port(struct dp_worker *w, const struct dp_port *out, struct rte_mbuf *m,
 				   struct parsed *p, const uint8_t nh[16], const struct eg_table_egress *e)
@@ -465,7 +434,7 @@ static enum eg_drop_reason to_port(struct dp_worker *w, const struct dp_port *ou
 
 	if (unlikely(p->l3_len > out->mtu))
 		return EG_DROP_MTU_EXCEEDED;
-	if (unlikely(!neigh_mac(w, out->index, p->key.family, nh, &dmac))) {
+	if (unlikely(!dp_neigh_mac(w, out->index, p->key.family, nh, &dmac))) {
 		dp_worker_ask_resolve(w, out->index, p->key.family, nh);
 		return EG_DROP_NEIGH_UNRESOLVED;
 	}
