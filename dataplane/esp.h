@@ -45,7 +45,20 @@ static inline void dp_esp_run(struct dp_worker *w, const struct eg_table_hdr *t)
 		dp_esp_inb_run(w, t);
 }
 
-/* Bytes ESP adds around an inner packet of inner_len bytes for this SA. */
-uint16_t dp_esp_overhead(const struct eg_sa_slot *sa, uint16_t inner_len);
+/* Padding after an inner packet of inner_len bytes: the payload, padding and the two
+ * trailer bytes end on a 4-byte boundary (RFC 4303 2.4); the AEADs here need no larger
+ * block. */
+static inline uint16_t dp_esp_pad_len(uint32_t inner_len)
+{
+	return (uint16_t)((4 - ((inner_len + 2) & 3)) & 3);
+}
+
+/* Bytes ESP adds around an inner packet of inner_len bytes for this SA. Inline: every
+ * packet into a tunnel is checked against the MTU with it. */
+static inline uint16_t dp_esp_overhead(const struct eg_sa_slot *sa, uint16_t inner_len)
+{
+	return (uint16_t)((sa->family == EG_AF_INET ? 20 : 40) + (sa->udp_encap ? 8 : 0) + DP_ESP_HDR_LEN +
+			  DP_ESP_IV_LEN + dp_esp_pad_len(inner_len) + 2 + DP_ESP_ICV_LEN);
+}
 
 #endif

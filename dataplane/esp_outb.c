@@ -23,19 +23,6 @@ enum {
 	OUTER_TTL = 64,
 };
 
-static inline uint16_t pad_len(uint32_t inner_len)
-{
-	/* The payload, padding and the two trailer bytes end on a 4-byte boundary
-	 * (RFC 4303 2.4); the AEADs here need no larger block. */
-	return (uint16_t)((4 - ((inner_len + 2) & 3)) & 3);
-}
-
-uint16_t dp_esp_overhead(const struct eg_sa_slot *sa, uint16_t inner_len)
-{
-	return (uint16_t)((sa->family == EG_AF_INET ? IPV4_HDR : IPV6_HDR) + (sa->udp_encap ? UDP_HDR : 0) +
-			  DP_ESP_HDR_LEN + DP_ESP_IV_LEN + pad_len(inner_len) + 2 + DP_ESP_ICV_LEN);
-}
-
 static void outb_run(struct dp_worker *w);
 
 void dp_esp_stage_out(struct dp_worker *w, struct rte_mbuf *m, uint16_t l3_off, uint32_t sa_slot,
@@ -92,7 +79,7 @@ static bool build_headers(struct dp_worker *w, struct dp_esp_pkt *p, uint32_t in
 	uint16_t ip_len = sa->family == EG_AF_INET ? IPV4_HDR : IPV6_HDR;
 	uint16_t udp_len = sa->udp_encap ? UDP_HDR : 0;
 	uint16_t hdr_len = (uint16_t)(ip_len + udp_len + DP_ESP_HDR_LEN + DP_ESP_IV_LEN);
-	uint32_t esp_len = DP_ESP_HDR_LEN + DP_ESP_IV_LEN + inner_len + pad_len(inner_len) + 2 + DP_ESP_ICV_LEN;
+	uint32_t esp_len = DP_ESP_HDR_LEN + DP_ESP_IV_LEN + inner_len + dp_esp_pad_len(inner_len) + 2 + DP_ESP_ICV_LEN;
 	uint8_t *hdr = (uint8_t *)rte_pktmbuf_prepend(p->m, hdr_len);
 	uint8_t proto = sa->udp_encap ? IPPROTO_UDP : IPPROTO_ESP;
 
@@ -217,7 +204,7 @@ static void outb_run(struct dp_worker *w)
 			next = NEXT_IPV6;
 		}
 		p->may_fragment = sa->fragment_outer && !df;
-		pad = pad_len(inner_len);
+		pad = dp_esp_pad_len(inner_len);
 		tail = (uint8_t *)rte_pktmbuf_append(p->m, (uint16_t)(pad + 2 + DP_ESP_ICV_LEN));
 		if (unlikely(!tail || !build_headers(w, p, inner_len, tos, df, &esp))) {
 			sa_drop(w, p, sa->port, EG_DROP_NO_ROOM);
