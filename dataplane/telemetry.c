@@ -174,6 +174,11 @@ static int cmd_worker_stats(const char *cmd, const char *params, struct rte_tel_
 	rte_tel_data_add_dict_u64(d, "busy_loops", ws->busy_loops);
 	rte_tel_data_add_dict_u64(d, "idle_loops", ws->idle_loops);
 	rte_tel_data_add_dict_u64(d, "quiescent_generation", __atomic_load_n(&ws->quiescent, __ATOMIC_RELAXED));
+	/* The flow cache's counters, as stats.get and /metrics show them. */
+	rte_tel_data_add_dict_u64(d, "flow_cache_lookups", ws->flow_lookups);
+	rte_tel_data_add_dict_u64(d, "flow_cache_misses", ws->flow_misses);
+	rte_tel_data_add_dict_u64(d, "flow_cache_evictions", ws->flow_evictions);
+	rte_tel_data_add_dict_u64(d, "flow_cache_capacity", ws->flow_capacity);
 	return 0;
 }
 

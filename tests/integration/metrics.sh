@@ -106,7 +106,7 @@ check "... the egresses of the current table, and one's state and counters" \
 	bash -c "$(declare -f tel); WORK=$WORK; [ \"\$(tel /egress/egresses)\" = '[\"direct-wan0\",\"direct-wan1\",\"wg-far\",\"esp-far\"]' ] &&
 		tel /egress/egress_stats | jq -e '.state == \"up\" and .type == \"direct\" and .tx_packets >= 5'"
 check "... a worker's loops and the generation it passed" \
-	bash -c "$(declare -f tel); WORK=$WORK; tel /egress/worker_stats | jq -e '.busy_loops > 0 and .quiescent_generation >= 1'"
+	bash -c "$(declare -f tel); WORK=$WORK; tel /egress/worker_stats | jq -e '.busy_loops > 0 and .quiescent_generation >= 1 and .flow_cache_capacity >= 16384 and .flow_cache_lookups >= .flow_cache_misses'"
 check "... and the instance" bash -c "$(declare -f tel); WORK=$WORK; tel /egress/info | jq -e '.instance == \"$TOPO\" and .workers == 1'"
 
 # Anything but GET or HEAD /metrics is refused.
