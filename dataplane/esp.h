@@ -12,7 +12,9 @@
 
 #include <stdint.h>
 
+#include <rte_ip.h>
 #include <rte_mbuf.h>
+#include <rte_udp.h>
 
 #include "context.h"
 #include "table.h"
@@ -57,8 +59,9 @@ static inline uint16_t dp_esp_pad_len(uint32_t inner_len)
  * packet into a tunnel is checked against the MTU with it. */
 static inline uint16_t dp_esp_overhead(const struct eg_sa_slot *sa, uint16_t inner_len)
 {
-	return (uint16_t)((sa->family == EG_AF_INET ? 20 : 40) + (sa->udp_encap ? 8 : 0) + DP_ESP_HDR_LEN +
-			  DP_ESP_IV_LEN + dp_esp_pad_len(inner_len) + 2 + DP_ESP_ICV_LEN);
+	return (uint16_t)((sa->family == EG_AF_INET ? sizeof(struct rte_ipv4_hdr) : sizeof(struct rte_ipv6_hdr)) +
+			  (sa->udp_encap ? sizeof(struct rte_udp_hdr) : 0) + DP_ESP_HDR_LEN + DP_ESP_IV_LEN +
+			  dp_esp_pad_len(inner_len) + 2 + DP_ESP_ICV_LEN);
 }
 
 #endif

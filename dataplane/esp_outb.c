@@ -10,7 +10,6 @@
 #include "cksum.h"
 #include "esp.h"
 #include "fragment.h"
-#include "neigh.h"
 #include "tx.h"
 #include "worker.h"
 
@@ -253,14 +252,11 @@ static void outb_run(struct dp_worker *w)
 		return;
 	eg_aead_encrypt_burst(&w->aead, ops, n);
 
-	/* A burst is mostly one SA's: its next hop's MAC is looked up once. */
-	const struct eg_sa_slot *resolved_sa = NULL;
-	struct rte_ether_addr dmac;
-
 	for (unsigned i = 0; i < n; i++) {
 		struct dp_esp_pkt *p = live[i];
 		struct eg_sa_slot *sa = p->sa;
 		const struct dp_port *out = &w->ctx->ports[sa->port];
+		struct rte_ether_addr dmac;
 		uint8_t nh[16] = {0};
 
 		if (unlikely(ops[i].status != 0)) {
@@ -277,18 +273,15 @@ static void outb_run(struct dp_worker *w)
 			sa_drop(w, p, sa->port, EG_DROP_MTU_EXCEEDED);
 			continue;
 		}
-		if (sa != resolved_sa) {
-			resolved_sa = NULL;
-			if (unlikely(!dp_port_next_hop(out, sa->family, sa->remote, nh))) {
-				sa_drop(w, p, sa->port, EG_DROP_NO_ROUTE);
-				continue;
-			}
-			if (unlikely(!dp_neigh_lookup(w->ctx->neigh, out->index, sa->family, nh, &dmac))) {
-				dp_worker_ask_resolve(w, out->index, sa->family, nh);
-				sa_drop(w, p, sa->port, EG_DROP_NEIGH_UNRESOLVED);
-				continue;
-			}
-			resolved_sa = sa;
+		if (unlikely(!dp_port_next_hop(out, sa->family, sa->remote, nh))) {
+			sa_drop(w, p, sa->port, EG_DROP_NO_ROUTE);
+			continue;
+		}
+		/* A burst is mostly one SA's: its next hop's MAC is looked up once. */
+		if (unlikely(!dp_neigh_mac(w, out->index, sa->family, nh, &dmac))) {
+			dp_worker_ask_resolve(w, out->index, sa->family, nh);
+			sa_drop(w, p, sa->port, EG_DROP_NEIGH_UNRESOLVED);
+			continue;
 		}
 		struct eg_sa_counters *sc = &eg_shm_sa_counters(w->shm)[p->slot];
 

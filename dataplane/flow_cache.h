@@ -97,6 +97,17 @@ static inline uint64_t dp_flow_capacity(const struct dp_flow_cache *c)
 /* Starts a new epoch for the rules with this classifier_id: every entry goes stale. */
 void dp_flow_new_rules(struct dp_flow_cache *c, uint64_t classifier_id);
 
+/* The two words of a compact key after the addresses. */
+static inline uint32_t dp_flow_ports_word(const struct eg_flow_key *k)
+{
+	return (uint32_t)k->sport | (uint32_t)k->dport << 16;
+}
+
+static inline uint32_t dp_flow_rest_word(const struct eg_flow_key *k)
+{
+	return (uint32_t)k->proto | (uint32_t)k->dscp << 8 | (uint32_t)k->in_port << 16;
+}
+
 /* The compact form of k, in w[0..3] (IPv4) or w[0..9] (IPv6). */
 static inline void dp_flow_compact(const struct eg_flow_key *k, uint32_t *w)
 {
@@ -104,8 +115,8 @@ static inline void dp_flow_compact(const struct eg_flow_key *k, uint32_t *w)
 
 	memcpy(w, k->src, 4 * a);
 	memcpy(w + a, k->dst, 4 * a);
-	w[2 * a] = (uint32_t)k->sport | (uint32_t)k->dport << 16;
-	w[2 * a + 1] = (uint32_t)k->proto | (uint32_t)k->dscp << 8 | (uint32_t)k->in_port << 16;
+	w[2 * a] = dp_flow_ports_word(k);
+	w[2 * a + 1] = dp_flow_rest_word(k);
 }
 
 /* The two buckets a flow may live in: each half of the hash scaled to the bucket count.
@@ -185,8 +196,7 @@ static inline bool dp_flow_find(struct dp_flow_cache *c, const struct eg_flow_ke
 	c->lookups++;
 	if (k->family == EG_AF_INET) {
 		/* the words dp_flow_compact would write */
-		uint32_t s, d, ports = (uint32_t)k->sport | (uint32_t)k->dport << 16;
-		uint32_t rest = (uint32_t)k->proto | (uint32_t)k->dscp << 8 | (uint32_t)k->in_port << 16;
+		uint32_t s, d, ports = dp_flow_ports_word(k), rest = dp_flow_rest_word(k);
 
 		memcpy(&s, k->src, 4);
 		memcpy(&d, k->dst, 4);

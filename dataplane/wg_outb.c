@@ -9,7 +9,6 @@
 #include <rte_udp.h>
 
 #include "cksum.h"
-#include "neigh.h"
 #include "tx.h"
 #include "wg.h"
 #include "wg_noise.h"
