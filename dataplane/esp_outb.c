@@ -279,7 +279,6 @@ static void outb_run(struct dp_worker *w)
 		}
 		/* A burst is mostly one SA's: its next hop's MAC is looked up once. */
 		if (unlikely(!dp_neigh_mac(w, out->index, sa->family, nh, &dmac))) {
-			dp_worker_ask_resolve(w, out->index, sa->family, nh);
 			sa_drop(w, p, sa->port, EG_DROP_NEIGH_UNRESOLVED);
 			continue;
 		}

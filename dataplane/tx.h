@@ -8,6 +8,7 @@
 #include "capture.h"
 #include "context.h"
 #include "neigh.h"
+#include "worker.h"
 
 static inline void dp_count_drop(struct dp_worker *w, uint16_t port, enum eg_drop_reason r)
 {
@@ -96,7 +97,8 @@ static inline bool dp_port_next_hop(const struct dp_port *out, uint8_t family, c
 }
 
 /* The MAC of next hop nh out of port, from the burst's last lookup when it was the same
- * next hop (see dp_worker.last_nh). An IPv4 next hop is read as the one word it was
+ * next hop (see dp_worker.last_nh). False when it is not known yet: the service has then
+ * been asked to resolve it. An IPv4 next hop is read as the one word it was
  * written as: read 16 bytes wide right after a 4-byte write into a zeroed array, it
  * stalled on store forwarding (a quarter of forwarding's to_port samples). */
 static inline bool dp_neigh_mac(struct dp_worker *w, uint16_t port, uint8_t family, const uint8_t nh[16],
@@ -113,8 +115,10 @@ static inline bool dp_neigh_mac(struct dp_worker *w, uint16_t port, uint8_t fami
 		*mac = w->last_nh.mac;
 		return true;
 	}
-	if (!dp_neigh_lookup(w->ctx->neigh, port, family, nh, mac))
+	if (!dp_neigh_lookup(w->ctx->neigh, port, family, nh, mac)) {
+		dp_worker_ask_resolve(w, port, family, nh);
 		return false;
+	}
 	if (w->in_burst) {
 		w->last_nh.valid = true;
 		w->last_nh.port = port;

@@ -235,7 +235,6 @@ static void outb_run(struct dp_worker *w)
 			continue;
 		}
 		if (unlikely(!dp_neigh_mac(w, out->index, ep->family, nh, &dmac))) {
-			dp_worker_ask_resolve(w, out->index, ep->family, nh);
 			drop(w, p, out->index, EG_DROP_NEIGH_UNRESOLVED);
 			continue;
 		}

@@ -434,10 +434,8 @@ static enum eg_drop_reason to_port(struct dp_worker *w, const struct dp_port *ou
 
 	if (unlikely(p->l3_len > out->mtu))
 		return EG_DROP_MTU_EXCEEDED;
-	if (unlikely(!dp_neigh_mac(w, out->index, p->key.family, nh, &dmac))) {
-		dp_worker_ask_resolve(w, out->index, p->key.family, nh);
+	if (unlikely(!dp_neigh_mac(w, out->index, p->key.family, nh, &dmac)))
 		return EG_DROP_NEIGH_UNRESOLVED;
-	}
 	decrement_ttl(p);
 	if (unlikely(!rewrite_l2(m, p, out, &dmac)))
 		return EG_DROP_ETH_RUNT;
