@@ -49,22 +49,6 @@ static inline u128 pack(uint64_t id, uint64_t bits)
 	return (u128)bits << 64 | id;
 }
 
-static unsigned blocks_for(unsigned window)
-{
-	unsigned need = (window + 63) / 64 + 1, n = 1;
-
-	while (n < need)
-		n <<= 1;
-	return n;
-}
-
-size_t eg_replay_size(unsigned window)
-{
-	if (window < EG_REPLAY_MIN_WINDOW || window > EG_REPLAY_MAX_WINDOW)
-		return 0;
-	return sizeof(struct eg_replay) + blocks_for(window) * sizeof(struct eg_replay_block);
-}
-
 /* Precondition: nobody else uses r yet. All-zero blocks read as "block 0, nothing seen",
  * which is exactly the fresh state: seq 0 is new until someone accepts it. */
 int eg_replay_init(struct eg_replay *r, unsigned window)
@@ -75,7 +59,7 @@ int eg_replay_init(struct eg_replay *r, unsigned window)
 	if ((uintptr_t)r % 16 != 0)
 		return -EINVAL;
 	r->window = window;
-	r->n_blocks = blocks_for(window);
+	r->n_blocks = eg_replay_blocks_for(window);
 	r->pad = 0;
 	for (unsigned i = 0; i < r->n_blocks; i++)
 		r->blocks[i] = (struct eg_replay_block){ 0, 0 };

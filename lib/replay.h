@@ -31,8 +31,26 @@ struct eg_replay {
 	struct eg_replay_block blocks[];
 };
 
-/* Bytes needed for a window of window sequence numbers. */
-size_t eg_replay_size(unsigned window);
+/* The ring's blocks for a window: a power of two, with (n - 1) * 64 >= window (see
+ * replay.c). */
+static inline unsigned eg_replay_blocks_for(unsigned window)
+{
+	unsigned need = (window + 63) / 64 + 1, n = 1;
+
+	while (n < need)
+		n <<= 1;
+	return n;
+}
+
+/* Bytes needed for a window of window sequence numbers; 0 for a window out of range.
+ * Inline because WireGuard's keypair stride is made of it and workers find a keypair
+ * per packet: with a constant window it folds to a constant. */
+static inline size_t eg_replay_size(unsigned window)
+{
+	if (window < EG_REPLAY_MIN_WINDOW || window > EG_REPLAY_MAX_WINDOW)
+		return 0;
+	return sizeof(struct eg_replay) + eg_replay_blocks_for(window) * sizeof(struct eg_replay_block);
+}
 /* window in [EG_REPLAY_MIN_WINDOW, EG_REPLAY_MAX_WINDOW]. 0 or -EINVAL. Nothing is
  * accepted yet: top is 0, and sequence number 0 is treated as already seen only if the
  * caller accepts it. */
