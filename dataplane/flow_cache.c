@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 
 #include "flow_select.h"
 
@@ -37,7 +38,15 @@ struct dp_flow_cache *dp_flow_cache_create(uint32_t flows)
 	(void)madvise(m, c->map_len, MADV_HUGEPAGE);
 	c->b = m;
 	c->epoch = 1;
-	c->rng = 0x9e3779b9u;		/* fixed: the same flows always land the same way */
+	/* Secrets of this cache: where flows land, and which residents cuckoo walks move. */
+	if (getrandom(c->mul, sizeof(c->mul), 0) != sizeof(c->mul) ||
+	    getrandom(&c->rng, sizeof(c->rng), 0) != sizeof(c->rng)) {
+		dp_flow_cache_free(c);
+		return NULL;
+	}
+	c->mul[0] |= 1;
+	c->mul[1] |= 1;
+	c->rng |= 1;			/* xorshift never leaves 0 */
 	return c;
 }
 

@@ -66,6 +66,7 @@ struct dp_flow_cache {
 	uint32_t max_buckets;
 	uint32_t epoch;			/* 1 .. 2^29 - 1: tags of zeroed memory never match */
 	uint32_t rng;			/* xorshift state for cuckoo walks */
+	uint64_t mul[2];		/* secret odd multipliers placing flows (dp_flow_buckets) */
 	uint64_t classifier_id;		/* the rules this epoch's entries were classified under */
 	size_t map_len;
 	uint64_t lookups, misses, relocations, evictions, grows;
@@ -119,12 +120,17 @@ static inline void dp_flow_compact(const struct eg_flow_key *k, uint32_t *w)
 	w[2 * a + 1] = dp_flow_rest_word(k);
 }
 
-/* The two buckets a flow may live in: each half of the hash scaled to the bucket count.
- * Distinct whenever there are two buckets. */
+/* The two buckets a flow may live in. The flow hash is public and fixed (control and the
+ * workers must agree on it), so anyone could craft flows that all share two buckets and
+ * make every one of their packets a miss and a cuckoo walk. Each bucket is therefore
+ * taken from the high half of the hash times one of the cache's secret odd multipliers
+ * (multiply-shift, a universal family: two different hashes share a bucket with about
+ * the chance of random ones, whatever they are), scaled to the bucket count. Distinct
+ * whenever there are two buckets. */
 static inline void dp_flow_buckets(const struct dp_flow_cache *c, uint64_t h, uint32_t *b1, uint32_t *b2)
 {
-	*b1 = (uint32_t)(((h & 0xffffffffu) * c->n_buckets) >> 32);
-	*b2 = (uint32_t)(((h >> 32) * c->n_buckets) >> 32);
+	*b1 = (uint32_t)(((h * c->mul[0]) >> 32) * c->n_buckets >> 32);
+	*b2 = (uint32_t)(((h * c->mul[1]) >> 32) * c->n_buckets >> 32);
 	if (*b2 == *b1)
 		*b2 = *b1 + 1 < c->n_buckets ? *b1 + 1 : 0;
 }

@@ -44,6 +44,38 @@ Test(flow_cache, sizes_refused)
 	cr_assert_null(dp_flow_cache_create(DP_FLOW_MAX_FLOWS + 1));
 }
 
+/* Where flows land is secret to each cache: flows picked because they share a bucket in
+ * one cache (as someone who knew the placement would pick them, to make each of their
+ * packets a miss and a cuckoo walk) are scattered in another. */
+Test(flow_cache, placement_is_secret)
+{
+	struct dp_flow_cache *a = dp_flow_cache_create(DP_FLOW_MIN_FLOWS), *b = dp_flow_cache_create(DP_FLOW_MIN_FLOWS);
+	enum { AIMED = 16 };
+	uint32_t target = 0, b1, b2, in_b[AIMED];
+	unsigned found = 0, same = 0;
+
+	cr_assert(a && b);
+	cr_assert_eq(a->n_buckets, b->n_buckets);
+	for (unsigned i = 0; i < 1000000 && found < AIMED; i++) {
+		struct eg_flow_key k = key_of(i, false);
+		uint64_t h = eg_flow_hash(&k);
+
+		dp_flow_buckets(a, h, &b1, &b2);
+		if (found && b1 != target)
+			continue;
+		target = b1;
+		dp_flow_buckets(b, h, &in_b[found], &b2);
+		found++;
+	}
+	cr_assert_eq(found, AIMED, "candidates for one bucket of %u", a->n_buckets);
+	for (unsigned i = 1; i < AIMED; i++)
+		same += in_b[i] == in_b[0];
+	/* By chance, each would share the first one's bucket once in n_buckets. */
+	cr_expect_lt(same, 4, "%u of %u flows aimed at one bucket share it in another cache too", same, AIMED - 1);
+	dp_flow_cache_free(a);
+	dp_flow_cache_free(b);
+}
+
 /* Every field the classifier matches on is part of the key: a flow that differs in any
  * one of them is another flow. */
 Test(flow_cache, every_field_counts)
