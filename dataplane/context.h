@@ -171,6 +171,13 @@ struct dp_worker {
 		uint64_t ip[2];			/* the next hop, zero padded */
 		struct rte_ether_addr mac;
 	} last_nh;
+	/* Likewise the tunnel MTU of the last WireGuard peer packets went to: reading it
+	 * takes the peer's endpoint under its sequence lock. */
+	struct {
+		bool valid;
+		uint16_t mtu;
+		uint32_t slot;
+	} last_wg_mtu;
 } __rte_cache_aligned;
 
 struct dp_ctx {

@@ -88,16 +88,18 @@ static void outer_source(const struct dp_wg_pkt *p, struct eg_wg_endpoint *ep)
 }
 
 /* The peer's endpoint follows the source of its latest authenticated packet (WireGuard
- * paper 2.1): control, the endpoint's one writer, is told. */
-static void notice_roaming(struct dp_worker *w, struct dp_wg_pkt *p, uint64_t now_ms)
+ * paper 2.1): control, the endpoint's one writer, is told. cur is the peer's endpoint as
+ * the caller read it, NULL when it could not be read. */
+static void notice_roaming(struct dp_worker *w, struct dp_wg_pkt *p, const struct eg_wg_endpoint *cur,
+			   uint64_t now_ms)
 {
-	struct eg_wg_endpoint cur, src;
+	struct eg_wg_endpoint src;
 	struct rte_mbuf *n;
 	struct eg_msg *msg;
 
 	outer_source(p, &src);
-	if (eg_wg_endpoint_read(p->peer, &cur) && cur.family == src.family && cur.port == src.port &&
-	    cur.udp_port == src.udp_port && memcmp(cur.addr, src.addr, 16) == 0)
+	if (cur && cur->family == src.family && cur->port == src.port && cur->udp_port == src.udp_port &&
+	    memcmp(cur->addr, src.addr, 16) == 0)
 		return;
 	if (now_ms - __atomic_load_n(&p->peer->roam_noticed_ms, __ATOMIC_RELAXED) < ROAM_NOTICE_MS)
 		return;
@@ -196,6 +198,11 @@ static void inb_run(struct dp_worker *w, const struct eg_table_hdr *t)
 	eg_replay_accept_each(win, counters, n, fresh);
 
 	uint64_t now_ms = dp_wg_now_ms();
+	/* The endpoint roaming is judged against, read once per run of packets from one
+	 * peer (a sequence lock and a copy). */
+	const struct eg_wg_peer_slot *ep_peer = NULL;
+	struct eg_wg_endpoint ep;
+	bool ep_ok = false;
 
 	for (unsigned i = 0; i < n; i++) {
 		struct dp_wg_pkt *p = live[i];
@@ -215,7 +222,11 @@ static void inb_run(struct dp_worker *w, const struct eg_table_hdr *t)
 		confirm(p->peer, p->kp, eg_wg_index_kp(p->kp->local_index));
 		if (__atomic_load_n(&p->peer->last_rx_ms, __ATOMIC_RELAXED) != now_ms)
 			__atomic_store_n(&p->peer->last_rx_ms, now_ms, __ATOMIC_RELAXED);
-		notice_roaming(w, p, now_ms);
+		if (p->peer != ep_peer) {
+			ep_peer = p->peer;
+			ep_ok = eg_wg_endpoint_read(p->peer, &ep);
+		}
+		notice_roaming(w, p, ep_ok ? &ep : NULL, now_ms);
 
 		struct eg_wg_counters *wc = &eg_shm_wg_counters(ctx->shm.hdr, w->shm)[p->slot];
 

@@ -411,13 +411,25 @@ static enum eg_drop_reason too_big(struct dp_worker *w, const struct dp_port *in
 	return EG_DROP_MAX;
 }
 
+/* dp_wg_tunnel_mtu of a slot, read once for a run of packets to one peer in a burst
+ * (dp_worker.last_wg_mtu). */
+static uint16_t wg_burst_mtu(struct dp_worker *w, uint32_t slot)
+{
+	if (w->last_wg_mtu.valid && w->last_wg_mtu.slot == slot)
+		return w->last_wg_mtu.mtu;
+	w->last_wg_mtu.mtu = dp_wg_tunnel_mtu(w->ctx, eg_shm_wg(w->ctx->shm.hdr, slot));
+	w->last_wg_mtu.slot = slot;
+	w->last_wg_mtu.valid = w->in_burst;
+	return w->last_wg_mtu.mtu;
+}
+
 /* A packet too big for a WireGuard tunnel: IPv4 without DF is cut into fragments that
  * fit; otherwise the sender hears the tunnel MTU, as for ESP. An unknown endpoint (MTU 0)
  * is no session yet. */
 static enum eg_drop_reason wg_too_big(struct dp_worker *w, const struct dp_port *in, struct rte_mbuf *m,
 				      struct parsed *p, const struct eg_table_egress *e)
 {
-	uint16_t mtu = dp_wg_tunnel_mtu(w->ctx, eg_shm_wg(w->ctx->shm.hdr, e->wg_slot));
+	uint16_t mtu = wg_burst_mtu(w, e->wg_slot);
 
 	if (mtu < 68)
 		return EG_DROP_WG_NO_ENDPOINT;
@@ -474,7 +486,7 @@ static enum eg_drop_reason via_egress(struct dp_worker *w, const struct dp_port 
 		if (unlikely(e->wg_slot == EG_TABLE_NO_SA || e->wg_slot >= ctx->shm.hdr->n_wg_slots))
 			return EG_DROP_WG_NO_SESSION;
 		decrement_ttl(p);
-		if (unlikely(p->l3_len > dp_wg_tunnel_mtu(ctx, eg_shm_wg(ctx->shm.hdr, e->wg_slot))))
+		if (unlikely(p->l3_len > wg_burst_mtu(w, e->wg_slot)))
 			return wg_too_big(w, in, m, p, e);
 		dp_wg_stage_out(w, m, p->l2_len, e->wg_slot, e->id);
 		return EG_DROP_MAX;
@@ -728,6 +740,7 @@ uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, ui
 
 	w->in_burst = true;
 	w->last_nh.valid = false;
+	w->last_wg_mtu.valid = false;
 	/* Two passes over the burst. The first parses, and for a flow to classify it hashes
 	 * the key and prefetches the flow's two flow cache buckets: with a million flows
 	 * they are in DRAM, and the burst's misses overlap only if they start together;
@@ -758,6 +771,7 @@ uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, ui
 	dp_worker_run_staged(w);
 	w->in_burst = false;
 	w->last_nh.valid = false;
+	w->last_wg_mtu.valid = false;
 	return queued;
 }
 

@@ -284,6 +284,28 @@ Test(wg_path, handshakes_go_to_control_and_a_new_source_is_reported, .init = set
 	msg[len - 1] ^= 1;
 	receive(msg, len, 51998, out);
 	cr_assert_eq(rte_ring_count(fx.w->punt), 0);
+
+	/* In one burst, one message from the endpoint and one from elsewhere: the endpoint
+	 * is read once for the burst, and the second is still reported. */
+	struct rte_mbuf *burst[2];
+	uint8_t msg2[256];
+	size_t len2;
+
+	eg_shm_wg(fx.ctx.shm.hdr, 0)->roam_noticed_ms = 0;	/* past the report's rate limit */
+	len = peer_message(msg, 4, DP_IPV4(10, 20, 0, 5), 6);
+	len2 = peer_message(msg2, 5, DP_IPV4(10, 20, 0, 5), 6);
+	burst[0] = frame(wan, PEER_IP, OUR_IP, 51000, 51820, msg, len);
+	burst[1] = frame(wan, PEER_IP, OUR_IP, 51997, 51820, msg2, len2);
+	dp_worker_process(fx.w, fx.table, wan, burst, 2);
+	n = take_tx(lan, out, 8);
+	cr_assert_eq(n, 2, "both are delivered");
+	rte_pktmbuf_free_bulk(out, n);
+	n = rte_ring_dequeue_burst(fx.w->punt, (void **)punted, 4, NULL);
+	cr_assert_eq(n, 1, "one report, for the second");
+	note = rte_pktmbuf_mtod(punted[0], const struct eg_msg *);
+	cr_assert_eq(note->kind, EG_MSG_WG_ROAM);
+	cr_assert_eq(note->remote_port, 51997);
+	rte_pktmbuf_free(punted[0]);
 }
 
 Test(wg_path, a_responder_sends_only_after_it_received, .init = setup)
