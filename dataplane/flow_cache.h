@@ -11,12 +11,12 @@
  *
  * Sized for a flow count (dataplane.flow_cache_flows) and meant to hold them all: a POP
  * sees a million flows, and a cache that holds a fraction of them misses on every packet
- * of the rest. Each flow may live in one of two buckets picked by halves of its hash
- * (cuckoo hashing), a bucket is one cache line holding three IPv4 entries or one IPv6
- * entry, and at full size there are twice as many IPv4 slots as flows: an insert finds
- * a free slot in either bucket, or makes one by moving residents to their other
- * buckets, almost always. A set-associative cache of one line per flow, tried first, missed on three
- * fifths of a million flows cycling through a million entries (sets overflow long before
+ * of the rest. Each flow may live in one of two buckets picked by its hash and the
+ * cache's secret (cuckoo hashing, dp_flow_buckets), a bucket is one cache line holding
+ * three IPv4 entries or one IPv6 entry, and at full size there are twice as many IPv4
+ * slots as flows: an insert finds a free slot in either bucket, or makes one by moving
+ * residents to their other buckets, almost always. A set-associative cache of one line
+ * per flow, tried first, missed on three fifths of a million flows cycling through a million entries (sets overflow long before
  * the cache is full). The worker's first pass over a burst prefetches both lines of every
  * packet, so that the DRAM misses of a large cache overlap. */
 #ifndef DP_FLOW_CACHE_H
