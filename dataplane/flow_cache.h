@@ -16,9 +16,10 @@
  * three IPv4 entries or one IPv6 entry, and at full size there are twice as many IPv4
  * slots as flows: an insert finds a free slot in either bucket, or makes one by moving
  * residents to their other buckets, almost always. A set-associative cache of one line
- * per flow, tried first, missed on three fifths of a million flows cycling through a million entries (sets overflow long before
- * the cache is full). The worker's first pass over a burst prefetches both lines of every
- * packet, so that the DRAM misses of a large cache overlap. */
+ * per flow, tried first, missed on three fifths of a million flows cycling through a
+ * million entries (sets overflow long before the cache is full). The worker's first pass
+ * over a burst prefetches both lines of every packet, so that the DRAM misses of a large
+ * cache overlap. */
 #ifndef DP_FLOW_CACHE_H
 #define DP_FLOW_CACHE_H
 
