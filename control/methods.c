@@ -101,7 +101,7 @@ static int m_stats_get(void *ctx, json_t *params, json_t **result, struct cp_rpc
 		for (unsigned w = 0; w < st->shm.hdr->n_workers; w++) {
 			const struct eg_worker_shm *ws = eg_shm_worker(st->shm.hdr, w);
 
-			json_array_append_new(workers, json_pack("{s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I}}", "id",
+			json_array_append_new(workers, json_pack("{s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I}}", "id",
 								 (int)w, "lcore", (int)ws->lcore, "rx_packets",
 								 (json_int_t)ws->rx_packets, "tx_packets",
 								 (json_int_t)ws->tx_packets, "drops",
@@ -114,7 +114,9 @@ static int m_stats_get(void *ctx, json_t *params, json_t **result, struct cp_rpc
 								 (json_int_t)ws->probes_reflected, "flow_cache", "lookups",
 								 (json_int_t)ws->flow_lookups, "misses", (json_int_t)ws->flow_misses,
 								 "evictions", (json_int_t)ws->flow_evictions, "capacity",
-								 (json_int_t)ws->flow_capacity));
+								 (json_int_t)ws->flow_capacity, "relocations",
+								 (json_int_t)ws->flow_relocations, "grows",
+								 (json_int_t)ws->flow_grows));
 		}
 	}
 	for (unsigned r = 0; r < EG_DROP_MAX; r++)

@@ -155,6 +155,10 @@ static const struct item_metric worker_metrics[] = {
 	 "Flow cache entries evicted to make room."},
 	{"egress_worker_flow_cache_capacity_flows", "gauge", "flow_cache.capacity", 1,
 	 "Flows a worker's flow cache holds at its current size."},
+	{"egress_worker_flow_cache_relocations_total", "counter", "flow_cache.relocations", 1,
+	 "Flow cache entries moved to their other bucket to make room."},
+	{"egress_worker_flow_cache_grows_total", "counter", "flow_cache.grows", 1,
+	 "Times a worker's flow cache grew to its full size."},
 	{NULL, NULL, NULL, 0, NULL},
 };
 

@@ -179,6 +179,8 @@ static int cmd_worker_stats(const char *cmd, const char *params, struct rte_tel_
 	rte_tel_data_add_dict_u64(d, "flow_cache_misses", ws->flow_misses);
 	rte_tel_data_add_dict_u64(d, "flow_cache_evictions", ws->flow_evictions);
 	rte_tel_data_add_dict_u64(d, "flow_cache_capacity", ws->flow_capacity);
+	rte_tel_data_add_dict_u64(d, "flow_cache_relocations", ws->flow_relocations);
+	rte_tel_data_add_dict_u64(d, "flow_cache_grows", ws->flow_grows);
 	return 0;
 }
 

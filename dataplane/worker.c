@@ -726,6 +726,8 @@ static void publish_flow_stats(struct dp_worker *w)
 	w->shm->flow_misses = w->flows->misses;
 	w->shm->flow_evictions = w->flows->evictions;
 	w->shm->flow_capacity = dp_flow_capacity(w->flows);
+	w->shm->flow_relocations = w->flows->relocations;
+	w->shm->flow_grows = w->flows->grows;
 }
 
 uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, uint16_t in_port,

@@ -23,7 +23,7 @@
 #include "wg_slot.h"
 
 #define EG_SHM_MAGIC 0x31304d4853474745ULL	/* "EGSHM01" */
-#define EG_SHM_LAYOUT_VERSION 7u
+#define EG_SHM_LAYOUT_VERSION 8u
 #define EG_SHM_NAME_LEN 64
 #define EG_CACHE_LINE 64
 
@@ -69,8 +69,10 @@ struct eg_worker_shm {
 	uint64_t nat_out, nat_in, nat_in_other_worker, nat_created;
 	/* The worker's flow cache (dataplane/flow_cache.h), copied after each burst: lookups,
 	 * those that missed (and went through the classifier), entries evicted to make room,
-	 * and the flows it holds at its current size. */
+	 * the flows it holds at its current size, entries moved to their other bucket to make
+	 * room (cuckoo moves: the cache filling up) and times it grew to its full size. */
 	uint64_t flow_lookups, flow_misses, flow_evictions, flow_capacity;
+	uint64_t flow_relocations, flow_grows;
 	uint64_t drop[EG_DROP_SLOTS];
 	struct eg_port_counters port[EG_MAX_PORTS];
 	/* followed by struct eg_egress_counters[EG_MAX_EGRESSES], uint64_t hits[EG_MAX_POLICIES],

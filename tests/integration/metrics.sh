@@ -74,10 +74,12 @@ check "promtool accepts the exposition (format and naming conventions)" \
 check "port counters: lan0 received the site's datagrams" \
 	positive 'egress_port_rx_packets_total\{port="lan0",role="site"\}'
 check "worker counters, and probes sent by the worker" positive 'egress_worker_probes_sent_total\{worker="0"\}'
-check "the worker's flow cache: the site's flows looked up, the first packet of each a miss, room for 16384" \
+check "the worker's flow cache: the site's flows looked up, the first packet of each a miss, room for 16384, never grown, nothing moved" \
 	bash -c "$(declare -f metric positive); WORK=$WORK; positive 'egress_worker_flow_cache_lookups_total\{worker=\"0\"\}' &&
 		positive 'egress_worker_flow_cache_misses_total\{worker=\"0\"\}' &&
-		[ \"\$(metric 'egress_worker_flow_cache_capacity_flows\{worker=\"0\"\}')\" = 16384 ]"
+		[ \"\$(metric 'egress_worker_flow_cache_capacity_flows\{worker=\"0\"\}')\" = 16384 ] &&
+		[ \"\$(metric 'egress_worker_flow_cache_grows_total\{worker=\"0\"\}')\" = 0 ] &&
+		[ \"\$(metric 'egress_worker_flow_cache_relocations_total\{worker=\"0\"\}')\" = 0 ]"
 check "drops by reason: the blocked policy's 3 datagrams" \
 	[ "$(metric 'egress_drops_total\{reason="policy_drop"\}')" = 3 ]
 check "a probed path's RTT in seconds, and its state" \
@@ -106,7 +108,7 @@ check "... the egresses of the current table, and one's state and counters" \
 	bash -c "$(declare -f tel); WORK=$WORK; [ \"\$(tel /egress/egresses)\" = '[\"direct-wan0\",\"direct-wan1\",\"wg-far\",\"esp-far\"]' ] &&
 		tel /egress/egress_stats | jq -e '.state == \"up\" and .type == \"direct\" and .tx_packets >= 5'"
 check "... a worker's loops and the generation it passed" \
-	bash -c "$(declare -f tel); WORK=$WORK; tel /egress/worker_stats | jq -e '.busy_loops > 0 and .quiescent_generation >= 1 and .flow_cache_capacity >= 16384 and .flow_cache_lookups >= .flow_cache_misses'"
+	bash -c "$(declare -f tel); WORK=$WORK; tel /egress/worker_stats | jq -e '.busy_loops > 0 and .quiescent_generation >= 1 and .flow_cache_capacity >= 16384 and .flow_cache_lookups >= .flow_cache_misses and .flow_cache_grows == 0 and .flow_cache_relocations == 0'"
 check "... and the instance" bash -c "$(declare -f tel); WORK=$WORK; tel /egress/info | jq -e '.instance == \"$TOPO\" and .workers == 1'"
 
 # Anything but GET or HEAD /metrics is refused.
