@@ -42,8 +42,9 @@ struct parsed {
 	uint16_t l4_off;		/* for us: the transport header's offset from l3 */
 	void *l3;
 	struct eg_flow_key key;
-	bool hashed;			/* flow_hash is eg_flow_hash(&key) */
+	bool hashed;			/* flow_hash is eg_flow_hash(&key), place its buckets */
 	uint64_t flow_hash;
+	struct dp_flow_place place;
 };
 
 static inline bool is_l4_with_ports(uint8_t proto)
@@ -521,9 +522,11 @@ static enum eg_drop_reason forward(struct dp_worker *w, const struct eg_table_hd
 
 		if (unlikely(!t))
 			return EG_DROP_NO_TABLE;
-		if (!p->hashed)
+		if (!p->hashed) {
 			p->flow_hash = eg_flow_hash(&p->key);
-		v = dp_flow_decide(w->flows, t, &p->key, p->flow_hash, &pol, &e);
+			p->place = dp_flow_place(w->flows, p->flow_hash);
+		}
+		v = dp_flow_decide(w->flows, t, &p->key, p->flow_hash, p->place, &pol, &e);
 		if (pol)
 			eg_shm_policy_hits(w->shm)[pol->id]++;
 		switch (v) {
@@ -758,8 +761,9 @@ uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, ui
 			r[j] = parse(w->ctx, in, pkts[i + j], &p[j], &o[j]);
 			if (site && r[j] == EG_DROP_MAX && o[j] == FORWARD) {
 				p[j].flow_hash = eg_flow_hash(&p[j].key);
+				p[j].place = dp_flow_place(w->flows, p[j].flow_hash);
 				p[j].hashed = true;
-				dp_flow_prefetch(w->flows, p[j].flow_hash);
+				dp_flow_prefetch(w->flows, &p[j].place);
 			}
 		}
 		for (uint16_t j = 0; j < k; j++)
