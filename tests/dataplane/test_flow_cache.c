@@ -134,10 +134,11 @@ static unsigned pass(struct dp_flow_cache *c, unsigned first, unsigned n, bool v
 	return misses;
 }
 
-/* Sized for n flows, it holds n flows, once it has grown to them. The keys and the hash
- * are fixed, so this is exact: with these 200,000 flows the cache outgrows its start size
- * in the first pass, takes its full size, and holds them all from the third pass on,
- * some of them moved to their other bucket to make room, none evicted. */
+/* Sized for n flows, it holds n flows, once it has grown to them: with these 200,000
+ * flows the cache outgrows its start size in the first pass, takes its full size, and
+ * holds them all from the third pass on, some of them moved to their other bucket to make
+ * room, none evicted. Where flows land differs from cache to cache, but at half load a
+ * cuckoo walk of four moves failing is rare enough never to have been seen here. */
 Test(flow_cache, holds_what_it_was_sized_for)
 {
 	enum { N = 200000 };
@@ -162,8 +163,35 @@ Test(flow_cache, holds_what_it_was_sized_for)
 	dp_flow_cache_free(c);
 }
 
+/* The worker finds a flow's buckets before the burst's lookups (to prefetch them), and an
+ * insert earlier in the burst may grow the cache in between: the lookup must then find the
+ * buckets again, or it would look where the flow no longer lives. */
+Test(flow_cache, buckets_found_before_the_cache_grew_are_found_again)
+{
+	enum { N = 200000 };
+	struct dp_flow_cache *c = dp_flow_cache_create(N);
+	struct eg_flow_key k = key_of(N + 1, false);
+	uint64_t h = eg_flow_hash(&k);
+	struct dp_flow_place before;
+	uint32_t pi, start;
+
+	cr_assert_not_null(c);
+	start = c->n_buckets;
+	before = dp_flow_place(c, h);
+	for (unsigned passes = 0; c->n_buckets == start && passes < 4; passes++)
+		pass(c, 0, N, false);
+	cr_assert_neq(c->n_buckets, start, "the cache never grew");
+	insert(c, &k, 77);
+	cr_assert(dp_flow_find_at(c, &k, h, before, &pi), "the flow was looked for where it lived before");
+	cr_assert_eq(pi, 77);
+	dp_flow_cache_free(c);
+}
+
 /* A thousand flows stay in the small start region of a cache sized for a million (the
- * TLB covers them), in either family. */
+ * TLB covers them), in either family. An IPv6 flow needs a bucket of its own and its
+ * insert moves a resident one step only, so with both of its buckets taken and their
+ * residents stuck it evicts one: at this load about one IPv6 insert in a thousand, and
+ * where depends on the cache's secret placement. The second pass may miss those few. */
 Test(flow_cache, few_flows_do_not_grow)
 {
 	struct dp_flow_cache *c = dp_flow_cache_create(1 << 20);
@@ -172,8 +200,11 @@ Test(flow_cache, few_flows_do_not_grow)
 	cr_assert_not_null(c);
 	start = c->n_buckets;
 	for (int v6 = 0; v6 < 2; v6++) {
+		unsigned again;
+
 		cr_assert_eq(pass(c, 0, 1000, v6), 1000);
-		cr_assert_eq(pass(c, 0, 1000, v6), 0);
+		again = pass(c, 0, 1000, v6);
+		cr_assert_leq(again, v6 ? 10 : 0, "%u of 1000 %s flows missed again", again, v6 ? "IPv6" : "IPv4");
 	}
 	cr_assert_eq(c->n_buckets, start);
 	cr_assert_eq(c->grows, 0);
