@@ -44,6 +44,26 @@ static inline void dp_wg_run(struct dp_worker *w, const struct eg_table_hdr *t)
  * the port MTU less the overhead, rounded down to the 16-byte padding. */
 uint16_t dp_wg_tunnel_mtu(const struct dp_ctx *ctx, const struct eg_wg_peer_slot *peer);
 
+/* A peer's endpoint read once for a run of packets to or from that peer in a burst, not
+ * once per packet: each read takes the sequence lock and copies the endpoint. A roaming
+ * peer's new endpoint applies from the next run. Start with {0}. */
+struct dp_wg_endpoint_run {
+	const struct eg_wg_peer_slot *peer;
+	bool ok;
+	struct eg_wg_endpoint ep;
+};
+
+/* peer's endpoint as read for the current run, NULL if it could not be read. */
+static inline const struct eg_wg_endpoint *dp_wg_run_endpoint(struct dp_wg_endpoint_run *r,
+							      const struct eg_wg_peer_slot *peer)
+{
+	if (peer != r->peer) {
+		r->peer = peer;
+		r->ok = eg_wg_endpoint_read(peer, &r->ep);
+	}
+	return r->ok ? &r->ep : NULL;
+}
+
 /* CLOCK_MONOTONIC in ms, cheaply (the coarse clock is a vDSO read). */
 uint64_t dp_wg_now_ms(void);
 

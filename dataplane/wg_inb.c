@@ -198,11 +198,7 @@ static void inb_run(struct dp_worker *w, const struct eg_table_hdr *t)
 	eg_replay_accept_each(win, counters, n, fresh);
 
 	uint64_t now_ms = dp_wg_now_ms();
-	/* The endpoint roaming is judged against, read once per run of packets from one
-	 * peer (a sequence lock and a copy). */
-	const struct eg_wg_peer_slot *ep_peer = NULL;
-	struct eg_wg_endpoint ep;
-	bool ep_ok = false;
+	struct dp_wg_endpoint_run run = {0};	/* what roaming is judged against */
 
 	for (unsigned i = 0; i < n; i++) {
 		struct dp_wg_pkt *p = live[i];
@@ -222,11 +218,7 @@ static void inb_run(struct dp_worker *w, const struct eg_table_hdr *t)
 		confirm(p->peer, p->kp, eg_wg_index_kp(p->kp->local_index));
 		if (__atomic_load_n(&p->peer->last_rx_ms, __ATOMIC_RELAXED) != now_ms)
 			__atomic_store_n(&p->peer->last_rx_ms, now_ms, __ATOMIC_RELAXED);
-		if (p->peer != ep_peer) {
-			ep_peer = p->peer;
-			ep_ok = eg_wg_endpoint_read(p->peer, &ep);
-		}
-		notice_roaming(w, p, ep_ok ? &ep : NULL, now_ms);
+		notice_roaming(w, p, dp_wg_run_endpoint(&run, p->peer), now_ms);
 
 		struct eg_wg_counters *wc = &eg_shm_wg_counters(ctx->shm.hdr, w->shm)[p->slot];
 

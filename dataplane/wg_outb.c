@@ -116,15 +116,10 @@ static void outb_run(struct dp_worker *w)
 	struct dp_wg_batch *b = &w->wg_out;
 	struct eg_aead_op ops[DP_BURST];
 	struct dp_wg_pkt *live[DP_BURST];
-	/* Endpoints are read once per run of packets to one peer (a sequence lock and a
-	 * copy each), into eps; ep_of[i] is live packet i's. A roaming peer's new endpoint
-	 * applies from the next burst on. */
-	struct eg_wg_endpoint eps[DP_BURST];
-	const struct eg_wg_endpoint *ep_of[DP_BURST];
-	const struct eg_wg_peer_slot *ep_peer = NULL;
-	bool ep_ok = false;
+	struct eg_wg_endpoint eps[DP_BURST];	/* live packet i's endpoint */
+	struct dp_wg_endpoint_run run = {0};
 	uint64_t reject = ctx->cfg.wg.timers.reject_after_messages;
-	unsigned n = 0, n_eps = 0;
+	unsigned n = 0;
 
 	for (uint16_t i = 0; i < b->n; i++)
 		b->p[i].counter = UINT64_MAX;
@@ -138,14 +133,8 @@ static void outb_run(struct dp_worker *w)
 
 		if (!p->m)
 			continue;
-		if (p->peer != ep_peer) {
-			struct eg_wg_endpoint *e = &eps[n_eps++];
-
-			ep_peer = p->peer;
-			ep_ok = eg_wg_endpoint_read(p->peer, e) && e->family != 0 && e->port < ctx->n_ports;
-		}
-		ep = &eps[n_eps - 1];
-		if (unlikely(!ep_ok)) {
+		ep = dp_wg_run_endpoint(&run, p->peer);
+		if (unlikely(!ep || ep->family == 0 || ep->port >= ctx->n_ports)) {
 			drop(w, p, 0, EG_DROP_WG_NO_ENDPOINT);
 			continue;
 		}
@@ -220,7 +209,7 @@ static void outb_run(struct dp_worker *w)
 			.tag = msg + WG_DATA_HDR_LEN + padded,
 		};
 		p->off = (uint16_t)(udp_len - 8);	/* reused: the message length, for counters */
-		ep_of[n] = ep;
+		eps[n] = *ep;
 		live[n++] = p;
 	}
 	b->n = 0;
@@ -232,7 +221,7 @@ static void outb_run(struct dp_worker *w)
 
 	for (unsigned i = 0; i < n; i++) {
 		struct dp_wg_pkt *p = live[i];
-		const struct eg_wg_endpoint *ep = ep_of[i];
+		const struct eg_wg_endpoint *ep = &eps[i];
 		const struct dp_port *out = &ctx->ports[ep->port];
 		struct rte_ether_addr dmac;
 		uint8_t nh[16] = {0};

@@ -733,6 +733,15 @@ static void publish_flow_stats(struct dp_worker *w)
 	w->shm->flow_grows = w->flows->grows;
 }
 
+/* A burst starts or ends: what was looked up once for the last one (dp_worker.last_nh,
+ * last_wg_mtu) is forgotten, and is kept again only within a burst. */
+static void burst_edge(struct dp_worker *w, bool starting)
+{
+	w->in_burst = starting;
+	w->last_nh.valid = false;
+	w->last_wg_mtu.valid = false;
+}
+
 uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, uint16_t in_port,
 			   struct rte_mbuf **pkts, uint16_t n)
 {
@@ -743,9 +752,7 @@ uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, ui
 	enum outcome o[DP_BURST];
 	enum eg_drop_reason r[DP_BURST];
 
-	w->in_burst = true;
-	w->last_nh.valid = false;
-	w->last_wg_mtu.valid = false;
+	burst_edge(w, true);
 	/* Two passes over the burst. The first parses, and for a flow to classify it hashes
 	 * the key and prefetches the flow's two flow cache buckets: with a million flows
 	 * they are in DRAM, and the burst's misses overlap only if they start together;
@@ -775,9 +782,7 @@ uint16_t dp_worker_process(struct dp_worker *w, const struct eg_table_hdr *t, ui
 	publish_flow_stats(w);
 	/* What decrypted packets staged for sending (probe reflections) goes out now. */
 	dp_worker_run_staged(w);
-	w->in_burst = false;
-	w->last_nh.valid = false;
-	w->last_wg_mtu.valid = false;
+	burst_edge(w, false);
 	return queued;
 }
 
