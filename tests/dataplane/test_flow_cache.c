@@ -188,10 +188,10 @@ Test(flow_cache, buckets_found_before_the_cache_grew_are_found_again)
 }
 
 /* A thousand flows stay in the small start region of a cache sized for a million (the
- * TLB covers them), in either family. An IPv6 flow needs a bucket of its own and its
- * insert moves a resident one step only, so with both of its buckets taken and their
- * residents stuck it evicts one: at this load about one IPv6 insert in a thousand, and
- * where depends on the cache's secret placement. The second pass may miss those few. */
+ * TLB covers them), in either family, and none of them is lost: an IPv6 flow, which needs
+ * a bucket of its own, finds one by pushing residents on when both of its buckets are
+ * taken. (Moving residents one step only, about one IPv6 insert in a thousand evicted a
+ * flow here.) */
 Test(flow_cache, few_flows_do_not_grow)
 {
 	struct dp_flow_cache *c = dp_flow_cache_create(1 << 20);
@@ -200,14 +200,90 @@ Test(flow_cache, few_flows_do_not_grow)
 	cr_assert_not_null(c);
 	start = c->n_buckets;
 	for (int v6 = 0; v6 < 2; v6++) {
-		unsigned again;
-
 		cr_assert_eq(pass(c, 0, 1000, v6), 1000);
-		again = pass(c, 0, 1000, v6);
-		cr_assert_leq(again, v6 ? 10 : 0, "%u of 1000 %s flows missed again", again, v6 ? "IPv6" : "IPv4");
+		cr_assert_eq(pass(c, 0, 1000, v6), 0, "%s flows missed again", v6 ? "IPv6" : "IPv4");
 	}
+	cr_assert_eq(pass(c, 0, 1000, false), 0, "IPv4 flows lost to IPv6 ones");
+	cr_assert_eq(c->evictions, 0);
 	cr_assert_eq(c->n_buckets, start);
 	cr_assert_eq(c->grows, 0);
+	dp_flow_cache_free(c);
+}
+
+/* IPv6 flows among IPv4 ones, at two thirds of what the cache was sized for (an IPv6
+ * flow counts as three IPv4 flows, the room of its bucket): after the cache has grown,
+ * every flow stays in. Moving residents one step only, the IPv6 flows' buckets stopped
+ * walks, and 55 to 109 of these flows were lost on every pass. */
+Test(flow_cache, holds_ipv6_flows_among_ipv4)
+{
+	enum { N = 200000, N4 = 100000, N6 = 10000 };
+	struct dp_flow_cache *c = dp_flow_cache_create(N);
+	unsigned misses, passes = 0;
+
+	cr_assert_not_null(c);
+	do {
+		misses = pass(c, 0, N4, false);
+		misses += pass(c, 0, N6, true);
+	} while (misses && ++passes < 8);
+	cr_log_info("%u passes; %llu relocations, %llu evictions", passes + 1, (unsigned long long)c->relocations,
+		    (unsigned long long)c->evictions);
+	cr_assert_eq(misses, 0, "%u of %u flows still missing after %u passes", misses, N4 + N6, passes + 1);
+	cr_assert_eq(c->grows, 1);
+	cr_assert_leq(passes + 1, 5);
+	dp_flow_cache_free(c);
+}
+
+/* Whatever moves inserts make (one-step moves, cuckoo walks, IPv6 flows pushing residents
+ * on, evictions), every entry stays in one of its own two buckets, once, with its own
+ * policy, and what the cache holds is every inserted flow but the evicted ones: a move
+ * that dropped or copied an entry, or put it where lookups never look, breaks one of
+ * these. */
+Test(flow_cache, moves_keep_every_entry_where_it_belongs)
+{
+	enum { FLOWS = 6000 };
+	struct dp_flow_cache *c = dp_flow_cache_create(DP_FLOW_MIN_FLOWS);
+	static bool seen[2][FLOWS];
+	uint64_t inserted = 0, held = 0;
+
+	cr_assert_not_null(c);
+	srandom(11);
+	for (unsigned n = 0; n < 3000; n++) {
+		unsigned i = (unsigned)random() % FLOWS;
+		bool v6 = random() % 3 == 0;
+		struct eg_flow_key k = key_of(i, v6);
+		uint32_t pi;
+
+		if (!find(c, &k, &pi)) {
+			insert(c, &k, policy_of(&k, 0));
+			inserted++;
+		}
+	}
+	cr_assert_gt(c->relocations, 0, "nothing moved: the test is too easy");
+	cr_assert_gt(c->evictions, 0, "nothing was evicted: the test is too easy");
+	for (uint32_t bi = 0; bi < c->n_buckets; bi++) {
+		const struct dp_flow_bucket *b = &c->b[bi];
+		unsigned n = !dp_flow_live(c, b) ? 0 : b->tag & 4 ? 1 : b->tag & 3;
+
+		for (unsigned j = 0; j < n; j++) {
+			bool v6 = b->tag & 4;
+			const uint32_t *w = v6 ? b->v6.key : b->v4[j].key;
+			uint32_t policy = v6 ? b->v6.policy : b->v4[j].policy;
+			uint32_t i = 0, b1, b2;
+			struct eg_flow_key k;
+
+			memcpy(&i, v6 ? (const uint8_t *)w + 12 : (const uint8_t *)w + 1, 3);
+			cr_assert_lt(i, FLOWS);
+			k = key_of(i, v6);
+			dp_flow_buckets(c, eg_flow_hash(&k), &b1, &b2);
+			cr_assert(bi == b1 || bi == b2, "flow %u (v6 %d) in bucket %u, not in %u or %u", i, v6, bi, b1, b2);
+			cr_assert_eq(policy, policy_of(&k, 0));
+			cr_assert_not(seen[v6][i], "flow %u (v6 %d) held twice", i, v6);
+			seen[v6][i] = true;
+			held++;
+		}
+	}
+	cr_assert_eq(held + c->evictions, inserted, "%llu held and %llu evicted of %llu inserted",
+		     (unsigned long long)held, (unsigned long long)c->evictions, (unsigned long long)inserted);
 	dp_flow_cache_free(c);
 }
 
