@@ -619,6 +619,8 @@ struct lane {
 	struct bench_result r;
 	uint64_t drops_by[EG_DROP_SLOTS];
 	uint64_t misses_by;			/* the flow cache's misses before the run */
+	unsigned churn_rate;			/* lane 0: table publishes a second to start */
+	int churn_rc;				/* lane 0: what starting them returned */
 };
 
 /* Lanes meet between rounds of their inputs, so that decap's replay windows can be made
@@ -710,6 +712,43 @@ static int lane_run(void *arg)
 	return 0;
 }
 
+/* A lane as bench_run launches it. Lane 0 starts the publishes, last, when the others run
+ * already: a lane not yet running announces no quiescent states, and would hold a publish
+ * up. It runs even if they fail to start, or lanes waiting for it at a barrier would wait
+ * for ever. */
+static int lane_main(void *arg)
+{
+	struct lane *l = arg;
+
+	if (l->churn_rate)
+		l->churn_rc = bench_churn_start(l->churn_rate);
+	return lane_run(l);
+}
+
+int bench_on_lanes(unsigned lanes, int (*fn)(void *), void **args)
+{
+	unsigned lcore = rte_get_main_lcore(), lcores[BENCH_MAX_LANES];
+	int rc = 0;
+
+	if (lanes == 0 || lanes > BENCH_MAX_LANES)
+		return -1;
+	for (unsigned k = 1; k < lanes; k++) {
+		lcore = rte_get_next_lcore(lcore, 1, 0);
+		if (lcore >= RTE_MAX_LCORE || rte_eal_remote_launch(fn, args[k], lcore) != 0) {
+			lanes = k;
+			rc = -1;
+			break;
+		}
+		lcores[k] = lcore;
+	}
+	if (fn(args[0]) != 0)
+		rc = -1;
+	for (unsigned k = 1; k < lanes; k++)
+		if (rte_eal_wait_lcore(lcores[k]) != 0)
+			rc = -1;
+	return rc;
+}
+
 int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64_t packets,
 	      const struct bench_run_opts *o, struct bench_result *r)
 {
@@ -717,7 +756,7 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 	bool check = o->check;
 	static struct lane lane[BENCH_MAX_LANES];
 	uint64_t bursts = (packets + BURST - 1) / BURST;
-	unsigned lcore = rte_get_main_lcore(), lcores[BENCH_MAX_LANES];
+	void *args[BENCH_MAX_LANES];
 	const struct eg_shm_hdr *h = fx.ctx.shm.hdr;
 
 	memset(r, 0, sizeof(*r));
@@ -746,20 +785,13 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 			DIE("no crypto manager");
 		memcpy(l->drops_by, l->w->shm->drop, sizeof(l->drops_by));
 		l->misses_by = l->w->flows->misses;
-		if (k) {
-			lcore = rte_get_next_lcore(lcore, 1, 0);
-			if (lcore >= RTE_MAX_LCORE || rte_eal_remote_launch(lane_run, l, lcore) != 0)
-				DIE("no lcore for worker %u", k);
-			lcores[k] = lcore;
-		}
+		args[k] = l;
 	}
-	/* Publishes only while the lanes run: a lane between runs announces no quiescent
-	 * states, which would hold a publish up. */
-	if (o->churn_rate && bench_churn_start(o->churn_rate) != 0)
+	lane[0].churn_rate = o->churn_rate;	/* publishes only while the lanes run */
+	if (bench_on_lanes(lanes, lane_main, args) != 0)
+		DIE("no lcore for %u workers", lanes);
+	if (lane[0].churn_rc != 0)
 		return -1;
-	lane_run(&lane[0]);
-	for (unsigned k = 1; k < lanes; k++)	/* not every lcore: a churn publisher may run */
-		rte_eal_wait_lcore(lcores[k]);
 	if (o->churn_rate)
 		bench_churn_stop(&r->churn);
 	for (unsigned k = 0; k < lanes; k++) {

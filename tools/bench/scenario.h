@@ -86,6 +86,10 @@ uint32_t bench_aead_len(const struct bench_scenario *s, uint16_t frame_len, uint
 int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64_t packets,
 	      const struct bench_run_opts *o, struct bench_result *r);
 
+/* Runs fn(args[k]) for k < lanes at once, each on the lcore bench_run gives worker k (the
+ * first on the caller's), and waits for them all. 0, or -1 when an lcore is missing. */
+int bench_on_lanes(unsigned lanes, int (*fn)(void *), void **args);
+
 /* direct-snat: how many sessions were made before timing, and the cycles each took (the
  * slow path: first packet of a flow), 0 before the first direct-snat run; and the shared
  * memory the NAT region takes per session it can hold (records and indexes). */
