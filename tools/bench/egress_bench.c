@@ -14,6 +14,8 @@
  * reference too. The reference, and the ratio to it, depend on the mode:
  *   - by default, the raw AEAD ceiling (tunnels) or plain direct forwarding (direct-snat);
  *   - --scaling: the same case on one worker, against all the workers the CPUs allow;
+ *     beside it, for tunnels, the raw AEAD ceiling on all of them against one (AEAD), the
+ *     cipher's own scaling on this machine, measured in the same runs;
  *   - --churn RATE: the same case with no table publishes, against RATE publishes a second
  *     (churn.c) on a second CPU.
  *
@@ -33,6 +35,8 @@
 
 #include <jansson.h>
 #include <sodium.h>
+
+#include <rte_pause.h>
 
 #include "ceiling.h"
 #include "churn.h"
@@ -105,6 +109,54 @@ static int ceiling_for(const struct bench_scenario *s, const struct bench_size *
 	return 0;
 }
 
+/* The raw AEAD ceiling of one case, measured on one lane's lcore (bench_on_lanes). */
+struct ceiling_job {
+	const struct bench_scenario *s;
+	const struct bench_size *z;
+	uint64_t packets;
+	unsigned lanes;				/* started together with this many */
+	struct bench_ceiling c;
+};
+
+static unsigned ceiling_jobs_ready;		/* atomic */
+
+/* The lanes start measuring together: a lane launched late would run alone for a while. */
+static int ceiling_job_run(void *arg)
+{
+	struct ceiling_job *j = arg;
+
+	__atomic_add_fetch(&ceiling_jobs_ready, 1, __ATOMIC_ACQ_REL);
+	while (__atomic_load_n(&ceiling_jobs_ready, __ATOMIC_ACQUIRE) < j->lanes)
+		rte_pause();
+	return ceiling_for(j->s, j->z, j->packets, &j->c);
+}
+
+/* The raw AEAD ceiling on one lane, and on all lanes at once (each lane's rate over its own
+ * time, added up, as bench_run adds the workers up): how the cipher itself scales. The
+ * workers cannot scale better than the cipher units under them; where two vCPUs share a
+ * core's, this says so. */
+static int aead_on_lanes(const struct bench_scenario *s, const struct bench_size *z, uint64_t packets,
+			 unsigned lanes, double *one_mpps, double *all_mpps)
+{
+	struct ceiling_job jobs[BENCH_MAX_LANES], one = {.s = s, .z = z, .packets = packets, .lanes = 1};
+	void *args[BENCH_MAX_LANES];
+	ceiling_jobs_ready = 0;
+	if (ceiling_job_run(&one) != 0)
+		return -1;
+	ceiling_jobs_ready = 0;
+	for (unsigned k = 0; k < lanes; k++) {
+		jobs[k] = (struct ceiling_job){.s = s, .z = z, .packets = packets, .lanes = lanes};
+		args[k] = &jobs[k];
+	}
+	if (bench_on_lanes(lanes, ceiling_job_run, args) != 0)
+		return -1;
+	*one_mpps = one.c.mpps;
+	*all_mpps = 0;
+	for (unsigned k = 0; k < lanes; k++)
+		*all_mpps += jobs[k].c.mpps;
+	return 0;
+}
+
 enum mode { MODE_CEILING, MODE_SCALING, MODE_CHURN };
 
 struct options {
@@ -119,6 +171,8 @@ struct outcome {
 	struct bench_result r;
 	struct bench_ceiling c;			/* c.mpps: the reference's rate */
 	unsigned workers, ref_workers;
+	double aead_one, aead_all;		/* --scaling: the raw ceiling on one lane and on all,
+						 * each the best of the runs, like the workers' */
 };
 
 static int measure(const struct options *o, const struct bench_scenario *s, const struct bench_size *z,
@@ -160,6 +214,17 @@ static int measure(const struct options *o, const struct bench_scenario *s, cons
 			if (bench_run(s, z, o->packets, &quiet, &ref) != 0)
 				return -1;
 			ck.mpps = ref.mpps;
+			if (o->mode == MODE_SCALING && o->ceiling && s->tunnel != BENCH_NONE) {
+				double one, all;
+
+				if (aead_on_lanes(s, z, o->packets, out->workers, &one, &all) != 0) {
+					fprintf(stderr, "egress-bench: %s: the AEAD ceiling's scaling could not be measured\n",
+						s->name);
+					return -1;
+				}
+				out->aead_one = one > out->aead_one ? one : out->aead_one;
+				out->aead_all = all > out->aead_all ? all : out->aead_all;
+			}
 			break;
 		}
 		if (ck.mpps > out->c.mpps)
@@ -241,8 +306,8 @@ int main(int argc, char **argv)
 	if (o.mode == MODE_CHURN)
 		fprintf(tab, "; %u table publishes a second against none", o.churn_rate);
 	fprintf(tab, "\n%-18s %5s %9s %8s %8s %10s %5s %11s %6s%s%s\n", "SCENARIO", "SIZE", "PACKETS", "MPPS",
-		"GBIT/S", "CYCLES/PKT", "MISS", reference_name[o.mode], "RATIO", o.mode == MODE_CHURN ? "  PUB/S" : "",
-		o.check ? "  CHECK" : "");
+		"GBIT/S", "CYCLES/PKT", "MISS", reference_name[o.mode], "RATIO",
+		o.mode == MODE_CHURN ? "  PUB/S" : o.mode == MODE_SCALING ? "   AEAD" : "", o.check ? "  CHECK" : "");
 	for (unsigned si = 0; si < bench_n_scenarios; si++) {
 		const struct bench_scenario *s = &bench_scenarios[si];
 
@@ -280,6 +345,10 @@ int main(int argc, char **argv)
 				snprintf(miss_s, sizeof(miss_s), "%.0f%%", 100.0 * (double)r->flow_misses / (double)r->packets);
 			if (o.mode == MODE_CHURN)
 				snprintf(pub, sizeof(pub), "  %5.0f", pub_s);
+			else if (o.mode == MODE_SCALING && out.aead_one > 0)
+				snprintf(pub, sizeof(pub), "  %4.2fx", out.aead_all / out.aead_one);
+			else if (o.mode == MODE_SCALING)
+				snprintf(pub, sizeof(pub), "  %5s", "-");
 			fprintf(tab, "%-18s %5s %9llu %8.2f %8.2f %10.0f %5s %11s %6s%s%s\n", s->name, z->label,
 				(unsigned long long)r->packets, r->mpps, r->gbps, r->cycles_per_packet, miss_s, ceil_s, ratio_s, pub,
 				o.check ? (ok ? "  ok" : "  FAIL") : "");
@@ -300,6 +369,11 @@ int main(int argc, char **argv)
 
 			json_object_set_new(row, "flow_cache_misses", json_integer((json_int_t)r->flow_misses));
 
+			if (o.mode == MODE_SCALING && out.aead_one > 0) {
+				json_object_set_new(row, "aead_one_worker_mpps", json_real(out.aead_one));
+				json_object_set_new(row, "aead_all_workers_mpps", json_real(out.aead_all));
+				json_object_set_new(row, "aead_scaling", json_real(out.aead_all / out.aead_one));
+			}
 			if (o.mode == MODE_CHURN) {
 				json_object_set_new(row, "publishes_per_s", json_real(pub_s));
 				json_object_set_new(row, "publish_timeouts", json_integer((json_int_t)r->churn.timeouts));
