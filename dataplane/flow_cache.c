@@ -270,6 +270,17 @@ static bool spend(unsigned *budget)
 	return true;
 }
 
+/* IPv4 flow e takes bucket `at` from the IPv6 flow there, which is pushed on. */
+static void push_out_v6(struct dp_flow_cache *c, const struct dp_flow_v4 *e, uint32_t at, unsigned *budget)
+{
+	struct dp_flow_bucket *b = &c->b[at];
+	struct dp_flow_v6 pushed = b->v6;
+
+	set_tag(c, b, false, 0);
+	append_v4(c, b, e);
+	rehome_v6(c, &pushed, at, budget);
+}
+
 /* A resident IPv4 flow put out of bucket `from` goes to its other bucket: into a free slot
  * (make_v4_room), else by a cuckoo walk from there; when an IPv6 flow holds that bucket
  * and cannot simply move, the IPv4 flow takes the bucket and the IPv6 flow is pushed on,
@@ -278,7 +289,6 @@ static void rehome_v4(struct dp_flow_cache *c, const struct dp_flow_v4 *e, uint3
 {
 	uint32_t at = other_bucket(c, e->key, false, from);
 	struct dp_flow_bucket *o = &c->b[at];
-	struct dp_flow_v6 pushed;
 
 	if (make_v4_room(c, at)) {
 		append_v4(c, o, e);
@@ -288,11 +298,8 @@ static void rehome_v4(struct dp_flow_cache *c, const struct dp_flow_v4 *e, uint3
 	} else if (!spend(budget)) {
 		c->evictions++;
 	} else {
-		pushed = o->v6;
-		set_tag(c, o, false, 0);
-		append_v4(c, o, e);
 		c->relocations++;
-		rehome_v6(c, &pushed, at, budget);
+		push_out_v6(c, e, at, budget);
 	}
 }
 
@@ -341,7 +348,6 @@ static unsigned residents(const struct dp_flow_cache *c, const struct dp_flow_bu
 static void insert_v4(struct dp_flow_cache *c, const struct dp_flow_v4 *e, uint64_t h, uint32_t b1, uint32_t b2)
 {
 	struct dp_flow_bucket *x = &c->b[b1], *y = &c->b[b2];
-	struct dp_flow_v6 pushed;
 
 	if (has_v4_room(c, x) || has_v4_room(c, y)) {
 		append_v4(c, v4_entries(c, x) <= v4_entries(c, y) ? x : y, e);
@@ -366,10 +372,7 @@ static void insert_v4(struct dp_flow_cache *c, const struct dp_flow_v4 *e, uint6
 	} else {
 		unsigned budget = PUSH_BUDGET;
 
-		pushed = x->v6;
-		set_tag(c, x, false, 0);
-		append_v4(c, x, e);
-		rehome_v6(c, &pushed, b1, &budget);
+		push_out_v6(c, e, b1, &budget);
 	}
 }
 

@@ -36,8 +36,6 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include <rte_pause.h>
-
 #include "ceiling.h"
 #include "churn.h"
 #include "live.h"
@@ -114,20 +112,13 @@ struct ceiling_job {
 	const struct bench_scenario *s;
 	const struct bench_size *z;
 	uint64_t packets;
-	unsigned lanes;				/* started together with this many */
 	struct bench_ceiling c;
 };
 
-static unsigned ceiling_jobs_ready;		/* atomic */
-
-/* The lanes start measuring together: a lane launched late would run alone for a while. */
 static int ceiling_job_run(void *arg)
 {
 	struct ceiling_job *j = arg;
 
-	__atomic_add_fetch(&ceiling_jobs_ready, 1, __ATOMIC_ACQ_REL);
-	while (__atomic_load_n(&ceiling_jobs_ready, __ATOMIC_ACQUIRE) < j->lanes)
-		rte_pause();
 	return ceiling_for(j->s, j->z, j->packets, &j->c);
 }
 
@@ -138,19 +129,19 @@ static int ceiling_job_run(void *arg)
 static int aead_on_lanes(const struct bench_scenario *s, const struct bench_size *z, uint64_t packets,
 			 unsigned lanes, double *one_mpps, double *all_mpps)
 {
-	struct ceiling_job jobs[BENCH_MAX_LANES], one = {.s = s, .z = z, .packets = packets, .lanes = 1};
+	struct ceiling_job jobs[BENCH_MAX_LANES];
+	struct bench_ceiling one;
 	void *args[BENCH_MAX_LANES];
-	ceiling_jobs_ready = 0;
-	if (ceiling_job_run(&one) != 0)
+
+	if (ceiling_for(s, z, packets, &one) != 0)
 		return -1;
-	ceiling_jobs_ready = 0;
 	for (unsigned k = 0; k < lanes; k++) {
-		jobs[k] = (struct ceiling_job){.s = s, .z = z, .packets = packets, .lanes = lanes};
+		jobs[k] = (struct ceiling_job){.s = s, .z = z, .packets = packets};
 		args[k] = &jobs[k];
 	}
 	if (bench_on_lanes(lanes, ceiling_job_run, args) != 0)
 		return -1;
-	*one_mpps = one.c.mpps;
+	*one_mpps = one.mpps;
 	*all_mpps = 0;
 	for (unsigned k = 0; k < lanes; k++)
 		*all_mpps += jobs[k].c.mpps;
@@ -332,7 +323,7 @@ int main(int argc, char **argv)
 			ok = !o.check || (bench_clean(r) && r->checked == r->packets &&
 					  (o.mode != MODE_CHURN || r->churn.publishes > 0));
 			bad |= !ok;
-			char ceil_s[16] = "-", ratio_s[16] = "-", pub[24] = "", miss_s[16] = "-";
+			char ceil_s[16] = "-", ratio_s[16] = "-", extra[24] = "", miss_s[16] = "-";	/* extra: PUB/S or AEAD */
 
 			if (out.c.mpps > 0) {
 				snprintf(ceil_s, sizeof(ceil_s), "%.2f", out.c.mpps);
@@ -344,13 +335,13 @@ int main(int argc, char **argv)
 			if (s->kind != BENCH_DECAP && r->packets)	/* decap classifies nothing */
 				snprintf(miss_s, sizeof(miss_s), "%.0f%%", 100.0 * (double)r->flow_misses / (double)r->packets);
 			if (o.mode == MODE_CHURN)
-				snprintf(pub, sizeof(pub), "  %5.0f", pub_s);
+				snprintf(extra, sizeof(extra), "  %5.0f", pub_s);
 			else if (o.mode == MODE_SCALING && out.aead_one > 0)
-				snprintf(pub, sizeof(pub), "  %4.2fx", out.aead_all / out.aead_one);
+				snprintf(extra, sizeof(extra), "  %4.2fx", out.aead_all / out.aead_one);
 			else if (o.mode == MODE_SCALING)
-				snprintf(pub, sizeof(pub), "  %5s", "-");
+				snprintf(extra, sizeof(extra), "  %5s", "-");
 			fprintf(tab, "%-18s %5s %9llu %8.2f %8.2f %10.0f %5s %11s %6s%s%s\n", s->name, z->label,
-				(unsigned long long)r->packets, r->mpps, r->gbps, r->cycles_per_packet, miss_s, ceil_s, ratio_s, pub,
+				(unsigned long long)r->packets, r->mpps, r->gbps, r->cycles_per_packet, miss_s, ceil_s, ratio_s, extra,
 				o.check ? (ok ? "  ok" : "  FAIL") : "");
 			if (!ok)
 				fprintf(stderr,

@@ -725,25 +725,56 @@ static int lane_main(void *arg)
 	return lane_run(l);
 }
 
+/* One lane of bench_on_lanes: it waits until every lane is there, so that none runs alone
+ * for a while because it was launched first. */
+struct lane_start {
+	int (*fn)(void *);
+	void *arg;
+	unsigned lanes;
+};
+
+static unsigned lanes_started;		/* atomic */
+
+static int start_together(void *arg)
+{
+	const struct lane_start *ls = arg;
+
+	__atomic_add_fetch(&lanes_started, 1, __ATOMIC_ACQ_REL);
+	while (__atomic_load_n(&lanes_started, __ATOMIC_ACQUIRE) < ls->lanes)
+		rte_pause();
+	return ls->fn(ls->arg);
+}
+
 int bench_on_lanes(unsigned lanes, int (*fn)(void *), void **args)
 {
-	unsigned lcore = rte_get_main_lcore(), lcores[BENCH_MAX_LANES];
+	unsigned lcores[BENCH_MAX_LANES];
+	struct lane_start start[BENCH_MAX_LANES];
+	unsigned launched = 1;
 	int rc = 0;
 
 	if (lanes == 0 || lanes > BENCH_MAX_LANES)
 		return -1;
+	lcores[0] = rte_get_main_lcore();
 	for (unsigned k = 1; k < lanes; k++) {
-		lcore = rte_get_next_lcore(lcore, 1, 0);
-		if (lcore >= RTE_MAX_LCORE || rte_eal_remote_launch(fn, args[k], lcore) != 0) {
-			lanes = k;
-			rc = -1;
-			break;
-		}
-		lcores[k] = lcore;
+		lcores[k] = rte_get_next_lcore(lcores[k - 1], 1, 0);
+		if (lcores[k] >= RTE_MAX_LCORE)
+			return -1;
 	}
-	if (fn(args[0]) != 0)
+	lanes_started = 0;
+	for (unsigned k = 0; k < lanes; k++)
+		start[k] = (struct lane_start){.fn = fn, .arg = args[k], .lanes = lanes};
+	for (; launched < lanes; launched++)
+		if (rte_eal_remote_launch(start_together, &start[launched], lcores[launched]) != 0)
+			break;
+	/* A lane that could not start leaves the others waiting for it: let them go, but
+	 * not the caller's, and say so. */
+	if (launched < lanes) {
+		__atomic_store_n(&lanes_started, lanes, __ATOMIC_RELEASE);
 		rc = -1;
-	for (unsigned k = 1; k < lanes; k++)
+	} else if (start_together(&start[0]) != 0) {
+		rc = -1;
+	}
+	for (unsigned k = 1; k < launched; k++)
 		if (rte_eal_wait_lcore(lcores[k]) != 0)
 			rc = -1;
 	return rc;
