@@ -17,7 +17,8 @@
  * slots as flows: an insert finds a free slot in either bucket, or makes one by moving
  * residents to their other buckets, almost always. An IPv6 flow, which needs a whole
  * bucket, pushes residents on by walks when both of its buckets are taken (flow_cache.c),
- * so IPv6 flows hold too, each taking the room of three IPv4 ones. A set-associative
+ * so IPv6 flows hold too, each taking the room of about four IPv4 ones (a bucket of three
+ * IPv4 slots, and one slot per bucket fills only to about two fifths). A set-associative
  * cache of one line per flow, tried first, missed on three fifths of a million flows
  * cycling through a million entries (sets overflow long before the cache is full). The
  * worker's first pass over a burst prefetches both lines of every packet, so that the
