@@ -28,6 +28,7 @@
  * measures a running dataplane instead, while an external generator drives it (live.c):
  * its rates from the counters in its shared memory, read-only, without EAL or the
  * offline context. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +62,7 @@ static void usage(FILE *f)
 	fprintf(f, " (default all)\n  sizes: 64 512 1420 imix (default all)\n"
 		   "  packets: per scenario and size (default 2000000); flows: UDP flows (default 1024);\n"
 		   "  repeat: runs per case, the fastest reported (default 3);\n"
-		   "  rules: classifier rules every packet passes before its own (default 0);\n"
+		   "  rules: classifier rules of higher priority than the traffic's, none matching it (default 0);\n"
 		   "  tunnels: ESP-128 tunnels and WireGuard peers the esp-gcm128-* and wg-* flows spread over (default 1);\n"
 		   "  workers: workers at once (default 1); scaling: 1 worker against all; churn: table publishes a second\n");
 	bench_live_usage(f, "      ");
@@ -81,6 +82,57 @@ static bool listed(const char *list, const char *name)
 		p = e ? e + 1 : NULL;
 	}
 	return !list;
+}
+
+/* Option opt's argument as a whole number in lo..hi; false, with a message naming the
+ * option, for anything else: "1M" or "1e6" must not quietly run 1. */
+static bool number_arg(const char *opt, const char *arg, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(arg, &end, 10);
+	if (errno || end == arg || *end || arg[0] < '0' || arg[0] > '9' || v < lo || v > hi) {
+		fprintf(stderr, "egress-bench: --%s: '%s' is not a whole number in %llu..%llu\n", opt, arg,
+			(unsigned long long)lo, (unsigned long long)hi);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+static bool is_scenario(const char *name, size_t len)
+{
+	for (unsigned i = 0; i < bench_n_scenarios; i++)
+		if (strlen(bench_scenarios[i].name) == len && strncmp(bench_scenarios[i].name, name, len) == 0)
+			return true;
+	return false;
+}
+
+static bool is_size(const char *name, size_t len)
+{
+	for (unsigned i = 0; i < N_SIZES; i++)
+		if (strlen(sizes[i].label) == len && strncmp(sizes[i].label, name, len) == 0)
+			return true;
+	return false;
+}
+
+/* Whether every item of a comma-separated list is known; a message naming the first that
+ * is not. A misspelt scenario would otherwise be skipped, and --check pass on nothing. */
+static bool list_known(const char *opt, const char *noun, const char *list, bool (*known)(const char *, size_t))
+{
+	for (const char *p = list; p;) {
+		const char *e = strchr(p, ',');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+
+		if (!known(p, len)) {
+			fprintf(stderr, "egress-bench: --%s: no %s '%.*s' (--help lists them)\n", opt, noun, (int)len, p);
+			return false;
+		}
+		p = e ? e + 1 : NULL;
+	}
+	return true;
 }
 
 /* The ceiling for a size: for IMIX, the time of one pattern at each length's own rate. */
@@ -122,29 +174,41 @@ static int ceiling_job_run(void *arg)
 	return ceiling_for(j->s, j->z, j->packets, &j->c);
 }
 
-/* The raw AEAD ceiling on one lane, and on all lanes at once (each lane's rate over its own
- * time, added up, as bench_run adds the workers up): how the cipher itself scales. The
- * workers cannot scale better than the cipher units under them; where two vCPUs share a
- * core's, this says so. */
-static int aead_on_lanes(const struct bench_scenario *s, const struct bench_size *z, uint64_t packets,
-			 unsigned lanes, double *one_mpps, double *all_mpps)
+/* The raw AEAD ceiling on lanes lanes at once, each lane's rate over its own time, added
+ * up as bench_run adds the workers up: the reference of a run on that many workers. */
+static int ceiling_on_lanes(const struct bench_scenario *s, const struct bench_size *z, uint64_t packets,
+			    unsigned lanes, struct bench_ceiling *sum)
 {
 	struct ceiling_job jobs[BENCH_MAX_LANES];
-	struct bench_ceiling one;
 	void *args[BENCH_MAX_LANES];
 
-	if (ceiling_for(s, z, packets, &one) != 0)
-		return -1;
 	for (unsigned k = 0; k < lanes; k++) {
 		jobs[k] = (struct ceiling_job){.s = s, .z = z, .packets = packets};
 		args[k] = &jobs[k];
 	}
 	if (bench_on_lanes(lanes, ceiling_job_run, args) != 0)
 		return -1;
+	memset(sum, 0, sizeof(*sum));
+	for (unsigned k = 0; k < lanes; k++) {
+		sum->mpps += jobs[k].c.mpps;
+		sum->burst_mpps += jobs[k].c.burst_mpps;
+		sum->direct_mpps += jobs[k].c.direct_mpps;
+	}
+	return 0;
+}
+
+/* The raw AEAD ceiling on one lane, and on all lanes at once: how the cipher itself
+ * scales. The workers cannot scale better than the cipher units under them; where two
+ * vCPUs share a core's, this says so. */
+static int aead_on_lanes(const struct bench_scenario *s, const struct bench_size *z, uint64_t packets,
+			 unsigned lanes, double *one_mpps, double *all_mpps)
+{
+	struct bench_ceiling one, all;
+
+	if (ceiling_for(s, z, packets, &one) != 0 || ceiling_on_lanes(s, z, packets, lanes, &all) != 0)
+		return -1;
 	*one_mpps = one.mpps;
-	*all_mpps = 0;
-	for (unsigned k = 0; k < lanes; k++)
-		*all_mpps += jobs[k].c.mpps;
+	*all_mpps = all.mpps;
 	return 0;
 }
 
@@ -190,7 +254,11 @@ static int measure(const struct options *o, const struct bench_scenario *s, cons
 			out->r = rk;
 		switch (o->mode) {
 		case MODE_CEILING:
-			if (o->ceiling && s->tunnel != BENCH_NONE && ceiling_for(s, z, o->packets, &ck) != 0) {
+			/* --workers N: the ceiling on the same N lcores at once, or the ratio would
+			 * set N workers against one core's cipher. */
+			if (o->ceiling && s->tunnel != BENCH_NONE &&
+			    (out->workers > 1 ? ceiling_on_lanes(s, z, o->packets, out->workers, &ck)
+					      : ceiling_for(s, z, o->packets, &ck)) != 0) {
 				fprintf(stderr, "egress-bench: %s: the AEAD ceiling could not be measured\n", s->name);
 				return -1;
 			}
@@ -245,7 +313,8 @@ int main(int argc, char **argv)
 	struct options o = {.mode = MODE_CEILING, .packets = 2000000, .flows = 1024, .repeat = 3, .workers = 1,
 			    .ceiling = true};
 	unsigned rules = 0, tunnels = 1, n_rules, modes = 0;
-	bool bad = false;
+	uint64_t v = 0;
+	bool bad = false, bad_arg = false;
 	json_t *results;
 	int opt;
 
@@ -257,14 +326,23 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 's': scen_list = optarg; break;
 		case 'z': size_list = optarg; break;
-		case 'n': o.packets = strtoull(optarg, NULL, 10); break;
-		case 'f': o.flows = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'r': o.repeat = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'R': rules = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'T': tunnels = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'w': o.workers = (unsigned)strtoul(optarg, NULL, 10); modes++; break;
+		case 'n': bad_arg |= !number_arg("packets", optarg, 1, UINT64_C(1) << 40, &o.packets); break;
+		case 'f': bad_arg |= !number_arg("flows", optarg, 1, 1u << 20, &v); o.flows = (unsigned)v; break;
+		case 'r': bad_arg |= !number_arg("repeat", optarg, 1, 100, &v); o.repeat = (unsigned)v; break;
+		case 'R': bad_arg |= !number_arg("rules", optarg, 0, BENCH_MAX_RULES, &v); rules = (unsigned)v; break;
+		case 'T': bad_arg |= !number_arg("tunnels", optarg, 1, BENCH_MAX_TUNNELS, &v); tunnels = (unsigned)v; break;
+		case 'w':
+			bad_arg |= !number_arg("workers", optarg, 1, BENCH_MAX_LANES, &v);
+			o.workers = (unsigned)v;
+			modes++;
+			break;
 		case 'S': o.mode = MODE_SCALING; modes++; break;
-		case 'u': o.mode = MODE_CHURN; o.churn_rate = (unsigned)strtoul(optarg, NULL, 10); modes++; break;
+		case 'u':
+			bad_arg |= !number_arg("churn", optarg, 1, 100000, &v);
+			o.mode = MODE_CHURN;
+			o.churn_rate = (unsigned)v;
+			modes++;
+			break;
 		case 'c': o.check = true; break;
 		case 'C': o.ceiling = false; break;
 		case 'j': json_out = optarg; break;
@@ -272,14 +350,19 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (o.packets == 0 || o.flows == 0 || o.flows > (1u << 20) || o.repeat == 0 || o.repeat > 100 ||
-	    tunnels == 0 || tunnels > BENCH_MAX_TUNNELS || o.workers == 0 || modes > 1 ||
-	    (o.mode == MODE_CHURN && (o.churn_rate == 0 || o.churn_rate > 100000))) {
-		fprintf(stderr, "egress-bench: --packets must be > 0, --flows 1..1048576, --repeat 1..100, --tunnels 1..%u,\n"
-				"  --churn 1..100000 publishes a second, and one of --workers, --scaling and --churn\n",
-			BENCH_MAX_TUNNELS);
-		return 2;
+	if (optind < argc) {
+		fprintf(stderr, "egress-bench: unexpected argument '%s'\n", argv[optind]);
+		bad_arg = true;
 	}
+	if (modes > 1) {
+		fprintf(stderr, "egress-bench: one of --workers, --scaling and --churn at most\n");
+		bad_arg = true;
+	}
+	if ((scen_list && !list_known("scenarios", "scenario", scen_list, is_scenario)) ||
+	    (size_list && !list_known("sizes", "size", size_list, is_size)))
+		bad_arg = true;
+	if (bad_arg)
+		return 2;
 	if (sodium_init() < 0)
 		return 2;
 	n_rules = bench_context_start(rules, tunnels);
@@ -359,6 +442,10 @@ int main(int argc, char **argv)
 				(json_int_t)out.workers, "reference_workers", (json_int_t)out.ref_workers);
 
 			json_object_set_new(row, "flow_cache_misses", json_integer((json_int_t)r->flow_misses));
+			/* "checked" alone cannot tell a failed check from none. */
+			json_object_set_new(row, "check", json_string(!o.check ? "off" : ok ? "ok" : "fail"));
+			json_object_set_new(row, "checked_frames", json_integer((json_int_t)r->checked));
+			json_object_set_new(row, "check_failures", json_integer((json_int_t)r->check_failures));
 
 			if (o.mode == MODE_SCALING && out.aead_one > 0) {
 				json_object_set_new(row, "aead_one_worker_mpps", json_real(out.aead_one));

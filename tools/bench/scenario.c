@@ -153,8 +153,27 @@ static void tunnel_peer_key(unsigned t, char b64[64])
 	sodium_bin2base64(b64, 64, pk, sizeof(pk), sodium_base64_VARIANT_ORIGINAL);
 }
 
+/* Filler rule r's destination. Most are /32s scattered over the unicast space by a
+ * multiplicative hash, away from the first octets the bench's own traffic uses (10, 192,
+ * 198), so that the classifier's destination trie is full on every branch, the traffic's
+ * too. On-path ones (TCP only, every sixteenth policy) sit inside the networks the UDP
+ * traffic goes to, at the very addresses it uses: a lookup reaches them and must reject
+ * them on the protocol. */
+static uint32_t filler_dst(unsigned r, bool on_path)
+{
+	uint32_t x = r * 2654435761u;
+	unsigned a = 1 + (x >> 24) % 223;
+
+	if (on_path)
+		return r % 2 ? DP_IPV4(10, 20 + (r / 2) % 40, (r / 80) % 256, 1)
+			     : DP_IPV4(198, 51, 100 + (r / 2) % 2, 1 + (r / 4) % 64);
+	if (a == 10 || a == 192 || a == 198)
+		a++;
+	return DP_IPV4(a, (x >> 16) & 0xff, (x >> 8) & 0xff, (x ^ r) & 0xff);
+}
+
 /* The config: the pieces above, with workers workers, rules filler rules in front of the
- * scenarios' policies (policies of /32 destinations in 100.64.0.0/10 no packet matches),
+ * scenarios' policies (filler_dst: /32 destinations no packet matches, some on its path),
  * and tunnels > 1 ESP tunnels and WireGuard peers, each with its own /24. Caller frees. */
 static char *config_text(unsigned workers, unsigned rules, unsigned tunnels)
 {
@@ -190,11 +209,14 @@ static char *config_text(unsigned workers, unsigned rules, unsigned tunnels)
 		    i, TUNNEL_SPI + i, TUNNEL_SPI + i, i, i);
 	fprintf(t, "], \"policies\": [");
 	for (unsigned p = 0; p * FILL_PER_POLICY < rules; p++) {
-		fprintf(t, "{\"name\": \"fill%u\", \"priority\": 1, \"egresses\": [\"direct\"], \"match\": {\"dst\": [", p);
-		for (unsigned k = 0; k < FILL_PER_POLICY && p * FILL_PER_POLICY + k < rules; k++) {
-			unsigned r = p * FILL_PER_POLICY + k;
+		bool on_path = p % 16 == 15;
 
-			fprintf(t, "%s\"100.%u.%u.%u/32\"", k ? "," : "", 64 + (r >> 16), (r >> 8) & 0xff, r & 0xff);
+		fprintf(t, "{\"name\": \"fill%u\", \"priority\": 1, \"egresses\": [\"direct\"], \"match\": {%s\"dst\": [",
+			p, on_path ? "\"proto\": \"tcp\", " : "");
+		for (unsigned k = 0; k < FILL_PER_POLICY && p * FILL_PER_POLICY + k < rules; k++) {
+			uint32_t d = filler_dst(p * FILL_PER_POLICY + k, on_path);
+
+			fprintf(t, "%s\"%u.%u.%u.%u/32\"", k ? "," : "", d >> 24, (d >> 16) & 0xff, (d >> 8) & 0xff, d & 0xff);
 		}
 		fprintf(t, "]}},");
 	}
@@ -227,8 +249,8 @@ unsigned bench_context_start(unsigned rules, unsigned tunnels)
 	uint8_t key[32];
 	char *cfg;
 
-	if (rules > 4000000)
-		DIE("--rules: at most 4000000");
+	if (rules > BENCH_MAX_RULES)
+		DIE("--rules: at most %u", BENCH_MAX_RULES);
 	if (tunnels == 0 || tunnels > BENCH_MAX_TUNNELS)
 		DIE("--tunnels: 1..%u", BENCH_MAX_TUNNELS);
 	n_tunnels = tunnels;
@@ -476,6 +498,18 @@ static bool same_ip(const uint8_t *out, const uint8_t *in, uint32_t len)
 	       rte_ipv4_cksum(&h) == ((const struct rte_ipv4_hdr *)out)->hdr_checksum;
 }
 
+/* The outer IPv4 header of a sealed frame of len bytes: a plain 20-byte header from our
+ * uplink address to dst, carrying proto, its length the frame's and its checksum right
+ * (the decap inputs are the encap outputs, so nothing else would look at it). */
+static bool outer_ok(const uint8_t *d, uint32_t len, uint8_t proto, uint32_t dst)
+{
+	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(d + ETH);
+
+	return len >= ETH + IP4 && ip->version_ihl == 0x45 && ip->next_proto_id == proto &&
+	       rte_be_to_cpu_16(ip->total_length) == len - ETH && rte_raw_cksum(ip, IP4) == 0xffff &&
+	       ip->src_addr == rte_cpu_to_be_32(DP_IPV4(192, 0, 2, 1)) && ip->dst_addr == rte_cpu_to_be_32(dst);
+}
+
 /* An ESP frame opened with the SA's key by the lane's own crypto manager (a manager is
  * not for two threads), on the SA of the inner packet's tunnel. */
 static bool check_esp(const struct bench_scenario *s, struct eg_aead_ctx *aead, const uint8_t *d, uint32_t len,
@@ -486,7 +520,7 @@ static bool check_esp(const struct bench_scenario *s, struct eg_aead_ctx *aead, 
 	uint8_t plain[1600], nonce[12];
 	uint32_t ct, spi, want_spi = k ? 512 : 256;
 
-	if (len < ETH + IP4 + ESP_HDR + ESP_IV + ICV + 4 || d[ETH + 9] != IPPROTO_ESP)
+	if (len < ETH + IP4 + ESP_HDR + ESP_IV + ICV + 4 || !outer_ok(d, len, IPPROTO_ESP, DP_IPV4(192, 0, 2, 254)))
 		return false;
 	if (over_tunnels(s))	/* the inner destination's /24 names the tunnel */
 		want_spi = TUNNEL_SPI + (in_ip[17] - TUNNEL_ESP_NET) * 256u + in_ip[18];
@@ -498,8 +532,18 @@ static bool check_esp(const struct bench_scenario *s, struct eg_aead_ctx *aead, 
 				.src = esp + ESP_HDR + ESP_IV, .dst = plain, .len = ct,
 				.tag = (uint8_t *)esp + ESP_HDR + ESP_IV + ct};
 
-	return rte_be_to_cpu_32(spi) == want_spi && eg_aead_decrypt_burst(aead, &op, 1) == 1 &&
-	       plain[ct - 1] == IPPROTO_IPIP && ct >= in_len + 2 && same_ip(plain, in_ip, in_len);
+	if (rte_be_to_cpu_32(spi) != want_spi || eg_aead_decrypt_burst(aead, &op, 1) != 1)
+		return false;
+	/* RFC 4303 2.4: the inner packet, padding 1, 2, 3... to a 4-byte boundary, the pad
+	 * length and the next header, nothing more. */
+	uint32_t pad = (4 - (in_len + 2) % 4) % 4;
+
+	if (ct != in_len + pad + 2 || plain[ct - 2] != pad || plain[ct - 1] != IPPROTO_IPIP)
+		return false;
+	for (uint32_t i = 0; i < pad; i++)
+		if (plain[in_len + i] != i + 1)
+			return false;
+	return same_ip(plain, in_ip, in_len);
 }
 
 /* A WireGuard data message opened by libsodium, which the workers do not use, sent to
@@ -512,13 +556,23 @@ static bool check_wg(const struct bench_scenario *s, const uint8_t *d, uint32_t 
 	uint8_t plain[1600];
 	long n;
 
-	if (len < ETH + IP4 + UDP + WG_DATA_MIN_LEN || d[ETH + 9] != IPPROTO_UDP)
+	const struct rte_udp_hdr *u = (const struct rte_udp_hdr *)(d + ETH + IP4);
+
+	if (len < ETH + IP4 + UDP + WG_DATA_MIN_LEN || !outer_ok(d, len, IPPROTO_UDP, DP_IPV4(192, 0, 2, 9)) ||
+	    u->src_port != rte_cpu_to_be_16(51820) || u->dst_port != rte_cpu_to_be_16(51000) ||
+	    rte_be_to_cpu_16(u->dgram_len) != len - ETH - IP4)
 		return false;
 	if (over_tunnels(s))
 		peer = 1 + (in_ip[17] - TUNNEL_WG_NET) * 256u + in_ip[18];
 	keys.local_index = keys.remote_index = eg_wg_index(peer, KP, WG_RANDOM);
 	n = wg_open_data(&keys, d + ETH + IP4 + UDP, len - ETH - IP4 - UDP, plain);
-	return n >= (long)in_len && same_ip(plain, in_ip, in_len);
+	/* The inner packet, then zeros up to a multiple of 16 (WireGuard paper 5.4.6). */
+	if (n < (long)in_len || n - (long)in_len >= 16)
+		return false;
+	for (long i = in_len; i < n; i++)
+		if (plain[i] != 0)
+			return false;
+	return same_ip(plain, in_ip, in_len);
 }
 
 /* Through source NAT: from a pool address and the session's port, to the same place, the
@@ -680,7 +734,9 @@ static int lane_run(void *arg)
 				flow += l->lanes;	/* RSS gives each worker flows of its own */
 				set_flow(rte_pktmbuf_mtod(pkts[j], uint8_t *), flow_of[j]);
 			}
-			r->frame_bytes += in[next].len;
+			/* The site-side frame, whose length is the SIZE column, either way: for
+			 * decap, the one that comes out, not the larger sealed one going in. */
+			r->frame_bytes += plain[next].len;
 			next = (next + 1) % INPUTS;
 		}
 		t0 = rte_rdtsc();

@@ -38,7 +38,7 @@ struct bench_size {
 };
 
 struct bench_result {
-	uint64_t packets, out_packets, frame_bytes, cycles;
+	uint64_t packets, out_packets, frame_bytes, cycles;	/* frame_bytes: site-side frames */
 	uint64_t drops;		/* the worker's drop counters over the run */
 	uint64_t flow_misses;	/* flow cache lookups that missed (classifier walks) */
 	uint64_t checked, check_failures;
@@ -56,12 +56,13 @@ struct bench_run_opts {
 enum {
 	BENCH_MAX_LANES = 8,		/* workers run at once */
 	BENCH_MAX_TUNNELS = 2000,
+	BENCH_MAX_RULES = 4000000,
 };
 
 /* Starts the dataplane context (EAL included), or exits: one worker per CPU the process
  * may use (up to BENCH_MAX_LANES). rules: classifier rules ahead of the scenarios' own
- * (policies whose /32 destinations in 100.64.0.0/10 no packet matches, so every lookup
- * passes them), 0 for none; returns how many rules the table got. tunnels: 1, or how many
+ * (policies of /32 destinations no packet matches, scattered over the address space and
+ * some on the traffic's own networks, TCP only: a lookup walks past them), 0 for none; returns how many rules the table got. tunnels: 1, or how many
  * ESP AES-GCM-128 tunnels and WireGuard peers the esp-gcm128-* and wg-* scenarios spread
  * their flows over (each its own SA pair or peer, egress and policies). */
 unsigned bench_context_start(unsigned rules, unsigned tunnels);
