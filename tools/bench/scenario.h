@@ -43,6 +43,7 @@ struct bench_result {
 	uint64_t flow_misses;	/* flow cache lookups that missed (classifier walks) */
 	uint64_t checked, check_failures;
 	double mpps, gbps, cycles_per_packet;
+	double overlap;		/* share of the run all lanes ran together (1: one lane) */
 	struct bench_churn_stats churn;	/* publishes while the workers ran */
 };
 
