@@ -330,7 +330,6 @@ int main(int argc, char **argv)
 	/* Before anything starts EAL: live mode only reads another process's counters. */
 	if (bench_live_wanted(argc, argv))
 		return bench_live_main(argc, argv);
-	results = json_array();
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's': scen_list = optarg; break;
@@ -379,6 +378,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "egress-bench: --workers %u, but the CPUs allow %u\n", o.workers, bench_workers());
 		return 2;
 	}
+	/* Only now, so that a refusal above leaves nothing behind (LeakSanitizer's exit 1
+	 * would hide the refusal's 2). */
+	results = json_array();
 
 	FILE *tab = json_out && strcmp(json_out, "-") == 0 ? stderr : stdout;
 
@@ -405,8 +407,10 @@ int main(int argc, char **argv)
 
 			if (!listed(size_list, z->label))
 				continue;
-			if (measure(&o, s, z, &out) != 0)
+			if (measure(&o, s, z, &out) != 0) {
+				json_decref(results);
 				return 2;
+			}
 			if (out.c.mpps > 0)
 				ratio = r->mpps / out.c.mpps;
 			if (r->churn.seconds > 0)
