@@ -68,19 +68,34 @@ static void usage(FILE *f)
 	bench_live_usage(f, "      ");
 }
 
+/* The next item of a comma-separated list at *p (advanced past it), its length in *len;
+ * NULL after the last. */
+static const char *next_item(const char **p, size_t *len)
+{
+	const char *item = *p, *e;
+
+	if (!item)
+		return NULL;
+	e = strchr(item, ',');
+	*len = e ? (size_t)(e - item) : strlen(item);
+	*p = e ? e + 1 : NULL;
+	return item;
+}
+
+static bool item_is(const char *item, size_t len, const char *name)
+{
+	return strlen(name) == len && strncmp(item, name, len) == 0;
+}
+
 /* Whether name is in a comma-separated list (NULL: all). */
 static bool listed(const char *list, const char *name)
 {
-	size_t n = strlen(name);
+	const char *p = list, *item;
+	size_t len;
 
-	for (const char *p = list; p && *p;) {
-		const char *e = strchr(p, ',');
-		size_t len = e ? (size_t)(e - p) : strlen(p);
-
-		if (len == n && strncmp(p, name, n) == 0)
+	while ((item = next_item(&p, &len)))
+		if (item_is(item, len, name))
 			return true;
-		p = e ? e + 1 : NULL;
-	}
 	return !list;
 }
 
@@ -102,18 +117,18 @@ static bool number_arg(const char *opt, const char *arg, uint64_t lo, uint64_t h
 	return true;
 }
 
-static bool is_scenario(const char *name, size_t len)
+static bool is_scenario(const char *item, size_t len)
 {
 	for (unsigned i = 0; i < bench_n_scenarios; i++)
-		if (strlen(bench_scenarios[i].name) == len && strncmp(bench_scenarios[i].name, name, len) == 0)
+		if (item_is(item, len, bench_scenarios[i].name))
 			return true;
 	return false;
 }
 
-static bool is_size(const char *name, size_t len)
+static bool is_size(const char *item, size_t len)
 {
 	for (unsigned i = 0; i < N_SIZES; i++)
-		if (strlen(sizes[i].label) == len && strncmp(sizes[i].label, name, len) == 0)
+		if (item_is(item, len, sizes[i].label))
 			return true;
 	return false;
 }
@@ -122,16 +137,14 @@ static bool is_size(const char *name, size_t len)
  * is not. A misspelt scenario would otherwise be skipped, and --check pass on nothing. */
 static bool list_known(const char *opt, const char *noun, const char *list, bool (*known)(const char *, size_t))
 {
-	for (const char *p = list; p;) {
-		const char *e = strchr(p, ',');
-		size_t len = e ? (size_t)(e - p) : strlen(p);
+	const char *p = list, *item;
+	size_t len;
 
-		if (!known(p, len)) {
-			fprintf(stderr, "egress-bench: --%s: no %s '%.*s' (--help lists them)\n", opt, noun, (int)len, p);
+	while ((item = next_item(&p, &len)))
+		if (!known(item, len)) {
+			fprintf(stderr, "egress-bench: --%s: no %s '%.*s' (--help lists them)\n", opt, noun, (int)len, item);
 			return false;
 		}
-		p = e ? e + 1 : NULL;
-	}
 	return true;
 }
 
@@ -263,11 +276,10 @@ static int measure(const struct options *o, const struct bench_scenario *s, cons
 			out->r = rk;
 		switch (o->mode) {
 		case MODE_CEILING:
-			/* --workers N: the ceiling on the same N lcores at once, or the ratio would
-			 * set N workers against one core's cipher. */
+			/* On the workers' own lcores at once, or the ratio would set --workers N
+			 * against one core's cipher. */
 			if (o->ceiling && s->tunnel != BENCH_NONE &&
-			    (out->workers > 1 ? ceiling_on_lanes(s, z, o->packets, out->workers, &ck)
-					      : ceiling_for(s, z, o->packets, &ck)) != 0) {
+			    ceiling_on_lanes(s, z, o->packets, out->workers, &ck) != 0) {
 				fprintf(stderr, "egress-bench: %s: the AEAD ceiling could not be measured\n", s->name);
 				return -1;
 			}

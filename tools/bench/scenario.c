@@ -101,6 +101,13 @@ enum {
 	WG_RANDOM = 0x5a5a,		/* the random half of our receiver indexes */
 	KP = 1,				/* the keypair position the bench installs */
 	SITE_HOST = DP_IPV4(10, 10, 0, 2),
+	/* The uplink side as the config above has it: our address (every SA's local), the
+	 * gateway (every SA's remote), the WireGuard peer's endpoint, and our listen port. */
+	UPLINK_ADDR = DP_IPV4(192, 0, 2, 1),
+	GATEWAY_ADDR = DP_IPV4(192, 0, 2, 254),
+	WG_PEER_ADDR = DP_IPV4(192, 0, 2, 9),
+	WG_PEER_PORT = 51000,
+	WG_LISTEN_PORT = 51820,
 	TUNNEL_SPI = 4096,		/* --tunnels: the ESP SAs' SPIs from here */
 	TUNNEL_ESP_NET = 32,		/* --tunnels: tunnel t's network is 10.(NET + t/256).(t%256).0/24 */
 	TUNNEL_WG_NET = 48,
@@ -507,7 +514,7 @@ static bool outer_ok(const uint8_t *d, uint32_t len, uint8_t proto, uint32_t dst
 
 	return len >= ETH + IP4 && ip->version_ihl == 0x45 && ip->next_proto_id == proto &&
 	       rte_be_to_cpu_16(ip->total_length) == len - ETH && rte_raw_cksum(ip, IP4) == 0xffff &&
-	       ip->src_addr == rte_cpu_to_be_32(DP_IPV4(192, 0, 2, 1)) && ip->dst_addr == rte_cpu_to_be_32(dst);
+	       ip->src_addr == rte_cpu_to_be_32(UPLINK_ADDR) && ip->dst_addr == rte_cpu_to_be_32(dst);
 }
 
 /* An ESP frame opened with the SA's key by the lane's own crypto manager (a manager is
@@ -520,7 +527,7 @@ static bool check_esp(const struct bench_scenario *s, struct eg_aead_ctx *aead, 
 	uint8_t plain[1600], nonce[12];
 	uint32_t ct, spi, want_spi = k ? 512 : 256;
 
-	if (len < ETH + IP4 + ESP_HDR + ESP_IV + ICV + 4 || !outer_ok(d, len, IPPROTO_ESP, DP_IPV4(192, 0, 2, 254)))
+	if (len < ETH + IP4 + ESP_HDR + ESP_IV + ICV + 4 || !outer_ok(d, len, IPPROTO_ESP, GATEWAY_ADDR))
 		return false;
 	if (over_tunnels(s))	/* the inner destination's /24 names the tunnel */
 		want_spi = TUNNEL_SPI + (in_ip[17] - TUNNEL_ESP_NET) * 256u + in_ip[18];
@@ -558,8 +565,8 @@ static bool check_wg(const struct bench_scenario *s, const uint8_t *d, uint32_t 
 
 	const struct rte_udp_hdr *u = (const struct rte_udp_hdr *)(d + ETH + IP4);
 
-	if (len < ETH + IP4 + UDP + WG_DATA_MIN_LEN || !outer_ok(d, len, IPPROTO_UDP, DP_IPV4(192, 0, 2, 9)) ||
-	    u->src_port != rte_cpu_to_be_16(51820) || u->dst_port != rte_cpu_to_be_16(51000) ||
+	if (len < ETH + IP4 + UDP + WG_DATA_MIN_LEN || !outer_ok(d, len, IPPROTO_UDP, WG_PEER_ADDR) ||
+	    u->src_port != rte_cpu_to_be_16(WG_LISTEN_PORT) || u->dst_port != rte_cpu_to_be_16(WG_PEER_PORT) ||
 	    rte_be_to_cpu_16(u->dgram_len) != len - ETH - IP4)
 		return false;
 	if (over_tunnels(s))

@@ -63,9 +63,10 @@ enum {
 /* Starts the dataplane context (EAL included), or exits: one worker per CPU the process
  * may use (up to BENCH_MAX_LANES). rules: classifier rules ahead of the scenarios' own
  * (policies of /32 destinations no packet matches, scattered over the address space and
- * some on the traffic's own networks, TCP only: a lookup walks past them), 0 for none; returns how many rules the table got. tunnels: 1, or how many
- * ESP AES-GCM-128 tunnels and WireGuard peers the esp-gcm128-* and wg-* scenarios spread
- * their flows over (each its own SA pair or peer, egress and policies). */
+ * some on the traffic's own networks, TCP only: a lookup walks past them), 0 for none;
+ * returns how many rules the table got. tunnels: 1, or how many ESP AES-GCM-128 tunnels
+ * and WireGuard peers the esp-gcm128-* and wg-* scenarios spread their flows over (each
+ * its own SA pair or peer, egress and policies). */
 unsigned bench_context_start(unsigned rules, unsigned tunnels);
 
 /* The context, for the table churn publisher (churn.c). */
