@@ -454,10 +454,12 @@ int main(int argc, char **argv)
 			if (!ok)
 				fprintf(stderr,
 					"egress-bench: %s %s: %llu in, %llu out, %llu dropped, %llu of %llu checked "
-					"frames wrong; %llu table publishes\n",
+					"frames wrong, %llu counters not adding up, %llu nonces used twice; "
+					"%llu table publishes\n",
 					s->name, z->label, (unsigned long long)r->packets, (unsigned long long)r->out_packets,
 					(unsigned long long)r->drops, (unsigned long long)r->check_failures,
-					(unsigned long long)r->checked, (unsigned long long)r->churn.publishes);
+					(unsigned long long)r->checked, (unsigned long long)r->counters_differing,
+					(unsigned long long)r->nonces_repeated, (unsigned long long)r->churn.publishes);
 			if (out.workers > 1 && r->overlap < 0.9)
 				fprintf(stderr, "egress-bench: %s %s: the %u workers ran together for %.0f%% of the run only; "
 						"the sum of their rates overstates what they did together\n",
@@ -477,6 +479,8 @@ int main(int argc, char **argv)
 			json_object_set_new(row, "check", json_string(!o.check ? "off" : ok ? "ok" : "fail"));
 			json_object_set_new(row, "checked_frames", json_integer((json_int_t)r->checked));
 			json_object_set_new(row, "check_failures", json_integer((json_int_t)r->check_failures));
+			json_object_set_new(row, "counters_differing", json_integer((json_int_t)r->counters_differing));
+			json_object_set_new(row, "nonces_repeated", json_integer((json_int_t)r->nonces_repeated));
 
 			if (o.mode == MODE_SCALING && out.aead_one > 0) {
 				json_object_set_new(row, "aead_one_worker_mpps", json_real(out.aead_one));

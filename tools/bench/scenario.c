@@ -20,6 +20,8 @@
 #include "churn.h"
 #include "drop_reasons.h"
 #include "flow_cache.h"
+#include "ledger.h"
+#include "nonces.h"
 #include "offline.h"
 #include "replay.h"
 #include "sa.h"
@@ -145,6 +147,17 @@ static bool over_tunnels(const struct bench_scenario *s)
 static uint32_t tunnel_net(const struct bench_scenario *s, unsigned t)
 {
 	return DP_IPV4(10, (s->tunnel == BENCH_WG ? TUNNEL_WG_NET : TUNNEL_ESP_NET) + t / 256, t % 256, 0);
+}
+
+/* The tunnel of --tunnels an inner packet belongs to: its network is the one of the
+ * remote end (the destination going out, the source coming back). */
+static unsigned frame_tunnel(const struct bench_scenario *s, const uint8_t *ip)
+{
+	const uint8_t *remote = ip + (s->kind == BENCH_DECAP ? 12 : 16);
+
+	if (!over_tunnels(s))
+		return 0;
+	return (remote[1] - (s->tunnel == BENCH_WG ? TUNNEL_WG_NET : TUNNEL_ESP_NET)) * 256u + remote[2];
 }
 
 /* A public key for --tunnels peer t (of a private key no one keeps). */
@@ -525,13 +538,19 @@ static bool check_esp(const struct bench_scenario *s, struct eg_aead_ctx *aead, 
 	unsigned k = s->alg == EG_AEAD_AES_GCM_256;
 	const uint8_t *esp = d + ETH + IP4;
 	uint8_t plain[1600], nonce[12];
-	uint32_t ct, spi, want_spi = k ? 512 : 256;
+	uint32_t ct, spi, seq, want_spi = k ? 512 : 256;
+	uint64_t iv;
 
 	if (len < ETH + IP4 + ESP_HDR + ESP_IV + ICV + 4 || !outer_ok(d, len, IPPROTO_ESP, GATEWAY_ADDR))
 		return false;
-	if (over_tunnels(s))	/* the inner destination's /24 names the tunnel */
-		want_spi = TUNNEL_SPI + (in_ip[17] - TUNNEL_ESP_NET) * 256u + in_ip[18];
+	if (over_tunnels(s))
+		want_spi = TUNNEL_SPI + frame_tunnel(s, in_ip);
 	memcpy(&spi, esp, 4);
+	/* The IV is the 64-bit sequence number, the header its low half (esp_outb.c). */
+	memcpy(&seq, esp + 4, 4);
+	memcpy(&iv, esp + ESP_HDR, 8);
+	if (rte_be_to_cpu_32(seq) != (uint32_t)rte_be_to_cpu_64(iv))
+		return false;
 	ct = len - (ETH + IP4 + ESP_HDR + ESP_IV + ICV);
 	memcpy(nonce, esp_salt[k], 4);
 	memcpy(nonce + 4, esp + ESP_HDR, ESP_IV);
@@ -570,7 +589,7 @@ static bool check_wg(const struct bench_scenario *s, const uint8_t *d, uint32_t 
 	    rte_be_to_cpu_16(u->dgram_len) != len - ETH - IP4)
 		return false;
 	if (over_tunnels(s))
-		peer = 1 + (in_ip[17] - TUNNEL_WG_NET) * 256u + in_ip[18];
+		peer = 1 + frame_tunnel(s, in_ip);
 	keys.local_index = keys.remote_index = eg_wg_index(peer, KP, WG_RANDOM);
 	n = wg_open_data(&keys, d + ETH + IP4 + UDP, len - ETH - IP4 - UDP, plain);
 	/* The inner packet, then zeros up to a multiple of 16 (WireGuard paper 5.4.6). */
@@ -601,6 +620,74 @@ static bool check_snat(const uint8_t *out, const uint8_t *in, uint32_t len)
 	       eg_nat_sessions(fx.ctx.nat)[sess].out_addr == o->src_addr && ou->dst_port == iu->dst_port &&
 	       ou->dgram_cksum == 0 && memcmp(out + IP4 + 4, in + IP4 + 4, len - IP4 - 4) == 0 &&
 	       ou->dgram_len == iu->dgram_len;
+}
+
+/* Where a frame's counters live (ledger.h): its egress and policy (-1 for decap, which
+ * leaves by route), its SA slot and its WireGuard peer slot (-1 when not its kind); one
+ * per tunnel of the run, found once before it by the names config_text gives them. */
+struct home {
+	int egress, policy, sa, peer;
+};
+
+static struct home homes[BENCH_MAX_TUNNELS];
+
+/* The position of name in a config list of n entries of stride bytes, or -1. */
+static int position(const void *list, unsigned n, size_t stride, const char *name)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (strcmp((const char *)list + (size_t)i * stride, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* t when name is prefix followed by tunnel number t of --tunnels, else -1. */
+static int tunnel_named(const char *name, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	char *end;
+	unsigned long t;
+
+	if (strncmp(name, prefix, n) != 0 || name[n] < '0' || name[n] > '9')
+		return -1;
+	t = strtoul(name + n, &end, 10);
+	return *end == 0 && t < n_tunnels ? (int)t : -1;
+}
+
+static void find_homes(const struct bench_scenario *s)
+{
+	const struct eg_config *c = &fx.ctx.cfg;
+	const char *single = s->kind == BENCH_DIRECT ? (s->snat ? "direct-snat" : "direct")
+			     : s->tunnel == BENCH_WG ? "wg"
+			     : s->alg == EG_AEAD_AES_GCM_128 ? "esp128" : "esp256";
+	const char *prefix = s->tunnel == BENCH_WG ? "wg-t" : "esp-t";
+	uint8_t dir = s->kind == BENCH_DECAP ? EG_SA_DIR_IN : EG_SA_DIR_OUT;
+	unsigned n = over_tunnels(s) ? n_tunnels : 1;
+	uint32_t slot;
+	int t;
+
+	for (unsigned i = 0; i < n; i++)
+		homes[i] = (struct home){.egress = -1, .policy = -1, .sa = -1, .peer = -1};
+	if (s->kind != BENCH_DECAP && !over_tunnels(s)) {
+		homes[0].egress = position(c->egresses, c->n_egresses, sizeof(*c->egresses), single);
+		homes[0].policy = position(c->policies, c->n_policies, sizeof(*c->policies), single);
+	}
+	for (unsigned i = 0; s->kind != BENCH_DECAP && over_tunnels(s) && i < c->n_egresses; i++)
+		if ((t = tunnel_named(c->egresses[i].name, prefix)) >= 0)
+			homes[t].egress = (int)i;
+	for (unsigned i = 0; s->kind != BENCH_DECAP && over_tunnels(s) && i < c->n_policies; i++)
+		if ((t = tunnel_named(c->policies[i].name, prefix)) >= 0)
+			homes[t].policy = (int)i;
+	for (unsigned i = 0; i < n; i++) {
+		if (s->kind != BENCH_DECAP && (homes[i].egress < 0 || homes[i].policy < 0))
+			DIE("%s: no egress or policy for tunnel %u", s->name, i);
+		if (s->tunnel == BENCH_ESP) {
+			dp_offline_sa(&fx, over_tunnels(s) ? TUNNEL_SPI + i : s->alg == EG_AEAD_AES_GCM_128 ? 256 : 512, dir,
+				      &slot);
+			homes[i].sa = (int)slot;
+		} else if (s->tunnel == BENCH_WG) {
+			homes[i].peer = over_tunnels(s) ? (int)i + 1 : 0;	/* see bench_context_start */
+		}
+	}
 }
 
 static bool check_one(const struct bench_scenario *s, struct eg_aead_ctx *aead, const struct rte_mbuf *m,
@@ -677,6 +764,8 @@ struct lane {
 	unsigned flows;
 	bool check;
 	struct eg_aead_ctx aead;		/* for checking ESP */
+	struct bench_ledger ledger;		/* checking: what the worker's counters should add */
+	struct bench_nonces nonces;		/* checking encap: the nonces sealed with */
 	struct bench_result r;
 	uint64_t drops_by[EG_DROP_SLOTS];
 	uint64_t misses_by;			/* the flow cache's misses before the run */
@@ -684,6 +773,41 @@ struct lane {
 	unsigned churn_rate;			/* lane 0: table publishes a second to start */
 	int churn_rc;				/* lane 0: what starting them returned */
 };
+
+/* What frame out, checked, should have added to lane l's counters (plain: the site-side
+ * frame; fed: what went in), and the nonce it was sealed with (ok: it checked out, so its
+ * headers are where they should be). */
+static void count_frame(const struct bench_scenario *s, struct lane *l, const struct frame *plain,
+			const struct frame *fed, const struct rte_mbuf *out, bool ok)
+{
+	const struct home *at = &homes[frame_tunnel(s, plain->data + ETH)];
+	const uint8_t *d = rte_pktmbuf_mtod(out, const uint8_t *);
+	uint32_t len = rte_pktmbuf_pkt_len(out);
+	uint64_t nonce;
+
+	if (s->kind != BENCH_DECAP) {
+		bench_ledger_policy(&l->ledger, at->policy);
+		bench_ledger_egress(&l->ledger, at->egress, len);
+	}
+	if (s->snat)
+		bench_ledger_nat_out(&l->ledger);
+	if (s->tunnel == BENCH_ESP)	/* SAs count the inner packet */
+		bench_ledger_sa(&l->ledger, at->sa, plain->len - ETH);
+	else if (s->tunnel == BENCH_WG && s->kind == BENCH_ENCAP)	/* peers the message */
+		bench_ledger_wg_tx(&l->ledger, at->peer, len - ETH - IP4 - UDP);
+	else if (s->tunnel == BENCH_WG)
+		bench_ledger_wg_rx(&l->ledger, at->peer, fed->len - ETH - IP4 - UDP);
+	if (s->kind != BENCH_ENCAP || !ok)
+		return;
+	if (s->tunnel == BENCH_ESP) {	/* the IV: the 64-bit sequence number */
+		memcpy(&nonce, d + ETH + IP4 + ESP_HDR, 8);
+		nonce = rte_be_to_cpu_64(nonce);
+	} else {			/* the counter, little-endian */
+		memcpy(&nonce, d + ETH + IP4 + UDP + 8, 8);
+		nonce = rte_le_to_cpu_64(nonce);
+	}
+	bench_nonces_add(&l->nonces, frame_tunnel(s, plain->data + ETH), nonce);
+}
 
 /* Lanes meet between rounds of their inputs, so that decap's replay windows can be made
  * fresh while no lane is opening. A sense-reversing barrier: the last to arrive flips the
@@ -722,7 +846,7 @@ static int lane_run(void *arg)
 	eg_shm_quiescent(h, l->w->shm);
 	for (uint64_t b = 0; b < l->bursts; b++) {
 		struct rte_mbuf *pkts[BURST], *got[2 * BURST];
-		const struct frame *sent[BURST];
+		const struct frame *sent[BURST], *fed[BURST];
 		unsigned flow_of[BURST], n;
 		uint64_t t0, gen;
 		const struct eg_table_hdr *t;
@@ -736,6 +860,7 @@ static int lane_run(void *arg)
 		}
 		for (unsigned j = 0; j < BURST; j++) {
 			sent[j] = &plain[next];
+			fed[j] = &in[next];
 			pkts[j] = to_mbuf(&in[next]);
 			if (many_flows) {
 				flow_of[j] = flow % l->flows;
@@ -766,9 +891,11 @@ static int lane_run(void *arg)
 					set_flow(patched.data, flow_of[j]);
 					want = &patched;
 				}
+				bool ok = check_one(s, &l->aead, got[j], want);
+
 				r->checked++;
-				if (!check_one(s, &l->aead, got[j], want))
-					r->check_failures++;
+				r->check_failures += !ok;
+				count_frame(s, l, want, fed[j], got[j], ok);
 			}
 		}
 		r->packets += BURST;
@@ -887,6 +1014,8 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 	if (s->snat)
 		snat_populate();
 	build_inputs(s, z, flows, lanes);
+	if (check)
+		find_homes(s);
 	/* Workers without a lane hold no table: they must not hold up a publish's grace. */
 	for (unsigned k = lanes; k < fx.ctx.n_workers; k++)
 		eg_shm_offline(fx.ctx.workers[k].shm);
@@ -897,6 +1026,9 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 				   .flows = flows, .check = check};
 		if (check && eg_aead_ctx_init(&l->aead, fx.ctx.imb_arch) != 0)
 			DIE("no crypto manager");
+		if (check && (bench_ledger_open(&l->ledger, h, l->w->shm) != 0 ||
+			      bench_nonces_init(&l->nonces, s->kind == BENCH_ENCAP ? bursts * BURST : 0) != 0))
+			DIE("out of memory");
 		memcpy(l->drops_by, l->w->shm->drop, sizeof(l->drops_by));
 		l->misses_by = l->w->flows->misses;
 		args[k] = l;
@@ -932,8 +1064,20 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 		r->flow_misses += l->w->flows->misses - l->misses_by;
 		r->checked += lr->checked;
 		r->check_failures += lr->check_failures;
-		if (check)
+		if (check) {
+			char who[64];
+
+			snprintf(who, sizeof(who), "%s: worker %u", s->name, k);
+			r->counters_differing += bench_ledger_close(&l->ledger, &fx.ctx.cfg, who);
 			eg_aead_ctx_free(&l->aead);
+		}
+	}
+	if (check) {
+		struct bench_nonces logs[BENCH_MAX_LANES];
+
+		for (unsigned k = 0; k < lanes; k++)
+			logs[k] = lane[k].nonces;
+		r->nonces_repeated = bench_nonces_repeats(logs, lanes, s->name);
 	}
 	for (unsigned k = lanes; k < fx.ctx.n_workers; k++)
 		eg_shm_quiescent(h, fx.ctx.workers[k].shm);

@@ -41,7 +41,9 @@ struct bench_result {
 	uint64_t packets, out_packets, frame_bytes, cycles;	/* frame_bytes: site-side frames */
 	uint64_t drops;		/* the worker's drop counters over the run */
 	uint64_t flow_misses;	/* flow cache lookups that missed (classifier walks) */
-	uint64_t checked, check_failures;
+	uint64_t checked, check_failures;	/* frames checked, and found wrong */
+	uint64_t counters_differing;	/* dataplane counters that did not add up (ledger.h) */
+	uint64_t nonces_repeated;	/* nonces a tunnel sealed with more than once (nonces.h) */
 	double mpps, gbps, cycles_per_packet;
 	double overlap;		/* share of the run all lanes ran together (1: one lane) */
 	struct bench_churn_stats churn;	/* publishes while the workers ran */
@@ -98,10 +100,12 @@ int bench_on_lanes(unsigned lanes, int (*fn)(void *), void **args);
  * memory the NAT region takes per session it can hold (records and indexes). */
 void bench_snat_setup(uint64_t *sessions, double *cycles_each, double *bytes_each);
 
-/* Every packet came out and nothing was dropped or found wrong. */
+/* Every packet came out, nothing was dropped or found wrong, and the counters and nonces
+ * checked out. */
 static inline bool bench_clean(const struct bench_result *r)
 {
-	return r->check_failures == 0 && r->drops == 0 && r->out_packets == r->packets;
+	return r->check_failures == 0 && r->counters_differing == 0 && r->nonces_repeated == 0 && r->drops == 0 &&
+	       r->out_packets == r->packets;
 }
 
 /* The IMB architecture the workers use. */
