@@ -28,7 +28,7 @@ refuse "--packets: '1e6'" --packets 1e6
 refuse "--packets: '-5'" --packets -5
 refuse "--rules: 'abc'" --rules abc
 refuse "--repeat: '0'" --repeat 0
-refuse "--tunnels: '2001'" --tunnels 2001
+refuse "--tunnels: '1025'" --tunnels 1025
 refuse "--workers: '0'" --workers 0
 refuse "--churn: '10x'" --churn 10x
 refuse "one of --workers, --scaling and --churn" --scaling --churn 1000

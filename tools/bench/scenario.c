@@ -429,18 +429,31 @@ static void reset_replay(const struct bench_scenario *s, unsigned lane, unsigned
 		eg_replay_init(windows[t], windows[t]->window);
 }
 
+_Static_assert((unsigned)BENCH_MAX_TUNNELS <= (unsigned)INPUTS, "a tunnel without frames would see no traffic");
+
+/* The tunnel of frame i of lane k (of lanes) for decap, when there are tunnels. With
+ * fewer tunnels than lanes, frame g of all goes to tunnel g % tunnels: with one tunnel,
+ * that deals its sequence numbers to every lane, the worst case, where the workers share
+ * one replay window. Otherwise each lane gets the tunnels congruent to it, in turn, as RSS
+ * does: it hashes the SPI (RTE_ETH_RSS_ESP) or the outer UDP ports, so a tunnel stays on
+ * one queue. Site frames going out are any worker's, whatever their tunnel: frame g goes
+ * to tunnel g % tunnels. */
+static unsigned dealt_tunnel(unsigned i, unsigned k, unsigned lanes, unsigned tunnels)
+{
+	unsigned mine = (tunnels - k + lanes - 1) / lanes;	/* tunnels congruent to k */
+
+	return tunnels < lanes ? (i * lanes + k) % tunnels : k + lanes * (i % mine);
+}
+
 /* The inputs of lanes lanes for a size: site frames (the same for every lane), or for
- * decap, sealed frames turned around and dealt to the lanes in turn. Frame g of all goes
- * to tunnel g % tunnels. With one tunnel, that deals its sequence numbers to every lane,
- * the worst case, where the workers share one replay window. With many, each lane gets
- * the tunnels congruent to it, as RSS does: it hashes the SPI (RTE_ETH_RSS_ESP) or the
- * outer UDP ports, so a tunnel stays on one queue. */
+ * decap, sealed frames turned around and dealt to the lanes in turn (dealt_tunnel). */
 static void build_inputs(const struct bench_scenario *s, const struct bench_size *z, unsigned flows, unsigned lanes)
 {
 	unsigned tunnels = over_tunnels(s) ? n_tunnels : 1, n = s->kind == BENCH_DECAP ? INPUTS * lanes : INPUTS;
 
 	for (unsigned g = 0; g < n; g++) {
-		unsigned i = g / lanes, t = g % tunnels;	/* for decap: frame i of lane g % lanes */
+		/* for decap: frame i of lane g % lanes */
+		unsigned i = g / lanes, t = s->kind == BENCH_DECAP ? dealt_tunnel(i, g % lanes, lanes, tunnels) : g % tunnels;
 		uint16_t len = z->len[i % z->n];
 		uint32_t net = over_tunnels(s) ? tunnel_net(s, t) : DP_IPV4(10, s->net, 0, 0);
 

@@ -58,7 +58,7 @@ struct bench_run_opts {
 
 enum {
 	BENCH_MAX_LANES = 8,		/* workers run at once */
-	BENCH_MAX_TUNNELS = 2000,
+	BENCH_MAX_TUNNELS = 1024,	/* each has frames among a lane's inputs (scenario.c INPUTS) */
 	BENCH_MAX_RULES = 4000000,
 };
 
