@@ -4,8 +4,9 @@
  * (egressctl stats, telemetry): each egress's transmitted packets and bytes, each policy's
  * hits, each SA's and WireGuard peer's packets, bytes and errors, and source NAT's
  * translations. A frame counted twice, on the wrong SA, or not at all shows up here even
- * when the frame itself is right. The per-port and per-loop counters the worker loop keeps
- * around dp_worker_process are outside what the bench runs, and are not compared. */
+ * when the frame itself is right. Drop counters are the caller's to check (it requires
+ * none); the per-port and per-loop counters, which the worker loop mostly keeps around
+ * dp_worker_process, are not compared. */
 #ifndef BENCH_LEDGER_H
 #define BENCH_LEDGER_H
 
