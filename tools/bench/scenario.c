@@ -160,6 +160,19 @@ static unsigned frame_tunnel(const struct bench_scenario *s, const uint8_t *ip)
 	return (remote[1] - (s->tunnel == BENCH_WG ? TUNNEL_WG_NET : TUNNEL_ESP_NET)) * 256u + remote[2];
 }
 
+/* The SPI of the scenario's ESP tunnel t (t 0 without --tunnels). */
+static uint32_t tunnel_spi(const struct bench_scenario *s, unsigned t)
+{
+	return over_tunnels(s) ? TUNNEL_SPI + t : s->alg == EG_AEAD_AES_GCM_128 ? 256 : 512;
+}
+
+/* The peer slot of the scenario's WireGuard tunnel t: slot 0 is the single tunnel's
+ * peer, --tunnels peers follow (bench_context_start). */
+static unsigned tunnel_peer(const struct bench_scenario *s, unsigned t)
+{
+	return over_tunnels(s) ? t + 1 : 0;
+}
+
 /* A public key for --tunnels peer t (of a private key no one keeps). */
 static void tunnel_peer_key(unsigned t, char b64[64])
 {
@@ -410,11 +423,8 @@ static void find_windows(const struct bench_scenario *s)
 	unsigned n = over_tunnels(s) ? n_tunnels : 1;
 
 	for (unsigned t = 0; t < n; t++)
-		windows[t] = s->tunnel == BENCH_WG
-				     ? eg_wg_kp_replay(eg_wg_kp(eg_shm_wg(fx.ctx.shm.hdr, over_tunnels(s) ? t + 1 : 0), KP))
-				     : eg_sa_replay(dp_offline_sa(&fx, over_tunnels(s) ? TUNNEL_SPI + t
-									: s->alg == EG_AEAD_AES_GCM_128 ? 256 : 512,
-								   EG_SA_DIR_IN, NULL));
+		windows[t] = s->tunnel == BENCH_WG ? eg_wg_kp_replay(eg_wg_kp(eg_shm_wg(fx.ctx.shm.hdr, tunnel_peer(s, t)), KP))
+						   : eg_sa_replay(dp_offline_sa(&fx, tunnel_spi(s, t), EG_SA_DIR_IN, NULL));
 }
 
 /* Fresh replay windows for the scenario's inbound SAs or keypairs, so its inputs can be
@@ -552,13 +562,11 @@ static bool check_esp(const struct bench_scenario *s, struct eg_aead_ctx *aead, 
 	unsigned k = s->alg == EG_AEAD_AES_GCM_256;
 	const uint8_t *esp = d + ETH + IP4;
 	uint8_t plain[1600], nonce[12];
-	uint32_t ct, spi, seq, want_spi = k ? 512 : 256;
+	uint32_t ct, spi, seq;
 	uint64_t iv;
 
 	if (len < ETH + IP4 + ESP_HDR + ESP_IV + ICV + 4 || !outer_ok(d, len, IPPROTO_ESP, GATEWAY_ADDR))
 		return false;
-	if (over_tunnels(s))
-		want_spi = TUNNEL_SPI + frame_tunnel(s, in_ip);
 	memcpy(&spi, esp, 4);
 	/* The IV is the 64-bit sequence number, the header its low half (esp_outb.c). */
 	memcpy(&seq, esp + 4, 4);
@@ -572,7 +580,7 @@ static bool check_esp(const struct bench_scenario *s, struct eg_aead_ctx *aead, 
 				.src = esp + ESP_HDR + ESP_IV, .dst = plain, .len = ct,
 				.tag = (uint8_t *)esp + ESP_HDR + ESP_IV + ct};
 
-	if (rte_be_to_cpu_32(spi) != want_spi || eg_aead_decrypt_burst(aead, &op, 1) != 1)
+	if (rte_be_to_cpu_32(spi) != tunnel_spi(s, frame_tunnel(s, in_ip)) || eg_aead_decrypt_burst(aead, &op, 1) != 1)
 		return false;
 	/* RFC 4303 2.4: the inner packet, padding 1, 2, 3... to a 4-byte boundary, the pad
 	 * length and the next header, nothing more. */
@@ -592,7 +600,7 @@ static bool check_wg(const struct bench_scenario *s, const uint8_t *d, uint32_t 
 		     uint32_t in_len)
 {
 	struct wg_keypair keys = wg_keys;
-	unsigned peer = 0;
+	unsigned peer = tunnel_peer(s, frame_tunnel(s, in_ip));
 	uint8_t plain[1600];
 	long n;
 
@@ -602,8 +610,6 @@ static bool check_wg(const struct bench_scenario *s, const uint8_t *d, uint32_t 
 	    u->src_port != rte_cpu_to_be_16(WG_LISTEN_PORT) || u->dst_port != rte_cpu_to_be_16(WG_PEER_PORT) ||
 	    rte_be_to_cpu_16(u->dgram_len) != len - ETH - IP4)
 		return false;
-	if (over_tunnels(s))
-		peer = 1 + frame_tunnel(s, in_ip);
 	keys.local_index = keys.remote_index = eg_wg_index(peer, KP, WG_RANDOM);
 	n = wg_open_data(&keys, d + ETH + IP4 + UDP, len - ETH - IP4 - UDP, plain);
 	/* The inner packet, then zeros up to a multiple of 16 (WireGuard paper 5.4.6). */
@@ -679,29 +685,31 @@ static void find_homes(const struct bench_scenario *s)
 	uint32_t slot;
 	int t;
 
-	for (unsigned i = 0; i < n; i++)
-		homes[i] = (struct home){.egress = -1, .policy = -1, .sa = -1, .peer = -1};
-	if (s->kind != BENCH_DECAP && !over_tunnels(s)) {
-		homes[0].egress = position(c->egresses, c->n_egresses, sizeof(*c->egresses), single);
-		homes[0].policy = position(c->policies, c->n_policies, sizeof(*c->policies), single);
-	}
-	for (unsigned i = 0; s->kind != BENCH_DECAP && over_tunnels(s) && i < c->n_egresses; i++)
-		if ((t = tunnel_named(c->egresses[i].name, prefix)) >= 0)
-			homes[t].egress = (int)i;
-	for (unsigned i = 0; s->kind != BENCH_DECAP && over_tunnels(s) && i < c->n_policies; i++)
-		if ((t = tunnel_named(c->policies[i].name, prefix)) >= 0)
-			homes[t].policy = (int)i;
 	for (unsigned i = 0; i < n; i++) {
-		if (s->kind != BENCH_DECAP && (homes[i].egress < 0 || homes[i].policy < 0))
-			DIE("%s: no egress or policy for tunnel %u", s->name, i);
+		homes[i] = (struct home){.egress = -1, .policy = -1, .sa = -1, .peer = -1};
 		if (s->tunnel == BENCH_ESP) {
-			dp_offline_sa(&fx, over_tunnels(s) ? TUNNEL_SPI + i : s->alg == EG_AEAD_AES_GCM_128 ? 256 : 512, dir,
-				      &slot);
+			dp_offline_sa(&fx, tunnel_spi(s, i), dir, &slot);
 			homes[i].sa = (int)slot;
 		} else if (s->tunnel == BENCH_WG) {
-			homes[i].peer = over_tunnels(s) ? (int)i + 1 : 0;	/* see bench_context_start */
+			homes[i].peer = (int)tunnel_peer(s, i);
 		}
 	}
+	if (s->kind == BENCH_DECAP)	/* it leaves by route: no egress, no policy */
+		return;
+	if (!over_tunnels(s)) {
+		homes[0].egress = position(c->egresses, c->n_egresses, sizeof(*c->egresses), single);
+		homes[0].policy = position(c->policies, c->n_policies, sizeof(*c->policies), single);
+	} else {
+		for (unsigned i = 0; i < c->n_egresses; i++)
+			if ((t = tunnel_named(c->egresses[i].name, prefix)) >= 0)
+				homes[t].egress = (int)i;
+		for (unsigned i = 0; i < c->n_policies; i++)
+			if ((t = tunnel_named(c->policies[i].name, prefix)) >= 0)
+				homes[t].policy = (int)i;
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (homes[i].egress < 0 || homes[i].policy < 0)
+			DIE("%s: no egress or policy for tunnel %u", s->name, i);
 }
 
 static bool check_one(const struct bench_scenario *s, struct eg_aead_ctx *aead, const struct rte_mbuf *m,
@@ -795,7 +803,8 @@ struct lane {
 static void count_frame(const struct bench_scenario *s, struct lane *l, const struct frame *plain,
 			const struct frame *fed, const struct rte_mbuf *out, bool ok)
 {
-	const struct home *at = &homes[frame_tunnel(s, plain->data + ETH)];
+	unsigned tunnel = frame_tunnel(s, plain->data + ETH);
+	const struct home *at = &homes[tunnel];
 	const uint8_t *d = rte_pktmbuf_mtod(out, const uint8_t *);
 	uint32_t len = rte_pktmbuf_pkt_len(out);
 	uint64_t nonce;
@@ -821,7 +830,7 @@ static void count_frame(const struct bench_scenario *s, struct lane *l, const st
 		memcpy(&nonce, d + ETH + IP4 + UDP + 8, 8);
 		nonce = rte_le_to_cpu_64(nonce);
 	}
-	bench_nonces_add(&l->nonces, frame_tunnel(s, plain->data + ETH), nonce);
+	bench_nonces_add(&l->nonces, tunnel, nonce);
 }
 
 /* Lanes meet between rounds of their inputs, so that decap's replay windows can be made
