@@ -1,5 +1,6 @@
 #include "scenario.h"
 
+#include <inttypes.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -735,6 +736,33 @@ static bool check_one(const struct bench_scenario *s, struct eg_aead_ctx *aead, 
 	return false;
 }
 
+/* The frame check has to be able to fail. Copies of one output frame, each with one bit
+ * flipped, must both be refused: one in the middle (the ciphertext, or the inner packet's
+ * addresses and payload) and one in the last byte (the tag, or the payload's end). A check
+ * that took either would pass anything there. Returns how many it took, named on stderr. */
+static unsigned check_is_blind(const struct bench_scenario *s, struct eg_aead_ctx *aead, const struct rte_mbuf *m,
+			       const struct frame *in)
+{
+	uint32_t len = rte_pktmbuf_pkt_len(m);
+	const uint32_t at[] = {len / 2, len - 1};
+	unsigned blind = 0;
+
+	for (unsigned i = 0; i < RTE_DIM(at); i++) {
+		struct rte_mbuf *c = rte_pktmbuf_copy(m, fx.ctx.pool, 0, UINT32_MAX);
+
+		if (!c || !rte_pktmbuf_is_contiguous(c))
+			DIE("%s: no room to copy a frame for the check's own test", s->name);
+		rte_pktmbuf_mtod(c, uint8_t *)[at[i]] ^= 0x01;
+		if (check_one(s, aead, c, in)) {
+			fprintf(stderr, "egress-bench: %s: the frame check passed a %" PRIu32 "-byte frame with byte %" PRIu32
+					" damaged\n", s->name, len, at[i]);
+			blind++;
+		}
+		rte_pktmbuf_free(c);
+	}
+	return blind;
+}
+
 static uint64_t snat_made;
 static double snat_cycles_each;
 
@@ -785,6 +813,7 @@ struct lane {
 	uint64_t bursts;
 	unsigned flows;
 	bool check;
+	bool check_tested;			/* check_is_blind has run on one of its frames */
 	struct eg_aead_ctx aead;		/* for checking ESP */
 	struct bench_ledger ledger;		/* checking: what the worker's counters should add */
 	struct bench_nonces nonces;		/* checking encap: the nonces sealed with */
@@ -921,6 +950,10 @@ static int lane_run(void *arg)
 
 				r->checked++;
 				r->check_failures += !ok;
+				if (ok && !l->check_tested) {	/* once a case and lane, on a good frame */
+					r->check_failures += check_is_blind(s, &l->aead, got[j], want);
+					l->check_tested = true;
+				}
 				count_frame(s, l, want, fed[j], got[j], ok);
 			}
 		}
