@@ -87,6 +87,24 @@ static void outer_source(const struct dp_wg_pkt *p, struct eg_wg_endpoint *ep)
 	}
 }
 
+/* Whether p came from endpoint cur, read from the packet where it lies. Building the
+ * endpoint first and comparing it whole made the compare read back, 8 bytes at a time,
+ * address bytes just stored 4 at a time: a store forwarding stall on every packet, a sixth
+ * of inb_run's samples (perf, WireGuard decapsulation at 1420 bytes). */
+static bool from_endpoint(const struct dp_wg_pkt *p, const struct eg_wg_endpoint *cur)
+{
+	static const uint8_t zero[12];
+	const uint8_t *udp = rte_pktmbuf_mtod_offset(p->m, const uint8_t *, p->off - 8);
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(p->m, const uint8_t *, p->l3_off);
+
+	if (cur->port != p->port || cur->udp_port != (uint16_t)(udp[0] << 8 | udp[1]))
+		return false;
+	if ((ip[0] >> 4) == 4)
+		return cur->family == EG_AF_INET && memcmp(cur->addr, ip + 12, 4) == 0 &&
+		       memcmp(cur->addr + 4, zero, sizeof(zero)) == 0;
+	return cur->family == EG_AF_INET6 && memcmp(cur->addr, ip + 8, 16) == 0;
+}
+
 /* The peer's endpoint follows the source of its latest authenticated packet (WireGuard
  * paper 2.1): control, the endpoint's one writer, is told. cur is the peer's endpoint as
  * the caller read it, NULL when it could not be read. */
@@ -97,13 +115,12 @@ static void notice_roaming(struct dp_worker *w, struct dp_wg_pkt *p, const struc
 	struct rte_mbuf *n;
 	struct eg_msg *msg;
 
-	outer_source(p, &src);
-	if (cur && cur->family == src.family && cur->port == src.port && cur->udp_port == src.udp_port &&
-	    memcmp(cur->addr, src.addr, 16) == 0)
+	if (cur && from_endpoint(p, cur))
 		return;
 	if (now_ms - __atomic_load_n(&p->peer->roam_noticed_ms, __ATOMIC_RELAXED) < ROAM_NOTICE_MS)
 		return;
 	__atomic_store_n(&p->peer->roam_noticed_ms, now_ms, __ATOMIC_RELAXED);
+	outer_source(p, &src);
 	msg = dp_worker_msg_new(w, 0, &n);
 	if (!msg)
 		return;

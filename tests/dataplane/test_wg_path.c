@@ -306,6 +306,21 @@ Test(wg_path, handshakes_go_to_control_and_a_new_source_is_reported, .init = set
 	cr_assert_eq(note->kind, EG_MSG_WG_ROAM);
 	cr_assert_eq(note->remote_port, 51997);
 	rte_pktmbuf_free(punted[0]);
+
+	/* From another address with the endpoint's port: reported too, with that address. */
+	eg_shm_wg(fx.ctx.shm.hdr, 0)->roam_noticed_ms = 0;
+	len = peer_message(msg, 6, DP_IPV4(10, 20, 0, 5), 6);
+	burst[0] = frame(wan, PEER_IP + 1, OUR_IP, 51000, 51820, msg, len);
+	dp_worker_process(fx.w, fx.table, wan, burst, 1);
+	n = take_tx(lan, out, 8);
+	cr_assert_eq(n, 1);
+	rte_pktmbuf_free_bulk(out, n);
+	n = rte_ring_dequeue_burst(fx.w->punt, (void **)punted, 4, NULL);
+	cr_assert_eq(n, 1, "the new address is reported");
+	note = rte_pktmbuf_mtod(punted[0], const struct eg_msg *);
+	cr_assert_eq(note->remote_port, 51000);
+	cr_assert_eq(rte_be_to_cpu_32(*(const uint32_t *)note->remote), PEER_IP + 1);
+	rte_pktmbuf_free(punted[0]);
 }
 
 Test(wg_path, a_responder_sends_only_after_it_received, .init = setup)
