@@ -3,23 +3,67 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-enum { NONCE_BITS = 48, REPORT_MAX = 8 };
+enum { REPORT_MAX = 8, FIRST_ROOM = 1024 };
 
-int bench_nonces_init(struct bench_nonces *l, size_t cap)
+_Static_assert(BENCH_NONCE_TUNNEL_BITS + BENCH_NONCE_BITS + BENCH_NONCE_RUN_BITS == 64, "an entry is one word");
+
+#define RUN_MAX (UINT64_C(1) << BENCH_NONCE_RUN_BITS)
+#define NONCE_MASK ((UINT64_C(1) << BENCH_NONCE_BITS) - 1)
+
+static unsigned tunnel_of(uint64_t e)
 {
-	*l = (struct bench_nonces){.cap = cap};
-	l->v = cap ? malloc(cap * sizeof(*l->v)) : NULL;
-	return cap && !l->v ? -1 : 0;
+	return (unsigned)(e >> (BENCH_NONCE_BITS + BENCH_NONCE_RUN_BITS));
+}
+
+static uint64_t first_of(uint64_t e)
+{
+	return e >> BENCH_NONCE_RUN_BITS & NONCE_MASK;
+}
+
+static uint64_t last_of(uint64_t e)
+{
+	return first_of(e) + (e & (RUN_MAX - 1));
+}
+
+int bench_nonces_init(struct bench_nonces *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->open = calloc(1u << BENCH_NONCE_TUNNEL_BITS, sizeof(*l->open));
+	return l->open ? 0 : -1;
 }
 
 void bench_nonces_add(struct bench_nonces *l, unsigned tunnel, uint64_t nonce)
 {
-	if (l->n == l->cap || nonce >> NONCE_BITS || tunnel >> (64 - NONCE_BITS)) {
+	size_t *open;
+
+	if (nonce >> BENCH_NONCE_BITS || tunnel >> BENCH_NONCE_TUNNEL_BITS) {
 		l->refused++;
 		return;
 	}
-	l->v[l->n++] = (uint64_t)tunnel << NONCE_BITS | nonce;
+	open = &l->open[tunnel];
+	if (*open) {	/* the next number of the tunnel's run: the run grows */
+		uint64_t *e = &l->v[*open - 1];
+
+		if (last_of(*e) + 1 == nonce && (*e & (RUN_MAX - 1)) < RUN_MAX - 1) {
+			++*e;
+			return;
+		}
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : FIRST_ROOM;
+		uint64_t *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v) {
+			l->refused++;
+			return;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = (uint64_t)tunnel << (BENCH_NONCE_BITS + BENCH_NONCE_RUN_BITS) | nonce << BENCH_NONCE_RUN_BITS;
+	*open = l->n;
 }
 
 static int by_value(const void *a, const void *b)
@@ -29,10 +73,14 @@ static int by_value(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Sorted by tunnel and first nonce, each run's numbers that an earlier run of its tunnel
+ * reached are used again: a number in k runs is counted k - 1 times, by all runs but the
+ * first of them to start. */
 uint64_t bench_nonces_repeats(struct bench_nonces *logs, unsigned lanes, const char *who)
 {
 	size_t n = 0, k = 0;
-	uint64_t repeats = 0, refused = 0, *all;
+	uint64_t repeats = 0, refused = 0, *all, reach = 0;
+	unsigned named = 0;
 
 	for (unsigned i = 0; i < lanes; i++) {
 		n += logs[i].n;
@@ -48,14 +96,26 @@ uint64_t bench_nonces_repeats(struct bench_nonces *logs, unsigned lanes, const c
 		for (size_t j = 0; j < logs[i].n; j++)
 			all[k++] = logs[i].v[j];
 	qsort(all, n, sizeof(*all), by_value);
-	for (size_t j = 1; j < n; j++) {
-		if (all[j] != all[j - 1])
-			continue;
-		if (repeats++ < REPORT_MAX)
-			fprintf(stderr, "egress-bench: %s: tunnel %" PRIu64 " used nonce %" PRIu64 " again\n", who,
-				all[j] >> NONCE_BITS, all[j] & ((UINT64_C(1) << NONCE_BITS) - 1));
+	for (size_t j = 0; j < n; j++) {
+		uint64_t first = first_of(all[j]), last = last_of(all[j]);
+
+		if (j > 0 && tunnel_of(all[j]) == tunnel_of(all[j - 1]) && first <= reach) {
+			uint64_t upto = last < reach ? last : reach;
+
+			repeats += upto - first + 1;
+			if (named++ < REPORT_MAX) {
+				if (upto == first)
+					fprintf(stderr, "egress-bench: %s: tunnel %u used nonce %" PRIu64 " again\n", who,
+						tunnel_of(all[j]), first);
+				else
+					fprintf(stderr, "egress-bench: %s: tunnel %u used nonces %" PRIu64 "-%" PRIu64 " again\n",
+						who, tunnel_of(all[j]), first, upto);
+			}
+		}
+		if (j == 0 || tunnel_of(all[j]) != tunnel_of(all[j - 1]) || last > reach)
+			reach = last;
 	}
-	if (repeats > REPORT_MAX)
+	if (named > REPORT_MAX)
 		fprintf(stderr, "egress-bench: %s: %" PRIu64 " nonces used again in all\n", who, repeats);
 	if (refused)
 		fprintf(stderr, "egress-bench: %s: %" PRIu64 " nonces could not be logged\n", who, refused);
@@ -63,7 +123,10 @@ uint64_t bench_nonces_repeats(struct bench_nonces *logs, unsigned lanes, const c
 out:
 	for (unsigned i = 0; i < lanes; i++) {
 		free(logs[i].v);
+		free(logs[i].open);
 		logs[i].v = NULL;
+		logs[i].open = NULL;
+		logs[i].n = logs[i].cap = 0;
 	}
 	return repeats + refused;
 }

@@ -3,21 +3,32 @@
  * tunnel used one twice, on one worker or across several. AES-GCM and ChaCha20-Poly1305
  * lose their confidentiality and integrity when a nonce repeats under one key, and the
  * workers share each SA's and keypair's number space (blocks handed out by atomic adds);
- * a frame that checks out alone cannot show this. */
+ * a frame that checks out alone cannot show this.
+ *
+ * A worker's nonces on one tunnel mostly come in runs (a burst's block, or every number
+ * when no other worker seals on the tunnel), so the log keeps runs: one 8-byte entry per
+ * run, at worst one per sealed frame. */
 #ifndef BENCH_NONCES_H
 #define BENCH_NONCES_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-struct bench_nonces {
-	uint64_t *v;		/* tunnel << 48 | nonce */
-	size_t n, cap;
-	uint64_t refused;	/* past cap, or a nonce of 2^48 or more (never in a bench run) */
+enum {
+	BENCH_NONCE_TUNNEL_BITS = 10,	/* tunnels the log tells apart */
+	BENCH_NONCE_BITS = 40,		/* nonces it can hold: far more than a bench run seals */
+	BENCH_NONCE_RUN_BITS = 14,	/* a longer run takes more entries */
 };
 
-/* Room for cap nonces. 0, or -1 when out of memory. */
-int bench_nonces_init(struct bench_nonces *l, size_t cap);
+struct bench_nonces {
+	uint64_t *v;		/* tunnel, first nonce, length - 1, from the top bit down */
+	size_t n, cap;
+	size_t *open;		/* per tunnel, 1 + the entry its last nonce went into */
+	uint64_t refused;	/* out of memory, or a tunnel or nonce too wide to log */
+};
+
+/* 0, or -1 when out of memory. */
+int bench_nonces_init(struct bench_nonces *l);
 
 void bench_nonces_add(struct bench_nonces *l, unsigned tunnel, uint64_t nonce);
 

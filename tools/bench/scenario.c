@@ -1085,8 +1085,7 @@ int bench_run(const struct bench_scenario *s, const struct bench_size *z, uint64
 				   .flows = flows, .check = check};
 		if (check && eg_aead_ctx_init(&l->aead, fx.ctx.imb_arch) != 0)
 			DIE("no crypto manager");
-		if (check && (bench_ledger_open(&l->ledger, h, l->w->shm) != 0 ||
-			      bench_nonces_init(&l->nonces, s->kind == BENCH_ENCAP ? bursts * BURST : 0) != 0))
+		if (check && (bench_ledger_open(&l->ledger, h, l->w->shm) != 0 || bench_nonces_init(&l->nonces) != 0))
 			DIE("out of memory");
 		memcpy(l->drops_by, l->w->shm->drop, sizeof(l->drops_by));
 		l->misses_by = l->w->flows->misses;
