@@ -1,6 +1,7 @@
 #include "nonces.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,7 @@ enum { REPORT_MAX = 8, FIRST_ROOM = 1024 };
 
 _Static_assert(BENCH_NONCE_TUNNEL_BITS + BENCH_NONCE_BITS + BENCH_NONCE_RUN_BITS == 64, "an entry is one word");
 
-#define RUN_MAX (UINT64_C(1) << BENCH_NONCE_RUN_BITS)
+#define RUN_MASK ((UINT64_C(1) << BENCH_NONCE_RUN_BITS) - 1)	/* an entry's low bits: its run's length - 1 */
 #define NONCE_MASK ((UINT64_C(1) << BENCH_NONCE_BITS) - 1)
 
 static unsigned tunnel_of(uint64_t e)
@@ -24,7 +25,7 @@ static uint64_t first_of(uint64_t e)
 
 static uint64_t last_of(uint64_t e)
 {
-	return first_of(e) + (e & (RUN_MAX - 1));
+	return first_of(e) + (e & RUN_MASK);
 }
 
 int bench_nonces_init(struct bench_nonces *l)
@@ -46,7 +47,7 @@ void bench_nonces_add(struct bench_nonces *l, unsigned tunnel, uint64_t nonce)
 	if (*open) {	/* the next number of the tunnel's run: the run grows */
 		uint64_t *e = &l->v[*open - 1];
 
-		if (last_of(*e) + 1 == nonce && (*e & (RUN_MAX - 1)) < RUN_MAX - 1) {
+		if (last_of(*e) + 1 == nonce && (*e & RUN_MASK) < RUN_MASK) {
 			++*e;
 			return;
 		}
@@ -98,8 +99,9 @@ uint64_t bench_nonces_repeats(struct bench_nonces *logs, unsigned lanes, const c
 	qsort(all, n, sizeof(*all), by_value);
 	for (size_t j = 0; j < n; j++) {
 		uint64_t first = first_of(all[j]), last = last_of(all[j]);
+		bool same_tunnel = j > 0 && tunnel_of(all[j]) == tunnel_of(all[j - 1]);
 
-		if (j > 0 && tunnel_of(all[j]) == tunnel_of(all[j - 1]) && first <= reach) {
+		if (same_tunnel && first <= reach) {
 			uint64_t upto = last < reach ? last : reach;
 
 			repeats += upto - first + 1;
@@ -112,7 +114,7 @@ uint64_t bench_nonces_repeats(struct bench_nonces *logs, unsigned lanes, const c
 						who, tunnel_of(all[j]), first, upto);
 			}
 		}
-		if (j == 0 || tunnel_of(all[j]) != tunnel_of(all[j - 1]) || last > reach)
+		if (!same_tunnel || last > reach)
 			reach = last;
 	}
 	if (named > REPORT_MAX)

@@ -720,8 +720,11 @@ static void find_homes(const struct bench_scenario *s)
  * (no port of the bench's config has a VLAN), carrying IPv4. */
 static bool l2_ok(const uint8_t *d, uint32_t len, const uint8_t dst[6], uint16_t out)
 {
-	return len >= ETH && memcmp(d, dst, 6) == 0 && memcmp(d + 6, &fx.ctx.ports[out].mac, 6) == 0 &&
-	       d[12] == 0x08 && d[13] == 0x00;
+	const struct rte_ether_hdr *eth = (const struct rte_ether_hdr *)d;
+
+	return len >= ETH && memcmp(&eth->dst_addr, dst, 6) == 0 &&
+	       rte_is_same_ether_addr(&eth->src_addr, &fx.ctx.ports[out].mac) &&
+	       eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
 }
 
 static bool check_one(const struct bench_scenario *s, struct eg_aead_ctx *aead, const struct rte_mbuf *m,
