@@ -39,17 +39,30 @@ static inline bool dp_ipv4_cksum_ok(const void *hdr, uint16_t ihl)
 	return ihl == 20 ? dp_ipv4_sum20(hdr) == 0xffff : rte_raw_cksum(hdr, ihl) == 0xffff;
 }
 
-/* The checksum to store for a header (its checksum field zero) that sums to s: the value
- * rte_ipv4_cksum gives. */
+/* The checksum to store for a header (its checksum field zero) that sums to s (RFC 791),
+ * as rte_ipv4_cksum gives it: 0, not 0xffff, for a sum of 0xffff. A receiver takes
+ * either, but a copy that differs from a full computation is not the same frame. */
 static inline uint16_t dp_ipv4_cksum_of_sum(uint16_t s)
 {
-	return s == 0xffff ? s : (uint16_t)~s;
+	return (uint16_t)~s;
 }
 
 /* The checksum to store in a 20-byte header whose checksum field is zero. */
 static inline uint16_t dp_ipv4_cksum20(const void *hdr)
 {
 	return dp_ipv4_cksum_of_sum(dp_ipv4_sum20(hdr));
+}
+
+/* TTL one lower, the checksum updated by RFC 1624 equation 3, HC' = ~(~HC + ~m + m'): m,
+ * the TTL's 16-bit word, drops by 0x0100, so ~m + m' is ~0x0100. Adding 0x0100 to HC
+ * instead (RFC 1141) gives 0xffff where a full computation gives 0, one header in 65536;
+ * egress-bench --check found it. */
+static inline void dp_ipv4_ttl_decrement(struct rte_ipv4_hdr *ip)
+{
+	uint32_t sum = (uint32_t)(uint16_t)~ip->hdr_checksum + rte_cpu_to_be_16(0xfeff);
+
+	ip->time_to_live--;
+	ip->hdr_checksum = (uint16_t)~(sum + (sum >> 16));
 }
 
 /* Writes a plain 20-byte IPv4 header given as five 32-bit words in network order (the

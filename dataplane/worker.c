@@ -321,16 +321,10 @@ static bool next_hop(const struct dp_port *out, const struct eg_table_egress *e,
 
 static inline void decrement_ttl(struct parsed *p)
 {
-	if (p->key.family == EG_AF_INET) {
-		struct rte_ipv4_hdr *ip = p->l3;
-		/* RFC 1624 incremental update: TTL is the high byte of its 16-bit word. */
-		uint32_t sum = (uint32_t)ip->hdr_checksum + rte_cpu_to_be_16(0x0100);
-
-		ip->time_to_live--;
-		ip->hdr_checksum = (uint16_t)(sum + (sum >> 16));
-	} else {
+	if (p->key.family == EG_AF_INET)
+		dp_ipv4_ttl_decrement(p->l3);
+	else
 		((struct rte_ipv6_hdr *)p->l3)->hop_limits--;
-	}
 }
 
 /* New Ethernet header (and the out port's VLAN tag) in front of the unchanged L3 packet. */
