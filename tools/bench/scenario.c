@@ -356,11 +356,29 @@ uint32_t bench_aead_len(const struct bench_scenario *s, uint16_t frame_len, uint
 	return 0;
 }
 
+/* The inputs carry what the workers must pass on or follow: a DSCP and ECN code point
+ * (ESP copies both to its outer header, WireGuard only ECN), DF on every other frame (ESP
+ * copies it) and a UDP checksum (source NAT must adjust it). */
+enum {
+	INPUT_TOS = 34 << 2 | 2,	/* AF41, ECT(0) */
+	OUTER_TTL = 64,			/* the outer header's, as the workers write it */
+};
+
+/* The UDP checksum of an IPv4/UDP packet at ip, after its ports or addresses changed. */
+static void udp_resum(struct rte_ipv4_hdr *ip)
+{
+	struct rte_udp_hdr *u = (struct rte_udp_hdr *)(ip + 1);
+
+	u->dgram_cksum = 0;
+	u->dgram_cksum = rte_ipv4_udptcp_cksum(ip, u);
+}
+
 /* An Ethernet/IPv4/UDP frame of len bytes from the site host's MAC to port's. */
 static void site_frame(struct frame *f, uint16_t port, uint16_t len, uint32_t src, uint32_t dst, uint16_t sport,
 		       unsigned seed)
 {
 	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)f->data;
+	struct rte_ipv4_hdr *ip;
 	uint8_t payload[1536];
 	uint16_t pl = (uint16_t)(len - ETH - IP4 - UDP);
 
@@ -369,8 +387,26 @@ static void site_frame(struct frame *f, uint16_t port, uint16_t len, uint32_t sr
 	eth->dst_addr = fx.ctx.ports[port].mac;
 	memcpy(eth->src_addr.addr_bytes, site_mac, 6);
 	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
-	dp_offline_ipv4_udp(f->data + ETH, src, dst, sport, 7000, payload, pl, false, (uint16_t)seed);
+	dp_offline_ipv4_udp(f->data + ETH, src, dst, sport, 7000, payload, pl, seed & 1, (uint16_t)seed);
+	ip = (struct rte_ipv4_hdr *)(f->data + ETH);
+	ip->type_of_service = INPUT_TOS;
+	ip->hdr_checksum = 0;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	udp_resum(ip);
 	f->len = len;
+}
+
+/* A UDP checksum after one 16-bit word it covers went from old to new, both as stored
+ * (RFC 1624, equation 3): summing the whole datagram again per packet would double the
+ * time a 1420-byte lane spends filling its mbufs. Never the all-zero "no checksum". */
+static uint16_t udp_sum_replace(uint16_t sum, uint16_t old, uint16_t new)
+{
+	uint32_t s = (uint32_t)(uint16_t)~sum + (uint16_t)~old + new;
+
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (uint16_t)~s;
+	return s ? (uint16_t)s : 0xffff;
 }
 
 /* Flow f of up to 2^20: a UDP source port (14 bits) and the last byte of the destination. */
@@ -379,9 +415,14 @@ static void set_flow(uint8_t *frame, unsigned f)
 	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(frame + ETH);
 	struct rte_udp_hdr *u = (struct rte_udp_hdr *)(ip + 1);
 	uint32_t dst = rte_be_to_cpu_32(ip->dst_addr);
+	uint16_t sport = u->src_port, dst_lo, new_lo;
 
+	memcpy(&dst_lo, (uint8_t *)&ip->dst_addr + 2, 2);
 	u->src_port = rte_cpu_to_be_16((uint16_t)(1024 + (f & 0x3fff)));
 	ip->dst_addr = rte_cpu_to_be_32((dst & 0xffffff00u) | ((f >> 14) + 1));
+	memcpy(&new_lo, (uint8_t *)&ip->dst_addr + 2, 2);
+	/* The destination is in UDP's pseudo-header: its checksum follows both. */
+	u->dgram_cksum = udp_sum_replace(udp_sum_replace(u->dgram_cksum, sport, u->src_port), dst_lo, new_lo);
 	ip->hdr_checksum = 0;
 	ip->hdr_checksum = rte_ipv4_cksum(ip);
 }
@@ -532,25 +573,30 @@ static void build_inputs(const struct bench_scenario *s, const struct bench_size
 }
 
 /* The inner packet out equals the one in, but for TTL and checksum; the checksum is right. */
-static bool same_ip(const uint8_t *out, const uint8_t *in, uint32_t len)
+/* The IPv4 packet out is in, len bytes, forwarded hops times: its TTL that much lower and
+ * its header checksum right, every other byte the same. */
+static bool same_ip(const uint8_t *out, const uint8_t *in, uint32_t len, unsigned hops)
 {
 	struct rte_ipv4_hdr h;
 
 	memcpy(&h, out, sizeof(h));
 	h.hdr_checksum = 0;
 	return len >= IP4 && memcmp(out, in, 8) == 0 && memcmp(out + 9, in + 9, 1) == 0 &&
-	       memcmp(out + 12, in + 12, len - 12) == 0 && out[8] < in[8] && out[8] + 2 >= in[8] &&
+	       memcmp(out + 12, in + 12, len - 12) == 0 && out[8] + hops == in[8] &&
 	       rte_ipv4_cksum(&h) == ((const struct rte_ipv4_hdr *)out)->hdr_checksum;
 }
 
 /* The outer IPv4 header of a sealed frame of len bytes: a plain 20-byte header from our
- * uplink address to dst, carrying proto, its length the frame's and its checksum right
- * (the decap inputs are the encap outputs, so nothing else would look at it). */
-static bool outer_ok(const uint8_t *d, uint32_t len, uint8_t proto, uint32_t dst)
+ * uplink address to dst, carrying proto with type of service tos and flags (network
+ * order) frag, its length the frame's, the workers' TTL and its checksum right (the decap
+ * inputs are the encap outputs, so nothing else would look at it). Only the
+ * identification may be anything. */
+static bool outer_ok(const uint8_t *d, uint32_t len, uint8_t proto, uint32_t dst, uint8_t tos, uint16_t frag)
 {
 	const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(d + ETH);
 
 	return len >= ETH + IP4 && ip->version_ihl == 0x45 && ip->next_proto_id == proto &&
+	       ip->type_of_service == tos && ip->fragment_offset == frag && ip->time_to_live == OUTER_TTL &&
 	       rte_be_to_cpu_16(ip->total_length) == len - ETH && rte_raw_cksum(ip, IP4) == 0xffff &&
 	       ip->src_addr == rte_cpu_to_be_32(UPLINK_ADDR) && ip->dst_addr == rte_cpu_to_be_32(dst);
 }
@@ -566,7 +612,12 @@ static bool check_esp(const struct bench_scenario *s, struct eg_aead_ctx *aead, 
 	uint32_t ct, spi, seq;
 	uint64_t iv;
 
-	if (len < ETH + IP4 + ESP_HDR + ESP_IV + ICV + 4 || !outer_ok(d, len, IPPROTO_ESP, GATEWAY_ADDR))
+	const struct rte_ipv4_hdr *in_hdr = (const struct rte_ipv4_hdr *)in_ip;
+
+	/* DSCP, ECN and DF copied from the inner header (esp_outb.c) */
+	if (len < ETH + IP4 + ESP_HDR + ESP_IV + ICV + 4 ||
+	    !outer_ok(d, len, IPPROTO_ESP, GATEWAY_ADDR, in_hdr->type_of_service,
+		      in_hdr->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG)))
 		return false;
 	memcpy(&spi, esp, 4);
 	/* The IV is the 64-bit sequence number, the header its low half (esp_outb.c). */
@@ -592,7 +643,7 @@ static bool check_esp(const struct bench_scenario *s, struct eg_aead_ctx *aead, 
 	for (uint32_t i = 0; i < pad; i++)
 		if (plain[in_len + i] != i + 1)
 			return false;
-	return same_ip(plain, in_ip, in_len);
+	return same_ip(plain, in_ip, in_len, 1);
 }
 
 /* A WireGuard data message opened by libsodium, which the workers do not use, sent to
@@ -607,7 +658,8 @@ static bool check_wg(const struct bench_scenario *s, const uint8_t *d, uint32_t 
 
 	const struct rte_udp_hdr *u = (const struct rte_udp_hdr *)(d + ETH + IP4);
 
-	if (len < ETH + IP4 + UDP + WG_DATA_MIN_LEN || !outer_ok(d, len, IPPROTO_UDP, WG_PEER_ADDR) ||
+	/* ECN copied out, DSCP not, no DF (wg_outb.c) */
+	if (len < ETH + IP4 + UDP + WG_DATA_MIN_LEN || !outer_ok(d, len, IPPROTO_UDP, WG_PEER_ADDR, in_ip[1] & 3, 0) ||
 	    u->src_port != rte_cpu_to_be_16(WG_LISTEN_PORT) || u->dst_port != rte_cpu_to_be_16(WG_PEER_PORT) ||
 	    rte_be_to_cpu_16(u->dgram_len) != len - ETH - IP4)
 		return false;
@@ -622,11 +674,22 @@ static bool check_wg(const struct bench_scenario *s, const uint8_t *d, uint32_t 
 	for (long i = in_len; i < n; i++)
 		if (plain[i] != 0)
 			return false;
-	return same_ip(plain, in_ip, in_len);
+	return same_ip(plain, in_ip, in_len, 1);
+}
+
+/* Whether the UDP datagram u in IPv4 packet ip sums to all ones with its pseudo-header
+ * (DPDK 22.11 has this only as an experimental function). */
+static bool udp_sum_ok(const struct rte_ipv4_hdr *ip, const struct rte_udp_hdr *u)
+{
+	uint32_t sum = (uint32_t)rte_raw_cksum(u, rte_be_to_cpu_16(u->dgram_len)) + rte_ipv4_phdr_cksum(ip, 0);
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
 }
 
 /* Through source NAT: from a pool address and the session's port, to the same place, the
- * same payload, the header checksum right, the (absent) UDP checksum still absent. */
+ * same payload and the rest of the headers, both checksums right. */
 static bool check_snat(const uint8_t *out, const uint8_t *in, uint32_t len)
 {
 	const struct rte_ipv4_hdr *o = (const void *)out, *i = (const void *)in;
@@ -638,12 +701,13 @@ static bool check_snat(const uint8_t *out, const uint8_t *in, uint32_t len)
 	/* Egress ids are config positions here (dataplane/offline.c): direct-snat is 1. */
 	sess = eg_nat_find_out(fx.ctx.nat, EG_NAT_UDP, i->src_addr, rte_be_to_cpu_16(iu->src_port), i->dst_addr, 1);
 	return len > IP4 + UDP && (src == DP_IPV4(192, 0, 2, 100) || src == DP_IPV4(192, 0, 2, 101)) &&
+	       memcmp(out, in, 8) == 0 && o->next_proto_id == i->next_proto_id &&
 	       o->dst_addr == i->dst_addr && o->time_to_live + 1 == i->time_to_live &&
 	       rte_ipv4_cksum(&h) == o->hdr_checksum && sess != EG_NAT_NONE &&
 	       eg_nat_sessions(fx.ctx.nat)[sess].out_port == rte_be_to_cpu_16(ou->src_port) &&
 	       eg_nat_sessions(fx.ctx.nat)[sess].out_addr == o->src_addr && ou->dst_port == iu->dst_port &&
-	       ou->dgram_cksum == 0 && memcmp(out + IP4 + 4, in + IP4 + 4, len - IP4 - 4) == 0 &&
-	       ou->dgram_len == iu->dgram_len;
+	       ou->dgram_len == iu->dgram_len && ou->dgram_cksum != 0 && udp_sum_ok(o, ou) &&
+	       memcmp(out + IP4 + UDP, in + IP4 + UDP, len - IP4 - UDP) == 0;
 }
 
 /* Where a frame's counters live (ledger.h): its egress and policy (-1 for decap, which
@@ -738,40 +802,73 @@ static bool check_one(const struct bench_scenario *s, struct eg_aead_ctx *aead, 
 		if (s->snat)
 			return l2_ok(d, len, gateway_mac, wan) && len == in->len &&
 			       check_snat(d + ETH, in->data + ETH, in->len - ETH);
-		return l2_ok(d, len, gateway_mac, wan) && len == in->len && same_ip(d + ETH, in->data + ETH, in->len - ETH);
+		return l2_ok(d, len, gateway_mac, wan) && len == in->len &&
+		       same_ip(d + ETH, in->data + ETH, in->len - ETH, 1);
 	case BENCH_ENCAP:
 		if (s->tunnel == BENCH_ESP)	/* to the SA's remote, the gateway */
 			return l2_ok(d, len, gateway_mac, wan) &&
 			       check_esp(s, aead, d, len, in->data + ETH, in->len - ETH);
 		return l2_ok(d, len, peer_mac, wan) && check_wg(s, d, len, in->data + ETH, in->len - ETH);
 	case BENCH_DECAP:
-		return l2_ok(d, len, site_mac, lan) && len == in->len && same_ip(d + ETH, in->data + ETH, in->len - ETH);
+		/* forwarded twice: into the tunnel when the inputs were sealed, and out of it */
+		return l2_ok(d, len, site_mac, lan) && len == in->len &&
+		       same_ip(d + ETH, in->data + ETH, in->len - ETH, 2);
 	}
 	return false;
 }
 
+/* Byte i of a frame of len bytes as a broken dataplane would write it: a bit flipped, and
+ * the IPv4 header checksum and a UDP checksum (if the frame carries one) made right for
+ * it again, as a dataplane writing a wrong field would still sum it. Otherwise a check
+ * that only verified the checksums would look as if it read every field they cover. The
+ * checksums' own bytes are left wrong. */
+static void damage(uint8_t *d, uint32_t len, uint32_t i)
+{
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(d + ETH);
+	struct rte_udp_hdr *u = (struct rte_udp_hdr *)(ip + 1);
+	bool ip_sum = i == ETH + 10 || i == ETH + 11, udp_sum = i == ETH + IP4 + 6 || i == ETH + IP4 + 7;
+
+	d[i] ^= 0x01;
+	/* Only where the headers still describe the frame: the sums read what they say. */
+	if (i < ETH || len < ETH + IP4 + UDP || ip->version_ihl != 0x45 ||
+	    rte_be_to_cpu_16(ip->total_length) != len - ETH)
+		return;
+	if (!udp_sum && ip->next_proto_id == IPPROTO_UDP && u->dgram_cksum != 0 &&
+	    rte_be_to_cpu_16(u->dgram_len) == len - ETH - IP4)
+		udp_resum(ip);
+	if (i < ETH + IP4 && !ip_sum) {
+		ip->hdr_checksum = 0;
+		ip->hdr_checksum = rte_ipv4_cksum(ip);
+	}
+}
+
 /* The frame check has to be able to fail, and on every byte of a frame: a copy of one
- * good output frame, with one bit flipped in each byte in turn, must be refused every
- * time. Whatever byte it took (the first version of this found the source MAC, the
- * ethertype and WireGuard's UDP checksum unchecked) a broken dataplane could get wrong
- * unseen. Returns how many bytes it took, the first few named on stderr. */
+ * good output frame, damaged in each byte in turn, must be refused every time. Whatever
+ * byte it took (the first version of this found the source MAC, the ethertype and
+ * WireGuard's UDP checksum unchecked, and with the sums made right again the outer
+ * header's type of service, flags and TTL) a broken dataplane could get wrong unseen.
+ * Only a sealed frame's outer identification may be anything, the worker's own counter.
+ * Returns how many bytes it took, the first few named on stderr. */
 static unsigned check_is_blind(const struct bench_scenario *s, struct eg_aead_ctx *aead, const struct rte_mbuf *m,
 			       const struct frame *in)
 {
 	struct rte_mbuf *c = rte_pktmbuf_copy(m, fx.ctx.pool, 0, UINT32_MAX);
 	uint32_t len = rte_pktmbuf_pkt_len(m);
+	const uint8_t *good = rte_pktmbuf_mtod(m, const uint8_t *);
 	unsigned blind = 0;
 	uint8_t *d;
 
-	if (!c || !rte_pktmbuf_is_contiguous(c))
+	if (!c || !rte_pktmbuf_is_contiguous(c) || !rte_pktmbuf_is_contiguous(m))
 		DIE("%s: no room to copy a frame for the check's own test", s->name);
 	d = rte_pktmbuf_mtod(c, uint8_t *);
 	for (uint32_t i = 0; i < len; i++) {
-		d[i] ^= 0x01;
+		if (s->kind == BENCH_ENCAP && (i == ETH + 4 || i == ETH + 5))
+			continue;
+		damage(d, len, i);
 		if (check_one(s, aead, c, in) && blind++ < 8)
 			fprintf(stderr, "egress-bench: %s: the frame check passed a %" PRIu32 "-byte frame with byte %" PRIu32
 					" damaged\n", s->name, len, i);
-		d[i] ^= 0x01;
+		memcpy(d, good, len);
 	}
 	rte_pktmbuf_free(c);
 	return blind;
