@@ -39,9 +39,10 @@ static inline bool dp_ipv4_cksum_ok(const void *hdr, uint16_t ihl)
 	return ihl == 20 ? dp_ipv4_sum20(hdr) == 0xffff : rte_raw_cksum(hdr, ihl) == 0xffff;
 }
 
-/* The checksum to store for a header (its checksum field zero) that sums to s (RFC 791),
- * as rte_ipv4_cksum gives it: 0, not 0xffff, for a sum of 0xffff. A receiver takes
- * either, but a copy that differs from a full computation is not the same frame. */
+/* The checksum to store for a header (its checksum field zero) that sums to s, as RFC 791
+ * defines it: 0, not 0xffff, for a sum of 0xffff (DPDK 22.11's rte_ipv4_cksum agrees;
+ * some older releases did not). A receiver takes either, but a frame that differs from
+ * what a full computation gives is not the same frame. */
 static inline uint16_t dp_ipv4_cksum_of_sum(uint16_t s)
 {
 	return (uint16_t)~s;

@@ -26,7 +26,8 @@ static struct rte_ipv4_hdr header(uint16_t id, uint8_t ttl)
 		.dst_addr = RTE_BE32(0xc6336401),
 	};
 
-	ip.hdr_checksum = rte_ipv4_cksum(&ip);
+	/* RFC 791's definition, not rte_ipv4_cksum, which some DPDK releases made 0xffff */
+	ip.hdr_checksum = (uint16_t)~rte_raw_cksum(&ip, sizeof(ip));
 	return ip;
 }
 
