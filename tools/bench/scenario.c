@@ -365,12 +365,18 @@ enum {
 };
 
 /* The checksum of a 20-byte IPv4 header whose checksum field is zero, as RFC 791 defines
- * it, so 0 and never 0xffff (older DPDK releases gave 0xffff from
- * rte_ipv4_cksum):
- * the frames are compared byte for byte. */
+ * it: 0, never 0xffff, which some DPDK releases' rte_ipv4_cksum gave. The frames are
+ * compared byte for byte. */
 static uint16_t ip_sum_of(const struct rte_ipv4_hdr *h)
 {
 	return (uint16_t)~rte_raw_cksum(h, IP4);
+}
+
+/* The header checksum of the IPv4 packet at ip, after its header changed. */
+static void ip_resum(struct rte_ipv4_hdr *ip)
+{
+	ip->hdr_checksum = 0;
+	ip->hdr_checksum = ip_sum_of(ip);
 }
 
 /* The UDP checksum of an IPv4/UDP packet at ip, after its ports or addresses changed. */
@@ -399,23 +405,9 @@ static void site_frame(struct frame *f, uint16_t port, uint16_t len, uint32_t sr
 	dp_offline_ipv4_udp(f->data + ETH, src, dst, sport, 7000, payload, pl, seed & 1, (uint16_t)seed);
 	ip = (struct rte_ipv4_hdr *)(f->data + ETH);
 	ip->type_of_service = INPUT_TOS;
-	ip->hdr_checksum = 0;
-	ip->hdr_checksum = ip_sum_of(ip);
+	ip_resum(ip);
 	udp_resum(ip);
 	f->len = len;
-}
-
-/* A UDP checksum after one 16-bit word it covers went from old to new, both as stored
- * (RFC 1624, equation 3): summing the whole datagram again per packet would double the
- * time a 1420-byte lane spends filling its mbufs. Never the all-zero "no checksum". */
-static uint16_t udp_sum_replace(uint16_t sum, uint16_t old, uint16_t new)
-{
-	uint32_t s = (uint32_t)(uint16_t)~sum + (uint16_t)~old + new;
-
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	s = (uint16_t)~s;
-	return s ? (uint16_t)s : 0xffff;
 }
 
 /* Flow f of up to 2^20: a UDP source port (14 bits) and the last byte of the destination. */
@@ -424,16 +416,11 @@ static void set_flow(uint8_t *frame, unsigned f)
 	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(frame + ETH);
 	struct rte_udp_hdr *u = (struct rte_udp_hdr *)(ip + 1);
 	uint32_t dst = rte_be_to_cpu_32(ip->dst_addr);
-	uint16_t sport = u->src_port, dst_lo, new_lo;
 
-	memcpy(&dst_lo, (uint8_t *)&ip->dst_addr + 2, 2);
 	u->src_port = rte_cpu_to_be_16((uint16_t)(1024 + (f & 0x3fff)));
 	ip->dst_addr = rte_cpu_to_be_32((dst & 0xffffff00u) | ((f >> 14) + 1));
-	memcpy(&new_lo, (uint8_t *)&ip->dst_addr + 2, 2);
-	/* The destination is in UDP's pseudo-header: its checksum follows both. */
-	u->dgram_cksum = udp_sum_replace(udp_sum_replace(u->dgram_cksum, sport, u->src_port), dst_lo, new_lo);
-	ip->hdr_checksum = 0;
-	ip->hdr_checksum = ip_sum_of(ip);
+	udp_resum(ip);	/* the destination is in UDP's pseudo-header */
+	ip_resum(ip);
 }
 
 static struct rte_mbuf *to_mbuf(const struct frame *f)
@@ -837,17 +824,14 @@ static void damage(uint8_t *d, uint32_t len, uint32_t i)
 	bool ip_sum = i == ETH + 10 || i == ETH + 11, udp_sum = i == ETH + IP4 + 6 || i == ETH + IP4 + 7;
 
 	d[i] ^= 0x01;
-	/* Only where the headers still describe the frame: the sums read what they say. */
 	if (i < ETH || len < ETH + IP4 + UDP)
 		return;
-	/* The UDP sum reads the lengths: only where they still describe the frame. */
+	/* The UDP sum reads the lengths, so only where they still describe the frame. */
 	if (!udp_sum && ip->version_ihl == 0x45 && rte_be_to_cpu_16(ip->total_length) == len - ETH &&
 	    ip->next_proto_id == IPPROTO_UDP && u->dgram_cksum != 0 && rte_be_to_cpu_16(u->dgram_len) == len - ETH - IP4)
 		udp_resum(ip);
-	if (i < ETH + IP4 && !ip_sum) {	/* the bench's headers are 20 bytes, whatever IHL now says */
-		ip->hdr_checksum = 0;
-		ip->hdr_checksum = ip_sum_of(ip);
-	}
+	if (i < ETH + IP4 && !ip_sum)	/* the bench's headers are 20 bytes, whatever IHL now says */
+		ip_resum(ip);
 }
 
 /* The frame check has to be able to fail, and on every byte of a frame: a copy of one
