@@ -623,6 +623,37 @@ Test(aead, bad_ops_fail_alone)
 	cr_assert_eq(eg_aead_decrypt_burst(&ctx, ops, 0), 0);
 }
 
+/* The same for ChaCha20-Poly1305, which goes to the library's job queue unchecked: a bad
+ * pointer op_valid let through would crash here, not come back as an error. */
+Test(aead, bad_chacha_ops_fail_alone)
+{
+	enum { N = 9 };
+	struct eg_aead_key k;
+	uint8_t raw[32], nonce[12] = { 0 }, aad[8] = { 0 }, pt[N][40], ct[N][40], tag[N][16];
+	struct eg_aead_op ops[N];
+
+	randombytes_buf(raw, sizeof(raw));
+	randombytes_buf(pt, sizeof(pt));
+	cr_assert_eq(eg_aead_key_set(&ctx, &k, CCP, raw, 32), 0);
+	for (unsigned dec = 0; dec < 2; dec++) {
+		for (unsigned i = 0; i < N; i++)
+			ops[i] = (struct eg_aead_op){ &k, nonce, aad, 8, dec ? ct[i] : pt[i], dec ? pt[i] : ct[i],
+						      40, tag[i], 0 };
+		ops[1].key = NULL;	/* and no chacha_key */
+		ops[2].nonce = NULL;
+		ops[3].src = NULL;
+		ops[4].dst = NULL;
+		ops[5].aad = NULL;
+		ops[6].tag = NULL;
+		/* empty, with a raw key: fine */
+		ops[7] = (struct eg_aead_op){ NULL, nonce, NULL, 0, NULL, NULL, 0, tag[7], 0, raw };
+		cr_assert_eq(dec ? eg_aead_decrypt_burst(&ctx, ops, N) : eg_aead_encrypt_burst(&ctx, ops, N), 3);
+		for (unsigned i = 0; i < N; i++)
+			cr_assert_eq(ops[i].status, i == 0 || i == 7 || i == 8 ? 0 : -EINVAL, "op %u", i);
+	}
+	eg_aead_key_wipe(&k);
+}
+
 /* ---- differential: libsodium ----------------------------------------------------- */
 
 static void versus_sodium(enum eg_aead_alg alg)
