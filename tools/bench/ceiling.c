@@ -49,7 +49,10 @@ static void fill_job(IMB_JOB *job, const struct eg_aead_key *k, enum eg_aead_alg
 	}
 }
 
-/* Cycles for rounds bursts of 32 through the job API. */
+/* Cycles for rounds bursts of 32 through the job API, unchecked: the library's fastest
+ * way with jobs. The checked submit took a tenth longer for ChaCha20-Poly1305 at 64 bytes
+ * (about 335 cycles against 303), and one job at a time (IMB_SUBMIT_JOB) came between the
+ * two; a ceiling from either would flatter every ratio against it. */
 static uint64_t run_burst(IMB_MGR *m, const struct eg_aead_key *k, enum eg_aead_alg alg, bool decrypt,
 			  struct bufs *b, uint32_t len, uint32_t aad_len, uint64_t rounds)
 {
@@ -61,7 +64,7 @@ static uint64_t run_burst(IMB_MGR *m, const struct eg_aead_key *k, enum eg_aead_
 
 		for (unsigned j = 0; j < n; j++)
 			fill_job(jobs[j], k, alg, decrypt, b->data[j], b->iv[j], b->aad[j], aad_len, b->tag[j], len);
-		if (IMB_SUBMIT_BURST(m, n, jobs) < n)
+		if (IMB_SUBMIT_BURST_NOCHECK(m, n, jobs) < n)
 			IMB_FLUSH_BURST(m, BURST, jobs);
 	}
 	return rte_rdtsc() - t0;

@@ -11,7 +11,7 @@
 #include "aead.h"
 
 struct bench_ceiling {
-	double burst_mpps;	/* the job API: IMB_GET_NEXT_BURST / IMB_SUBMIT_BURST */
+	double burst_mpps;	/* the job API: IMB_GET_NEXT_BURST / IMB_SUBMIT_BURST_NOCHECK */
 	double direct_mpps;	/* AES-GCM's direct API, one call per buffer (0: not for this algorithm) */
 	double mpps;		/* the better of the two */
 };
