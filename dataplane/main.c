@@ -1,5 +1,6 @@
 /* egress-dataplane: the DPDK primary process. See README "Running it". */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "neigh.h"
 #include "ports.h"
 #include "routes.h"
+#include "runtime_dir.h"
 #include "segment.h"
 #include "service.h"
 #include "telemetry.h"
@@ -98,7 +100,7 @@ int main(int argc, char **argv)
 {
 	const char *config = NULL;
 	struct eg_error err;
-	char **eal = NULL, **eal_made = NULL;
+	char **eal = NULL, **eal_made = NULL, runtime_dir[PATH_MAX];
 	int eal_argc, rc, opt, extra = argc;
 
 	for (int i = 1; i < argc; i++)
@@ -208,7 +210,13 @@ out:
 	dp_nat_service_free();
 	dp_segment_destroy(&ctx);
 out_eal:
+	/* Copied first: the path lives in EAL's configuration. */
+	snprintf(runtime_dir, sizeof(runtime_dir), "%s", rte_eal_get_runtime_dir());
 	rte_eal_cleanup();
+	/* No secondary process can attach to a primary that has gone, so nothing needs the
+	 * directory any more (a crash leaves it; the next start under the same prefix takes
+	 * it over). */
+	dp_runtime_dir_remove(runtime_dir);
 	for (char **s = eal_made; s && *s; s++)
 		free(*s);
 	free(eal_made);

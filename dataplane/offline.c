@@ -1,6 +1,5 @@
 #include "offline.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +26,7 @@
 #include "ports.h"
 #include "reassembly.h"
 #include "routes.h"
+#include "runtime_dir.h"
 #include "segment.h"
 #include "service.h"
 #include "shm.h"
@@ -38,12 +38,6 @@
 enum { MIN_SA_SLOTS = 16, MIN_WG_SLOTS = 8 };
 
 static struct dp_offline *current;	/* for the exit handler */
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
 
 /* At a normal exit everything goes back, so LeakSanitizer reports only what the dataplane
  * lost. */
@@ -87,7 +81,7 @@ static void start_eal(const char *name, unsigned n_ports)
 		DIE("EAL init failed: %s", rte_strerror(rte_errno));
 	/* The runtime directory (config, fbarrays, mp socket) is for secondary processes, and
 	 * there are none: removed now, a crash leaves no directory per pid behind. */
-	nftw(rte_eal_get_runtime_dir(), remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+	dp_runtime_dir_remove(rte_eal_get_runtime_dir());
 }
 
 static void load_config(struct dp_offline *f, const char *name, const char *config_fmt)
