@@ -33,4 +33,6 @@ refuse "--workers: '0'" --workers 0
 refuse "--churn: '10x'" --churn 10x
 refuse "one of --workers, --scaling and --churn" --scaling --churn 1000
 refuse "unexpected argument 'direct'" direct
+refuse "--crypto-perf compares one core's ceiling" --crypto-perf --workers 2
+refuse "--crypto-perf compares one core's ceiling" --crypto-perf --no-ceiling
 exit $((fails > 0))

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# egress-bench --crypto-perf runs DPDK's own tool beside the ceiling: every tunnel case
+# gets its rate in the JSON and a row in the side-by-side table, for AES-GCM and
+# ChaCha20-Poly1305, both directions and IMIX; a missing tool or one whose output has no
+# rate for a length is an error that names it, not a row of zeros. No speed is asserted.
+set -uo pipefail
+BENCH=${1:?usage: bench_crypto_perf.sh EGRESS_BENCH}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fails=0
+
+fail() {
+	echo "FAIL: $*"
+	fails=$((fails + 1))
+}
+
+# The real tool, a few thousand operations per case.
+if ! timeout 240 "$BENCH" --crypto-perf --scenarios direct,esp-gcm128-decap,esp-gcm256-encap,wg-encap,wg-decap \
+	--sizes 64,imix --packets 4096 --repeat 1 --json "$dir/out.json" >"$dir/table" 2>"$dir/err"; then
+	fail "egress-bench --crypto-perf exited $?: $(tail -3 "$dir/err")"
+fi
+python3 - "$dir/out.json" <<'PY' || fails=$((fails + 1))
+import json, sys
+rows = json.load(open(sys.argv[1]))["results"]
+bad = []
+for r in rows:
+    tunnel = r["scenario"] != "direct"
+    rate = r.get("crypto_perf_mpps")
+    if tunnel and not (rate and rate > 0 and r.get("ceiling_over_crypto_perf", 0) > 0):
+        bad.append(f'{r["scenario"]} {r["size"]}: no crypto-perf rate')
+    if not tunnel and rate is not None:
+        bad.append(f'{r["scenario"]} {r["size"]}: a crypto-perf rate for plain forwarding')
+if len(rows) != 10:
+    bad.append(f"{len(rows)} rows, wanted 10")
+for b in bad:
+    print("FAIL:", b)
+sys.exit(1 if bad else 0)
+PY
+rows=$(sed -n '/The ceiling against dpdk-test-crypto-perf/,$p' "$dir/table" | grep -cE '^(esp|wg)-')
+[[ $rows -eq 8 ]] || fail "the side-by-side table has $rows rows, wanted 8"
+
+# No tool on PATH: refused, naming it.
+out=$(timeout 120 env PATH="$dir/none" "$BENCH" --crypto-perf --scenarios wg-encap --sizes 64 --packets 1024 --repeat 1 2>&1)
+rc=$?
+[[ $rc -eq 2 && $out == *"dpdk-test-crypto-perf not found"* ]] || fail "without the tool: exit $rc, said: $out"
+
+# A tool that prints a row for the wrong length: no rate made up for the missing one.
+mkdir -p "$dir/fake"
+cat >"$dir/fake/dpdk-test-crypto-perf" <<'SH'
+#!/bin/sh
+printf '    lcore id    Buf Size  Burst Size    Enqueued    Dequeued  Failed Enq  Failed Deq        MOps        Gbps  Cycles/Buf\n\n'
+printf '           0          99          32        1056        1056           0           0      5.0000      1.0000      400.00\n'
+SH
+chmod +x "$dir/fake/dpdk-test-crypto-perf"
+out=$(timeout 120 env PATH="$dir/fake:$PATH" "$BENCH" --crypto-perf --scenarios wg-encap --sizes 64 --packets 1024 --repeat 1 2>&1)
+rc=$?
+[[ $rc -eq 2 && $out == *"gave no rate for every length"* ]] || fail "with a tool missing a length: exit $rc, said: $out"
+
+# Its runtime directories are gone (dataplane/runtime_dir.h).
+left=$(find /var/run/dpdk "${XDG_RUNTIME_DIR:-/nonexistent}/dpdk" -maxdepth 1 -name 'egress-bench-cp*' 2>/dev/null | wc -l)
+[[ $left -eq 0 ]] || fail "$left dpdk-test-crypto-perf runtime directories left behind"
+
+[[ $fails -eq 0 ]] && echo "ok: --crypto-perf rows, a missing tool and a tool without a length's rate"
+exit $((fails > 0))
