@@ -5,7 +5,8 @@
 #ifndef DP_RUNTIME_DIR_H
 #define DP_RUNTIME_DIR_H
 
-/* Removes the directory path and everything in it; 0, or -1 with errno. */
+/* Removes the directory path and everything in it; 0, or -1 with errno. EINVAL unless
+ * path is BASE/dpdk/PREFIX with a PREFIX other than "", "." and "..". */
 int dp_runtime_dir_remove(const char *path);
 
 #endif

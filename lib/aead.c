@@ -165,13 +165,13 @@ static bool op_valid(const struct eg_aead_ctx *c, const struct eg_aead_op *op)
 
 	if (!op->nonce || !op->tag)
 		return false;
-	if (!k)
-		return op->chacha_key != NULL;
-	if (k->alg != EG_AEAD_AES_GCM_128 && k->alg != EG_AEAD_AES_GCM_256 &&
+	if (!k && !op->chacha_key)
+		return false;
+	if (k && k->alg != EG_AEAD_AES_GCM_128 && k->alg != EG_AEAD_AES_GCM_256 &&
 	    k->alg != EG_AEAD_CHACHA20_POLY1305)
 		return false;
 	/* AES-GCM key schedules are laid out differently per arch */
-	if (k->arch != (uint32_t)c->arch)
+	if (k && k->arch != (uint32_t)c->arch)
 		return false;
 	if (op->len && (!op->src || !op->dst))
 		return false;

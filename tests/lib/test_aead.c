@@ -627,7 +627,7 @@ Test(aead, bad_ops_fail_alone)
  * pointer op_valid let through would crash here, not come back as an error. */
 Test(aead, bad_chacha_ops_fail_alone)
 {
-	enum { N = 9 };
+	enum { N = 11 };
 	struct eg_aead_key k;
 	uint8_t raw[32], nonce[12] = { 0 }, aad[8] = { 0 }, pt[N][40], ct[N][40], tag[N][16];
 	struct eg_aead_op ops[N];
@@ -647,6 +647,9 @@ Test(aead, bad_chacha_ops_fail_alone)
 		ops[6].tag = NULL;
 		/* empty, with a raw key: fine */
 		ops[7] = (struct eg_aead_op){ NULL, nonce, NULL, 0, NULL, NULL, 0, tag[7], 0, raw };
+		/* with a raw key, a message but no buffers, or AAD without a pointer */
+		ops[9] = (struct eg_aead_op){ NULL, nonce, NULL, 0, NULL, NULL, 40, tag[9], 0, raw };
+		ops[10] = (struct eg_aead_op){ NULL, nonce, NULL, 8, pt[10], ct[10], 40, tag[10], 0, raw };
 		cr_assert_eq(dec ? eg_aead_decrypt_burst(&ctx, ops, N) : eg_aead_encrypt_burst(&ctx, ops, N), 3);
 		for (unsigned i = 0; i < N; i++)
 			cr_assert_eq(ops[i].status, i == 0 || i == 7 || i == 8 ? 0 : -EINVAL, "op %u", i);

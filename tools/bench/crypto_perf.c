@@ -66,32 +66,46 @@ static int run_tool(char *const argv[], unsigned main_cpu, unsigned cpu, double 
 	for (;;) {
 		struct pollfd p = {.fd = fds[0], .events = POLLIN};
 		double left = deadline - now_s();
+		int ready;
 		ssize_t n;
 
 		if (left <= 0) {
 			kill(pid, SIGKILL);
 			break;
 		}
-		if (poll(&p, 1, (int)(left * 1000) + 1) < 0 && errno != EINTR)
-			break;
-		if (!(p.revents & (POLLIN | POLLHUP)))
+		ready = poll(&p, 1, (int)(left * 1000) + 1);
+		if (ready < 0 && errno == EINTR)
 			continue;
+		if (ready < 0) {
+			kill(pid, SIGKILL);
+			break;
+		}
+		if (ready == 0)
+			continue;
+		/* Data, hang-up or error alike: read, and end at EOF or a real error. */
 		if (used + 1 < room) {
 			n = read(fds[0], out + used, room - used - 1);
-			if (n <= 0)
-				break;
-			used += (size_t)n;
+			if (n > 0)
+				used += (size_t)n;
 		} else {
 			char sink[4096];	/* past room: drained, so the tool never blocks on us */
 
-			if (read(fds[0], sink, sizeof(sink)) <= 0)
-				break;
+			n = read(fds[0], sink, sizeof(sink));
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n < 0)
+				kill(pid, SIGKILL);
+			break;
 		}
 	}
 	out[used] = '\0';
 	close(fds[0]);
-	if (waitpid(pid, status, 0) != pid)
-		return -1;
+	/* Its output has ended (EOF) or it was killed: it exits now, so this cannot hang. */
+	while (waitpid(pid, status, 0) != pid)
+		if (errno != EINTR)
+			return -1;
 	if (!WIFEXITED(*status))
 		*status = -1;
 	else
@@ -144,8 +158,11 @@ int bench_crypto_perf(const struct bench_crypto_perf_req *req, double *mpps)
 	int status = 0, rc = -1;
 	size_t at = 0;
 
-	if (!out || req->n_lens == 0 || req->n_lens > BENCH_CRYPTO_PERF_MAX_LENS || req->cpu == req->main_cpu)
+	if (!out || req->n_lens == 0 || req->n_lens > BENCH_CRYPTO_PERF_MAX_LENS || req->cpu == req->main_cpu) {
+		fprintf(stderr, "egress-bench: cannot run %s: %s\n", TOOL,
+			!out ? "out of memory" : req->cpu == req->main_cpu ? "its two lcores on one CPU" : "too many lengths");
 		goto done;
+	}
 	snprintf(lcores, sizeof(lcores), "%u,%u", req->main_cpu, req->cpu);
 	snprintf(main_lcore, sizeof(main_lcore), "%u", req->main_cpu);
 	snprintf(prefix, sizeof(prefix), "--file-prefix=egress-bench-cp%d-%u", (int)getpid(), runs++);

@@ -189,12 +189,15 @@ static int crypto_perf_for(const struct bench_scenario *s, const struct bench_si
 	struct bench_crypto_perf_req req = {.alg = s->alg, .decrypt = s->kind == BENCH_DECAP,
 					    .ops = packets / z->n + 32};
 	double rate[BENCH_CRYPTO_PERF_MAX_LENS], per_pattern = 0;
-	unsigned main_lcore = rte_get_main_lcore(), other = rte_get_next_lcore(main_lcore, 1, 0);
+	unsigned main_lcore = rte_get_main_lcore(), other;
 
-	if (other >= RTE_MAX_LCORE) {
+	/* Checked first: with wrap, rte_get_next_lcore loops for ever when the main lcore is
+	 * the only one. */
+	if (rte_lcore_count() < 2) {
 		fprintf(stderr, "egress-bench: --crypto-perf needs a second CPU for the tool's main lcore\n");
 		return -1;
 	}
+	other = rte_get_next_lcore(main_lcore, 1, 1);
 	req.cpu = rte_lcore_to_cpu_id((int)main_lcore);
 	req.main_cpu = rte_lcore_to_cpu_id((int)other);
 	for (unsigned i = 0; i < z->n; i++) {
@@ -203,6 +206,11 @@ static int crypto_perf_for(const struct bench_scenario *s, const struct bench_si
 
 		while (k < req.n_lens && req.lens[k] != len)
 			k++;
+		if (k == BENCH_CRYPTO_PERF_MAX_LENS) {
+			fprintf(stderr, "egress-bench: --crypto-perf: more than %d lengths in size %s\n",
+				BENCH_CRYPTO_PERF_MAX_LENS, z->label);
+			return -1;
+		}
 		if (k == req.n_lens)
 			req.lens[req.n_lens++] = len;
 	}
