@@ -133,11 +133,12 @@ static bool parse_rows(const char *out, const struct bench_crypto_perf_req *req,
 
 	for (unsigned i = 0; i < req->n_lens; i++)
 		mpps[i] = 0;
-	for (const char *line = out; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+	for (const char *line = out, *end; *line; line = end ? end + 1 : line + strlen(line)) {
 		unsigned lcore, len, burst;
 		unsigned long long enq, deq, fail_enq, fail_deq;
 		double mops, gbps, cycles;
 
+		end = strchr(line, '\n');
 		if (sscanf(line, "%u %u %u %llu %llu %llu %llu %lf %lf %lf", &lcore, &len, &burst, &enq, &deq, &fail_enq,
 			   &fail_deq, &mops, &gbps, &cycles) != 10)
 			continue;

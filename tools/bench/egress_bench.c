@@ -189,6 +189,7 @@ static int crypto_perf_for(const struct bench_scenario *s, const struct bench_si
 	struct bench_crypto_perf_req req = {.alg = s->alg, .decrypt = s->kind == BENCH_DECAP,
 					    .ops = packets / z->n + 32};
 	double rate[BENCH_CRYPTO_PERF_MAX_LENS], per_pattern = 0;
+	uint32_t aead[sizeof(z->len) / sizeof(z->len[0])];
 	unsigned main_lcore = rte_get_main_lcore(), other;
 
 	/* Checked first: with wrap, rte_get_next_lcore loops for ever when the main lcore is
@@ -200,37 +201,31 @@ static int crypto_perf_for(const struct bench_scenario *s, const struct bench_si
 	other = rte_get_next_lcore(main_lcore, 1, 1);
 	req.cpu = rte_lcore_to_cpu_id((int)main_lcore);
 	req.main_cpu = rte_lcore_to_cpu_id((int)other);
+	/* The pattern's AEAD lengths, and each distinct one once, in order (the tool wants
+	 * them so): an insertion into the sorted list unless it is there already. */
 	for (unsigned i = 0; i < z->n; i++) {
-		uint32_t len = bench_aead_len(s, z->len[i], &req.aad_len);
+		uint32_t len = aead[i] = bench_aead_len(s, z->len[i], &req.aad_len);
 		unsigned k = 0;
 
-		while (k < req.n_lens && req.lens[k] != len)
+		while (k < req.n_lens && req.lens[k] < len)
 			k++;
-		if (k == BENCH_CRYPTO_PERF_MAX_LENS) {
+		if (k < req.n_lens && req.lens[k] == len)
+			continue;
+		if (req.n_lens == BENCH_CRYPTO_PERF_MAX_LENS) {
 			fprintf(stderr, "egress-bench: --crypto-perf: more than %d lengths in size %s\n",
 				BENCH_CRYPTO_PERF_MAX_LENS, z->label);
 			return -1;
 		}
-		if (k == req.n_lens)
-			req.lens[req.n_lens++] = len;
+		memmove(&req.lens[k + 1], &req.lens[k], (req.n_lens - k) * sizeof(req.lens[0]));
+		req.lens[k] = len;
+		req.n_lens++;
 	}
-	/* The tool wants its lengths in order. */
-	for (unsigned i = 1; i < req.n_lens; i++)
-		for (unsigned j = i; j > 0 && req.lens[j - 1] > req.lens[j]; j--) {
-			uint32_t t = req.lens[j];
-
-			req.lens[j] = req.lens[j - 1];
-			req.lens[j - 1] = t;
-		}
 	if (bench_crypto_perf(&req, rate) != 0)
 		return -1;
-	for (unsigned i = 0; i < z->n; i++) {
-		uint32_t aad, len = bench_aead_len(s, z->len[i], &aad);
-
+	for (unsigned i = 0; i < z->n; i++)
 		for (unsigned k = 0; k < req.n_lens; k++)
-			if (req.lens[k] == len)
+			if (req.lens[k] == aead[i])
 				per_pattern += 1 / rate[k];
-	}
 	*mpps = z->n / per_pattern;
 	return 0;
 }
