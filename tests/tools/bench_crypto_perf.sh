@@ -44,8 +44,11 @@ out=$(timeout 120 env PATH="$dir/none" "$BENCH" --crypto-perf --scenarios wg-enc
 rc=$?
 [[ $rc -eq 2 && $out == *"dpdk-test-crypto-perf not found"* ]] || fail "without the tool: exit $rc, said: $out"
 
-# A tool that prints a good row but for the wrong length (on the right lcore, with every
-# operation done): no rate made up for the missing one.
+# A fake tool, which prints one row for the first length it is asked for, on the right
+# lcore and with every operation done; FAKE_MODE changes one thing about the row:
+#   good: nothing (the control: egress-bench takes its rate);
+#   length: the length is one it was not asked for;
+#   split: the row broken after its ninth field, the tenth on the next line.
 mkdir -p "$dir/fake"
 cat >"$dir/fake/dpdk-test-crypto-perf" <<'SH'
 #!/bin/sh
@@ -54,21 +57,36 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	-l) lcore=${2#*,}; shift ;;
 	--total-ops) ops=$2; shift ;;
+	--buffer-sz) len=${2%%,*}; shift ;;
 	esac
 	shift
 done
+[ "$FAKE_MODE" = length ] && len=99
 printf '    lcore id    Buf Size  Burst Size    Enqueued    Dequeued  Failed Enq  Failed Deq        MOps        Gbps  Cycles/Buf\n\n'
-printf '%12s %11s %11s %11s %11s %11s %11s %11s %11s %11s\n' "$lcore" 99 32 "$ops" "$ops" 0 0 5.0000 1.0000 400.00
+printf '%12s %11s %11s %11s %11s %11s %11s %11s %11s' "$lcore" "$len" 32 "$ops" "$ops" 0 0 5.0000 1.0000
+[ "$FAKE_MODE" = split ] && printf '\n'
+printf ' %11s\n' 400.00
 SH
 chmod +x "$dir/fake/dpdk-test-crypto-perf"
-out=$(timeout 120 env PATH="$dir/fake:$PATH" "$BENCH" --crypto-perf --scenarios wg-encap --sizes 64 --packets 1024 --repeat 1 2>&1)
+fake() {
+	FAKE_MODE=$1 timeout 120 env PATH="$dir/fake:$PATH" "$BENCH" --crypto-perf --scenarios wg-encap --sizes 64 \
+		--packets 1024 --repeat 1 --json "$dir/fake.json" 2>&1
+}
+out=$(fake good)
+rc=$?
+[[ $rc -eq 0 ]] && python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; sys.exit(r["crypto_perf_mpps"] != 5.0)' \
+	"$dir/fake.json" || fail "the fake tool's good row was not taken (the two cases below prove nothing): exit $rc, said: $out"
+out=$(fake length)
 rc=$?
 [[ $rc -eq 2 && $out == *"gave no rate for every length"* ]] || fail "with a tool missing a length: exit $rc, said: $out"
+out=$(fake split)
+rc=$?
+[[ $rc -eq 2 && $out == *"gave no rate for every length"* ]] || fail "with a row split over two lines: exit $rc, said: $out"
 
 # Its runtime directories are gone (dataplane/runtime_dir.h).
 left=$(find /var/run/dpdk "${XDG_RUNTIME_DIR:-/nonexistent}/dpdk" /tmp/dpdk -maxdepth 1 -name 'egress-bench-cp*' \
 	2>/dev/null | wc -l)
 [[ $left -eq 0 ]] || fail "$left dpdk-test-crypto-perf runtime directories left behind"
 
-[[ $fails -eq 0 ]] && echo "ok: --crypto-perf rows, a missing tool and a tool without a length's rate"
+[[ $fails -eq 0 ]] && echo "ok: --crypto-perf rows, a missing tool, a tool without a length's rate or with a split row"
 exit $((fails > 0))

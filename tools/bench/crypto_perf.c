@@ -22,7 +22,7 @@
 
 #define TOOL "dpdk-test-crypto-perf"
 
-enum { OUTPUT_MAX = 1 << 16, EXEC_FAILED = 127 };
+enum { OUTPUT_MAX = 1 << 16, ROW_MAX = 256, EXEC_FAILED = 127 };
 
 static double now_s(void)
 {
@@ -137,10 +137,20 @@ static bool parse_rows(const char *out, const struct bench_crypto_perf_req *req,
 		unsigned lcore, len, burst;
 		unsigned long long enq, deq, fail_enq, fail_deq;
 		double mops, gbps, cycles;
+		char row[ROW_MAX];
+		size_t n;
+		int used = -1;
 
 		end = strchr(line, '\n');
-		if (sscanf(line, "%u %u %u %llu %llu %llu %llu %lf %lf %lf", &lcore, &len, &burst, &enq, &deq, &fail_enq,
-			   &fail_deq, &mops, &gbps, &cycles) != 10)
+		n = end ? (size_t)(end - line) : strlen(line);
+		/* One line at a time, and all of it: sscanf's conversions skip newlines, so over
+		 * the whole output a short line would borrow its missing fields from the next. */
+		if (n >= sizeof(row))
+			continue;
+		memcpy(row, line, n);
+		row[n] = '\0';
+		if (sscanf(row, "%u %u %u %llu %llu %llu %llu %lf %lf %lf %n", &lcore, &len, &burst, &enq, &deq, &fail_enq,
+			   &fail_deq, &mops, &gbps, &cycles, &used) != 10 || row[used] != '\0')
 			continue;
 		for (unsigned i = 0; i < req->n_lens; i++)
 			if (req->lens[i] == len && lcore == req->cpu && deq == req->ops && mops > 0 && mpps[i] == 0) {
