@@ -442,7 +442,7 @@ int main(int argc, char **argv)
 		case 's': scen_list = optarg; break;
 		case 'z': size_list = optarg; break;
 		case 'n': bad_arg |= !number_arg("packets", optarg, 1, UINT64_C(1) << 40, &o.packets); break;
-		case 'f': bad_arg |= !number_arg("flows", optarg, 1, 1u << 20, &v); o.flows = (unsigned)v; break;
+		case 'f': bad_arg |= !number_arg("flows", optarg, 1, BENCH_MAX_FLOWS, &v); o.flows = (unsigned)v; break;
 		case 'r': bad_arg |= !number_arg("repeat", optarg, 1, 100, &v); o.repeat = (unsigned)v; break;
 		case 'R': bad_arg |= !number_arg("rules", optarg, 0, BENCH_MAX_RULES, &v); rules = (unsigned)v; break;
 		case 'T': bad_arg |= !number_arg("tunnels", optarg, 1, BENCH_MAX_TUNNELS, &v); tunnels = (unsigned)v; break;

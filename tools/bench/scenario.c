@@ -423,6 +423,22 @@ static void set_flow(uint8_t *frame, unsigned f)
 	ip_resum(ip);
 }
 
+/* A prime above every flow count (--flows is at most 2^20): multiplying by it modulo the
+ * flow count is a bijection. */
+#define FLOW_SCATTER 1048583u
+_Static_assert(FLOW_SCATTER > BENCH_MAX_FLOWS, "FLOW_SCATTER must be a prime above every flow count");
+
+/* The k-th flow that lane id of lanes sends, of flows in all. Each lane has the flows f
+ * with f % lanes == id, as RSS gives each worker flows of its own (all lanes share them
+ * when there are fewer flows than lanes), taken through FLOW_SCATTER's bijection: in
+ * order, a short run of a million flows never left set_flow's first destination. */
+static unsigned lane_flow(unsigned id, unsigned lanes, unsigned flows, uint64_t k)
+{
+	unsigned f = flows < lanes ? id % flows : id + lanes * (unsigned)(k % ((flows - id + lanes - 1) / lanes));
+
+	return (unsigned)((uint64_t)f * FLOW_SCATTER % flows);
+}
+
 static struct rte_mbuf *to_mbuf(const struct frame *f)
 {
 	struct rte_mbuf *m = rte_pktmbuf_alloc(fx.ctx.pool);
@@ -502,7 +518,8 @@ static void build_inputs(const struct bench_scenario *s, const struct bench_size
 
 	for (unsigned g = 0; g < n; g++) {
 		/* for decap: frame i of lane g % lanes */
-		unsigned i = g / lanes, t = s->kind == BENCH_DECAP ? dealt_tunnel(i, g % lanes, lanes, tunnels) : g % tunnels;
+		unsigned i = s->kind == BENCH_DECAP ? g / lanes : g;
+		unsigned t = s->kind == BENCH_DECAP ? dealt_tunnel(i, g % lanes, lanes, tunnels) : g % tunnels;
 		uint16_t len = z->len[i % z->n];
 		uint32_t net = over_tunnels(s) ? tunnel_net(s, t) : DP_IPV4(10, s->net, 0, 0);
 
@@ -993,10 +1010,13 @@ static int lane_run(void *arg)
 	const struct bench_scenario *s = l->s;
 	const struct eg_shm_hdr *h = fx.ctx.shm.hdr;
 	uint16_t in_port = s->kind == BENCH_DECAP ? wan : lan, out_port = s->kind == BENCH_DECAP ? lan : wan;
-	bool many_flows = s->kind != BENCH_DECAP && l->flows > INPUTS;	/* more than the inputs carry */
+	/* The site frames carry flows 0 .. INPUTS - 1, the same for every lane: more flows, or
+	 * lanes of their own, are written into each mbuf. */
+	bool many_flows = s->kind != BENCH_DECAP && (l->flows > INPUTS || l->lanes > 1);
 	const struct frame *in = s->kind == BENCH_DECAP ? &inputs[l->id * INPUTS] : inputs;
 	const struct frame *plain = s->kind == BENCH_DECAP ? &inners[l->id * INPUTS] : inputs;
-	unsigned next = 0, flow = l->id, sense = 0;
+	unsigned next = 0, sense = 0;
+	uint64_t sent_flows = 0;
 	struct bench_result *r = &l->r;
 
 	eg_shm_quiescent(h, l->w->shm);
@@ -1021,8 +1041,7 @@ static int lane_run(void *arg)
 			fed[j] = &in[next];
 			pkts[j] = to_mbuf(&in[next]);
 			if (many_flows) {
-				flow_of[j] = flow % l->flows;
-				flow += l->lanes;	/* RSS gives each worker flows of its own */
+				flow_of[j] = lane_flow(l->id, l->lanes, l->flows, sent_flows++);
 				set_flow(rte_pktmbuf_mtod(pkts[j], uint8_t *), flow_of[j]);
 			}
 			/* The site-side frame, whose length is the SIZE column, either way: for

@@ -27,6 +27,9 @@ struct bench_scenario {
  * ports, each to 64 remote addresses (the flows set_flow makes). */
 #define BENCH_SNAT_SESSIONS (1u << 20)
 
+/* The most flows --flows takes: all of them NAT sessions in direct-snat. */
+#define BENCH_MAX_FLOWS BENCH_SNAT_SESSIONS
+
 extern const struct bench_scenario bench_scenarios[];
 extern const unsigned bench_n_scenarios;
 
