@@ -42,10 +42,14 @@ def plot(doc):
     def y(v):
         return TOP + plot_h * (1 - min(v, top) / top)
 
+    # The bars are every worker's rate added up: say how many there were.
+    workers = sorted({r.get("workers", 1) for r in rows})
+    on = ("one worker" if workers == [1] else
+          f'{workers[0]} workers' if len(workers) == 1 else f'{workers[0]}-{workers[-1]} workers')
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
            f'font-family="sans-serif" font-size="12">',
            f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-           f'<text x="{LEFT}" y="22" font-size="14">egress-bench: Mpps on one worker by frame size '
+           f'<text x="{LEFT}" y="22" font-size="14">egress-bench: Mpps on {on} by frame size '
            f'(ticks: the reference, {escape(doc.get("mode", "ceiling"))})</text>']
     for i in range(6):
         v = top * i / 5
