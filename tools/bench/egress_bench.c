@@ -69,7 +69,8 @@ static void usage(FILE *f)
 	fprintf(f, " (default all)\n  sizes: 64 512 1420 imix (default all)\n"
 		   "  packets: per scenario and size (default 2000000); flows: UDP flows (default 1024);\n"
 		   "  repeat: runs per case, the fastest reported (default 3);\n"
-		   "  rules: classifier rules of higher priority than the traffic's, none matching it (default 0);\n"
+		   "  rules: classifier rules of higher priority than the traffic's, none matching it (default 0,\n"
+		   "    at most 1000000);\n"
 		   "  tunnels: ESP-128 tunnels and WireGuard peers the esp-gcm128-* and wg-* flows spread over (default 1);\n"
 		   "  workers: workers at once (default 1); scaling: 1 worker against all; churn: table publishes a second;\n"
 		   "  crypto-perf: dpdk-test-crypto-perf beside the ceiling, same lengths and CPU\n");
@@ -491,6 +492,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "egress-bench: --workers %u, but the CPUs allow %u\n", o.workers, bench_workers());
 		return 2;
 	}
+	/* Opened before the run: a file that cannot be written is refused now, not after
+	 * minutes of measuring, and never leaves an old file to be read as this run's. */
+	FILE *json_file = NULL;
+
+	if (json_out && strcmp(json_out, "-") != 0 && !(json_file = fopen(json_out, "w"))) {
+		fprintf(stderr, "egress-bench: --json: cannot write %s: %s\n", json_out, strerror(errno));
+		return 2;
+	}
 	/* Only now, so that a refusal above leaves nothing behind (LeakSanitizer's exit 1
 	 * would hide the refusal's 2). */
 	results = json_array();
@@ -522,6 +531,10 @@ int main(int argc, char **argv)
 				continue;
 			if (measure(&o, s, z, &out) != 0) {
 				json_decref(results);
+				if (json_file) {	/* no half-made file for a plot to read */
+					fclose(json_file);
+					remove(json_out);
+				}
 				return 2;
 			}
 			if (out.c.mpps > 0)
@@ -616,11 +629,15 @@ int main(int argc, char **argv)
 					"churn_rate", (json_int_t)o.churn_rate, "repeat", (json_int_t)o.repeat,
 					"results", results);
 
-		if (strcmp(json_out, "-") == 0)
-			json_dumpf(doc, stdout, JSON_INDENT(2));
-		else if (json_dump_file(doc, json_out, JSON_INDENT(2)) != 0)
-			fprintf(stderr, "egress-bench: cannot write %s\n", json_out);
+		FILE *f = json_file ? json_file : stdout;
+		bool written = json_dumpf(doc, f, JSON_INDENT(2)) == 0 && fputc('\n', f) != EOF;
+
+		written &= json_file ? fclose(json_file) == 0 : fflush(stdout) == 0;
 		json_decref(doc);
+		if (!written) {
+			fprintf(stderr, "egress-bench: --json: cannot write %s: %s\n", json_out, strerror(errno));
+			return 2;
+		}
 	} else {
 		json_decref(results);
 	}

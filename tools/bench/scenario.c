@@ -219,9 +219,15 @@ static char *config_text(unsigned workers, unsigned rules, unsigned tunnels)
 	if (!t)
 		DIE("out of memory");
 
-	/* Rules take room in the table slot: 64 MiB holds a million. */
-	fprintf(t, "%.*s%u%.*s%u%s", (int)(w - cfg_head), cfg_head, workers, (int)(mb - w - 2), w + 2,
-	    rules > 1000 || tunnels > 1 ? 64 : 8, mb + 2);
+	/* Rules take room in the table slot, with their classifier about 115 bytes each (64
+	 * MiB held 560,000 filler rules and not 600,000): 160 bytes each, and 64 MiB at least
+	 * for many rules or tunnels. */
+	unsigned table_mb = rules > 1000 || tunnels > 1 ? 64 : 8;
+
+	if ((uint64_t)rules * 160 >> 20 > table_mb)
+		table_mb = (unsigned)((uint64_t)rules * 160 >> 20) + 1;
+	fprintf(t, "%.*s%u%.*s%u%s", (int)(w - cfg_head), cfg_head, workers, (int)(mb - w - 2), w + 2, table_mb,
+		mb + 2);
 	fprintf(t, " \"ipsec\": {\"sas\": [%s", cfg_sas);
 	for (unsigned i = 0; tunnels > 1 && i < tunnels; i++)
 		for (unsigned in = 0; in < 2; in++)
