@@ -1115,6 +1115,7 @@ struct lane_start {
 };
 
 static unsigned lanes_started;		/* atomic */
+static bool lanes_called_off;		/* atomic: a lane could not be launched */
 
 static int start_together(void *arg)
 {
@@ -1123,6 +1124,10 @@ static int start_together(void *arg)
 	__atomic_add_fetch(&lanes_started, 1, __ATOMIC_ACQ_REL);
 	while (__atomic_load_n(&lanes_started, __ATOMIC_ACQUIRE) < ls->lanes)
 		rte_pause();
+	/* Not run short-handed: lanes meet at barriers (lane_run) and would wait for ever
+	 * for one that never started. */
+	if (__atomic_load_n(&lanes_called_off, __ATOMIC_ACQUIRE))
+		return -1;
 	return ls->fn(ls->arg);
 }
 
@@ -1142,15 +1147,18 @@ int bench_on_lanes(unsigned lanes, int (*fn)(void *), void **args)
 			return -1;
 	}
 	lanes_started = 0;
+	lanes_called_off = false;
 	for (unsigned k = 0; k < lanes; k++)
 		start[k] = (struct lane_start){.fn = fn, .arg = args[k], .lanes = lanes};
 	for (; launched < lanes; launched++)
 		if (rte_eal_remote_launch(start_together, &start[launched], lcores[launched]) != 0)
 			break;
-	/* A lane that could not start leaves the others waiting for it: let them go, but
-	 * not the caller's, and say so. */
+	/* A lane that could not start leaves the others waiting for it: release them without
+	 * running, and say so. */
 	if (launched < lanes) {
+		__atomic_store_n(&lanes_called_off, true, __ATOMIC_RELEASE);
 		__atomic_store_n(&lanes_started, lanes, __ATOMIC_RELEASE);
+		fprintf(stderr, "egress-bench: lcore %u could not be launched\n", lcores[launched]);
 		rc = -1;
 	} else if (start_together(&start[0]) != 0) {
 		rc = -1;
