@@ -80,6 +80,8 @@ int bench_churn_start(unsigned rate)
 	__atomic_store_n(&churn.stop, false, __ATOMIC_RELAXED);
 	if (rte_eal_remote_launch(publisher, NULL, churn.lcore) != 0) {
 		fprintf(stderr, "egress-bench: lcore %u is busy\n", churn.lcore);
+		eg_blob_free(&churn.tables[0]);
+		eg_blob_free(&churn.tables[1]);
 		return -1;
 	}
 	return 0;

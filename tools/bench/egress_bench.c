@@ -574,6 +574,12 @@ int main(int argc, char **argv)
 					(unsigned long long)r->drops, (unsigned long long)r->check_failures,
 					(unsigned long long)r->checked, (unsigned long long)r->counters_differing,
 					(unsigned long long)r->nonces_repeated, (unsigned long long)r->churn.publishes);
+			/* The ratio is of the churn there was: say when it fell short of the rate asked
+			 * for (a short run ends before the publisher gets going). */
+			if (o.mode == MODE_CHURN && (r->churn.timeouts > 0 || pub_s < 0.9 * o.churn_rate))
+				fprintf(stderr, "egress-bench: %s %s: %.0f table publishes a second of the %u asked for, "
+						"%llu timed out; the ratio is against that\n",
+					s->name, z->label, pub_s, o.churn_rate, (unsigned long long)r->churn.timeouts);
 			if (out.workers > 1 && r->overlap < 0.9)
 				fprintf(stderr, "egress-bench: %s %s: the %u workers ran together for %.0f%% of the run only; "
 						"the sum of their rates overstates what they did together\n",
