@@ -20,6 +20,8 @@ enum { CHURN_TIMEOUT_MS = 100 };
 static struct {
 	unsigned rate, lcore;
 	bool stop;				/* atomic */
+	uint64_t start_tsc, stop_tsc;		/* when the publisher was started and when told to
+						 * stop: its rate is over that span */
 	struct eg_blob tables[2];		/* spare up, spare down */
 	struct bench_churn_stats stats;
 } churn;
@@ -27,7 +29,6 @@ static struct {
 static int publisher(void *arg)
 {
 	struct eg_shm_hdr *h = bench_context()->ctx.shm.hdr;
-	uint64_t t0 = rte_rdtsc();
 	struct timespec next;
 
 	(void)arg;
@@ -44,13 +45,19 @@ static int publisher(void *arg)
 			next.tv_sec++;
 		}
 		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
-		if (eg_shm_publish(h, b->data, b->len, CHURN_TIMEOUT_MS, &gen) != 0 ||
-		    eg_shm_wait_grace(h, gen, CHURN_TIMEOUT_MS) != 0)
-			churn.stats.timeouts++;
-		else
+		bool done = eg_shm_publish(h, b->data, b->len, CHURN_TIMEOUT_MS, &gen) == 0 &&
+			    eg_shm_wait_grace(h, gen, CHURN_TIMEOUT_MS) == 0;
+
+		/* A publish the end of the run overtook is neither: the workers stopped passing
+		 * quiescent states when their run ended, and its grace period waited for them
+		 * until the timeout (every run counted one, and its rate took the 100 ms). */
+		if (__atomic_load_n(&churn.stop, __ATOMIC_ACQUIRE))
+			break;
+		if (done)
 			churn.stats.publishes++;
+		else
+			churn.stats.timeouts++;
 	}
-	churn.stats.seconds = (double)(rte_rdtsc() - t0) / (double)rte_get_tsc_hz();
 	return 0;
 }
 
@@ -78,6 +85,7 @@ int bench_churn_start(unsigned rate)
 	churn.rate = rate;
 	memset(&churn.stats, 0, sizeof(churn.stats));
 	__atomic_store_n(&churn.stop, false, __ATOMIC_RELAXED);
+	churn.start_tsc = rte_rdtsc();
 	if (rte_eal_remote_launch(publisher, NULL, churn.lcore) != 0) {
 		fprintf(stderr, "egress-bench: lcore %u is busy\n", churn.lcore);
 		eg_blob_free(&churn.tables[0]);
@@ -89,8 +97,10 @@ int bench_churn_start(unsigned rate)
 
 void bench_churn_stop(struct bench_churn_stats *out)
 {
-	__atomic_store_n(&churn.stop, true, __ATOMIC_RELAXED);
+	churn.stop_tsc = rte_rdtsc();
+	__atomic_store_n(&churn.stop, true, __ATOMIC_RELEASE);
 	rte_eal_wait_lcore(churn.lcore);
+	churn.stats.seconds = (double)(churn.stop_tsc - churn.start_tsc) / (double)rte_get_tsc_hz();
 	*out = churn.stats;
 	eg_blob_free(&churn.tables[0]);
 	eg_blob_free(&churn.tables[1]);
