@@ -145,7 +145,9 @@ static bool parse_rows(const char *out, const struct bench_crypto_perf_req *req,
 		n = end ? (size_t)(end - line) : strlen(line);
 		/* One line at a time, and all of it: sscanf's conversions skip newlines, so over
 		 * the whole output a short line would borrow its missing fields from the next. */
-		if (n >= sizeof(row))
+		/* Digits, points and blanks only: sscanf would take "-1" as a huge count and
+		 * "inf" as a rate. */
+		if (n >= sizeof(row) || strspn(line, " \t0123456789.") != n)
 			continue;
 		memcpy(row, line, n);
 		row[n] = '\0';

@@ -492,6 +492,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "egress-bench: --workers %u, but the CPUs allow %u\n", o.workers, bench_workers());
 		return 2;
 	}
+	/* One worker against one would report a scaling of 1 and pass a check of nothing. */
+	if (o.mode == MODE_SCALING && bench_workers() < 2) {
+		fprintf(stderr, "egress-bench: --scaling needs two workers, but the CPUs allow one\n");
+		return 2;
+	}
 	/* Opened before the run: a file that cannot be written is refused now, not after
 	 * minutes of measuring, and never leaves an old file to be read as this run's. */
 	FILE *json_file = NULL;
