@@ -48,10 +48,11 @@ static int publisher(void *arg)
 		bool done = eg_shm_publish(h, b->data, b->len, CHURN_TIMEOUT_MS, &gen) == 0 &&
 			    eg_shm_wait_grace(h, gen, CHURN_TIMEOUT_MS) == 0;
 
-		/* A publish the end of the run overtook is neither: the workers stopped passing
+		/* A publish the end of the run overtook is no timeout: the workers stopped passing
 		 * quiescent states when their run ended, and its grace period waited for them
-		 * until the timeout (every run counted one, and its rate took the 100 ms). */
-		if (__atomic_load_n(&churn.stop, __ATOMIC_ACQUIRE))
+		 * until the timeout (every run counted one, and its rate took the 100 ms). One
+		 * that completed did reach them. */
+		if (!done && __atomic_load_n(&churn.stop, __ATOMIC_ACQUIRE))
 			break;
 		if (done)
 			churn.stats.publishes++;

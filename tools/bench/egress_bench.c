@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 #include <rte_lcore.h>
@@ -501,9 +502,16 @@ int main(int argc, char **argv)
 	 * minutes of measuring, and never leaves an old file to be read as this run's. */
 	FILE *json_file = NULL;
 
-	if (json_out && strcmp(json_out, "-") != 0 && !(json_file = fopen(json_out, "w"))) {
-		fprintf(stderr, "egress-bench: --json: cannot write %s: %s\n", json_out, strerror(errno));
-		return 2;
+	bool json_regular = false;	/* only a regular file is removed after a failure */
+
+	if (json_out && strcmp(json_out, "-") != 0) {
+		struct stat st;
+
+		if (!(json_file = fopen(json_out, "w"))) {
+			fprintf(stderr, "egress-bench: --json: cannot write %s: %s\n", json_out, strerror(errno));
+			return 2;
+		}
+		json_regular = fstat(fileno(json_file), &st) == 0 && S_ISREG(st.st_mode);
 	}
 	/* Only now, so that a refusal above leaves nothing behind (LeakSanitizer's exit 1
 	 * would hide the refusal's 2). */
@@ -538,7 +546,8 @@ int main(int argc, char **argv)
 				json_decref(results);
 				if (json_file) {	/* no half-made file for a plot to read */
 					fclose(json_file);
-					remove(json_out);
+					if (json_regular)
+						remove(json_out);
 				}
 				return 2;
 			}
@@ -580,8 +589,10 @@ int main(int argc, char **argv)
 					(unsigned long long)r->checked, (unsigned long long)r->counters_differing,
 					(unsigned long long)r->nonces_repeated, (unsigned long long)r->churn.publishes);
 			/* The ratio is of the churn there was: say when it fell short of the rate asked
-			 * for (a short run ends before the publisher gets going). */
-			if (o.mode == MODE_CHURN && (r->churn.timeouts > 0 || pub_s < 0.9 * o.churn_rate))
+			 * for (allowing the first tick, which a short run is mostly made of). */
+			if (o.mode == MODE_CHURN &&
+			    (r->churn.timeouts > 0 ||
+			     (double)(r->churn.publishes + 1) < 0.9 * o.churn_rate * r->churn.seconds))
 				fprintf(stderr, "egress-bench: %s %s: %.0f table publishes a second of the %u asked for, "
 						"%llu timed out; the ratio is against that\n",
 					s->name, z->label, pub_s, o.churn_rate, (unsigned long long)r->churn.timeouts);
@@ -647,6 +658,8 @@ int main(int argc, char **argv)
 		json_decref(doc);
 		if (!written) {
 			fprintf(stderr, "egress-bench: --json: cannot write %s: %s\n", json_out, strerror(errno));
+			if (json_regular)
+				remove(json_out);
 			return 2;
 		}
 	} else {

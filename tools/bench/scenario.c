@@ -429,20 +429,52 @@ static void set_flow(uint8_t *frame, unsigned f)
 	ip_resum(ip);
 }
 
-/* A prime above every flow count (--flows is at most 2^20): multiplying by it modulo the
- * flow count is a bijection. */
-#define FLOW_SCATTER 1048583u
-_Static_assert(FLOW_SCATTER > BENCH_MAX_FLOWS, "FLOW_SCATTER must be a prime above every flow count");
+/* A multiplier for scattering flows flows: about 0.618 of them (the golden ratio's
+ * fraction, whose multiples spread most evenly) and coprime to them, so that multiplying
+ * by it modulo flows is a bijection. A fixed prime above 2^20 was 2^20 + 7, which modulo
+ * any power of two is 7: a million flows' first 16384 reached 7 destinations of 64. */
+static uint64_t flow_scatter(unsigned flows)
+{
+	uint64_t m = (uint64_t)flows * 618034 / 1000000;
+
+	if (m == 0)
+		m = 1;
+	for (;; m++) {	/* ends: flows - 1 and flows are coprime */
+		uint64_t a = m, b = flows;
+
+		while (b) {
+			uint64_t t = a % b;
+
+			a = b;
+			b = t;
+		}
+		if (a == 1)
+			return m;
+	}
+}
 
 /* The k-th flow that lane id of lanes sends, of flows in all. Each lane has the flows f
  * with f % lanes == id, as RSS gives each worker flows of its own (all lanes share them
- * when there are fewer flows than lanes), taken through FLOW_SCATTER's bijection: in
+ * when there are fewer flows than lanes), taken through the scatter's bijection: in
  * order, a short run of a million flows never left set_flow's first destination. */
-static unsigned lane_flow(unsigned id, unsigned lanes, unsigned flows, uint64_t k)
+static unsigned lane_flow(unsigned id, unsigned lanes, unsigned flows, uint64_t scatter, uint64_t k)
 {
 	unsigned f = flows < lanes ? id % flows : id + lanes * (unsigned)(k % ((flows - id + lanes - 1) / lanes));
 
-	return (unsigned)((uint64_t)f * FLOW_SCATTER % flows);
+	return (unsigned)((uint64_t)f * scatter % flows);
+}
+
+/* Flow f of scenario s written into a site frame: over several tunnels its tunnel too
+ * (f % tunnels, the network of its destination), so that a lane's distinct flows are the
+ * flows it is given, not those times the tunnels the frames happened to carry. */
+static void set_scenario_flow(const struct bench_scenario *s, uint8_t *frame, unsigned f)
+{
+	if (over_tunnels(s)) {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(frame + ETH);
+
+		ip->dst_addr = rte_cpu_to_be_32(tunnel_net(s, f % n_tunnels) | 1);
+	}
+	set_flow(frame, f);	/* sums the headers again */
 }
 
 static struct rte_mbuf *to_mbuf(const struct frame *f)
@@ -1022,7 +1054,7 @@ static int lane_run(void *arg)
 	const struct frame *in = s->kind == BENCH_DECAP ? &inputs[l->id * INPUTS] : inputs;
 	const struct frame *plain = s->kind == BENCH_DECAP ? &inners[l->id * INPUTS] : inputs;
 	unsigned next = 0, sense = 0;
-	uint64_t sent_flows = 0;
+	uint64_t sent_flows = 0, scatter = flow_scatter(l->flows);
 	struct bench_result *r = &l->r;
 
 	eg_shm_quiescent(h, l->w->shm);
@@ -1047,8 +1079,8 @@ static int lane_run(void *arg)
 			fed[j] = &in[next];
 			pkts[j] = to_mbuf(&in[next]);
 			if (many_flows) {
-				flow_of[j] = lane_flow(l->id, l->lanes, l->flows, sent_flows++);
-				set_flow(rte_pktmbuf_mtod(pkts[j], uint8_t *), flow_of[j]);
+				flow_of[j] = lane_flow(l->id, l->lanes, l->flows, scatter, sent_flows++);
+				set_scenario_flow(s, rte_pktmbuf_mtod(pkts[j], uint8_t *), flow_of[j]);
 			}
 			/* The site-side frame, whose length is the SIZE column, either way: for
 			 * decap, the one that comes out, not the larger sealed one going in. */
@@ -1071,7 +1103,7 @@ static int lane_run(void *arg)
 
 				if (many_flows) {	/* compare with the flow written into the mbuf */
 					patched = *want;
-					set_flow(patched.data, flow_of[j]);
+					set_scenario_flow(s, patched.data, flow_of[j]);
 					want = &patched;
 				}
 				bool ok = check_one(s, &l->aead, got[j], want);
