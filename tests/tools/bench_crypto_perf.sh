@@ -5,14 +5,7 @@
 # rate for a length is an error that names it, not a row of zeros. No speed is asserted.
 set -uo pipefail
 BENCH=${1:?usage: bench_crypto_perf.sh EGRESS_BENCH}
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-
-fail() {
-	echo "FAIL: $*"
-	fails=$((fails + 1))
-}
+source "$(dirname "$0")/bench_test_lib.sh"
 
 # The real tool, a few thousand operations per case.
 timeout 240 "$BENCH" --crypto-perf --scenarios direct,esp-gcm128-decap,esp-gcm256-encap,wg-encap,wg-decap \

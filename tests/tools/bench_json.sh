@@ -10,14 +10,7 @@
 set -uo pipefail
 BENCH=${1:?usage: bench_json.sh EGRESS_BENCH PLOT_PY}
 PLOT=${2:?usage: bench_json.sh EGRESS_BENCH PLOT_PY}
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-
-fail() {
-	echo "FAIL: $*"
-	fails=$((fails + 1))
-}
+source "$(dirname "$0")/bench_test_lib.sh"
 
 timeout 240 "$BENCH" --check --scenarios direct,esp-gcm128-encap,esp-gcm256-decap,wg-encap,wg-decap \
 	--sizes 64,512,1420,imix --packets 1920 --repeat 1 --json "$dir/out.json" >"$dir/table" 2>"$dir/err"
