@@ -165,13 +165,11 @@ static bool op_valid(const struct eg_aead_ctx *c, const struct eg_aead_op *op)
 
 	if (!op->nonce || !op->tag)
 		return false;
-	if (!k && !op->chacha_key)
-		return false;
-	if (k && k->alg != EG_AEAD_AES_GCM_128 && k->alg != EG_AEAD_AES_GCM_256 &&
-	    k->alg != EG_AEAD_CHACHA20_POLY1305)
-		return false;
-	/* AES-GCM key schedules are laid out differently per arch */
-	if (k && k->arch != (uint32_t)c->arch)
+	/* A key of a known algorithm for this arch (AES-GCM key schedules are laid out
+	 * differently per arch), or a raw ChaCha20-Poly1305 key; either way the checks below. */
+	if (k ? (k->alg != EG_AEAD_AES_GCM_128 && k->alg != EG_AEAD_AES_GCM_256 &&
+		 k->alg != EG_AEAD_CHACHA20_POLY1305) || k->arch != (uint32_t)c->arch
+	      : !op->chacha_key)
 		return false;
 	if (op->len && (!op->src || !op->dst))
 		return false;

@@ -186,10 +186,11 @@ int bench_crypto_perf(const struct bench_crypto_perf_req *req, double *mpps)
 		at += (size_t)snprintf(sizes + at, sizeof(sizes) - at, "%s%u", i ? "," : "", req->lens[i]);
 
 	/* DESIGN.md's command, with this case's algorithm, direction, AAD and lengths. */
+	char *algo = req->alg == EG_AEAD_CHACHA20_POLY1305 ? "chacha20-poly1305" : "aes-gcm";
 	char *const argv[] = {TOOL, "--no-huge", "-m", "256", "--no-pci", "--no-telemetry", "--log-level=1",
 			      "-l", lcores, "--main-lcore", main_lcore, prefix, "--vdev", "crypto_aesni_mb", "--",
 			      "--ptest", "throughput", "--devtype", "crypto_aesni_mb", "--optype", "aead",
-			      "--aead-algo", req->alg == EG_AEAD_CHACHA20_POLY1305 ? "chacha20-poly1305" : "aes-gcm",
+			      "--aead-algo", algo,
 			      "--aead-op", req->decrypt ? "decrypt" : "encrypt", "--aead-key-sz", key_sz,
 			      "--aead-iv-sz", "12", "--aead-aad-sz", aad_sz, "--digest-sz", "16", "--buffer-sz", sizes,
 			      "--burst-sz", "32", "--total-ops", ops, NULL};
@@ -215,7 +216,7 @@ int bench_crypto_perf(const struct bench_crypto_perf_req *req, double *mpps)
 	if (status != 0 || !parse_rows(out, req, mpps)) {
 		fprintf(stderr, "egress-bench: %s %s (%s %s, lengths %s): %s\n", TOOL,
 			status < 0 ? "was killed or timed out" : status ? "failed" : "gave no rate for every length",
-			req->alg == EG_AEAD_CHACHA20_POLY1305 ? "chacha20-poly1305" : "aes-gcm",
+			algo,
 			req->decrypt ? "decrypt" : "encrypt", sizes, last_line(out));
 		goto done;
 	}

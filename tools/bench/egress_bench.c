@@ -412,6 +412,17 @@ static void report_crypto_perf(FILE *tab, json_t *results)
 	}
 }
 
+/* A --json file after a failed run or write: closed if still open (f), and removed if it
+ * is a regular file, so that no half-made file is left for a plot to read (a device or a
+ * symlink given as the file stays). */
+static void json_abandon(FILE *f, const char *path, bool regular)
+{
+	if (f)
+		fclose(f);
+	if (regular)
+		remove(path);
+}
+
 static const char *const reference_name[] = {
 	[MODE_CEILING] = "CEILING", [MODE_SCALING] = "1 WORKER", [MODE_CHURN] = "NO CHURN"};
 static const char *const mode_name[] = {[MODE_CEILING] = "ceiling", [MODE_SCALING] = "scaling", [MODE_CHURN] = "churn"};
@@ -501,7 +512,6 @@ int main(int argc, char **argv)
 	/* Opened before the run: a file that cannot be written is refused now, not after
 	 * minutes of measuring, and never leaves an old file to be read as this run's. */
 	FILE *json_file = NULL;
-
 	bool json_regular = false;	/* only a regular file is removed after a failure */
 
 	if (json_out && strcmp(json_out, "-") != 0) {
@@ -544,11 +554,7 @@ int main(int argc, char **argv)
 				continue;
 			if (measure(&o, s, z, &out) != 0) {
 				json_decref(results);
-				if (json_file) {	/* no half-made file for a plot to read */
-					fclose(json_file);
-					if (json_regular)
-						remove(json_out);
-				}
+				json_abandon(json_file, json_out, json_regular);
 				return 2;
 			}
 			if (out.c.mpps > 0)
@@ -658,8 +664,7 @@ int main(int argc, char **argv)
 		json_decref(doc);
 		if (!written) {
 			fprintf(stderr, "egress-bench: --json: cannot write %s: %s\n", json_out, strerror(errno));
-			if (json_regular)
-				remove(json_out);
+			json_abandon(NULL, json_out, json_regular);	/* closed already */
 			return 2;
 		}
 	} else {

@@ -222,10 +222,10 @@ static char *config_text(unsigned workers, unsigned rules, unsigned tunnels)
 	/* Rules take room in the table slot, with their classifier about 115 bytes each (64
 	 * MiB held 560,000 filler rules and not 600,000): 160 bytes each, and 64 MiB at least
 	 * for many rules or tunnels. */
-	unsigned table_mb = rules > 1000 || tunnels > 1 ? 64 : 8;
+	unsigned table_mb = rules > 1000 || tunnels > 1 ? 64 : 8, rules_mb = (unsigned)((uint64_t)rules * 160 >> 20);
 
-	if ((uint64_t)rules * 160 >> 20 > table_mb)
-		table_mb = (unsigned)((uint64_t)rules * 160 >> 20) + 1;
+	if (rules_mb > table_mb)
+		table_mb = rules_mb + 1;
 	fprintf(t, "%.*s%u%.*s%u%s", (int)(w - cfg_head), cfg_head, workers, (int)(mb - w - 2), w + 2, table_mb,
 		mb + 2);
 	fprintf(t, " \"ipsec\": {\"sas\": [%s", cfg_sas);
@@ -1050,7 +1050,7 @@ static int lane_run(void *arg)
 	uint16_t in_port = s->kind == BENCH_DECAP ? wan : lan, out_port = s->kind == BENCH_DECAP ? lan : wan;
 	/* The site frames carry flows 0 .. INPUTS - 1, the same for every lane: more flows, or
 	 * lanes of their own, are written into each mbuf. */
-	bool many_flows = s->kind != BENCH_DECAP && (l->flows > INPUTS || l->lanes > 1);
+	bool rewrite_flows = s->kind != BENCH_DECAP && (l->flows > INPUTS || l->lanes > 1);
 	const struct frame *in = s->kind == BENCH_DECAP ? &inputs[l->id * INPUTS] : inputs;
 	const struct frame *plain = s->kind == BENCH_DECAP ? &inners[l->id * INPUTS] : inputs;
 	unsigned next = 0, sense = 0;
@@ -1078,7 +1078,7 @@ static int lane_run(void *arg)
 			sent[j] = &plain[next];
 			fed[j] = &in[next];
 			pkts[j] = to_mbuf(&in[next]);
-			if (many_flows) {
+			if (rewrite_flows) {
 				flow_of[j] = lane_flow(l->id, l->lanes, l->flows, scatter, sent_flows++);
 				set_scenario_flow(s, rte_pktmbuf_mtod(pkts[j], uint8_t *), flow_of[j]);
 			}
@@ -1101,7 +1101,7 @@ static int lane_run(void *arg)
 				const struct frame *want = sent[j];
 				struct frame patched;
 
-				if (many_flows) {	/* compare with the flow written into the mbuf */
+				if (rewrite_flows) {	/* compare with the flow written into the mbuf */
 					patched = *want;
 					set_scenario_flow(s, patched.data, flow_of[j]);
 					want = &patched;
