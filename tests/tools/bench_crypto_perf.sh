@@ -72,6 +72,8 @@ rc=$?
 out=$(fake length)
 rc=$?
 [[ $rc -eq 2 && $out == *"gave no rate for every length"* ]] || fail "with a tool missing a length: exit $rc, said: $out"
+# The good run's JSON was opened again by this one, and a failed run leaves none.
+[[ -e $dir/fake.json ]] && fail "a run that failed left its --json file"
 out=$(fake split)
 rc=$?
 [[ $rc -eq 2 && $out == *"gave no rate for every length"* ]] || fail "with a row split over two lines: exit $rc, said: $out"

@@ -35,10 +35,12 @@
  * offline context. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <rte_lcore.h>
@@ -412,15 +414,33 @@ static void report_crypto_perf(FILE *tab, json_t *results)
 	}
 }
 
-/* A --json file after a failed run or write: closed if still open (f), and removed if it
- * is a regular file, so that no half-made file is left for a plot to read (a device or a
- * symlink given as the file stays). */
-static void json_abandon(FILE *f, const char *path, bool regular)
+/* The --json file while this run has not yet written it whole, if it is a regular file
+ * (a device or a symlink given as the file stays). Any way out before then removes it:
+ * a failed case or write, a DIE in the scenarios, or a signal, so that no empty or
+ * half-made file is left for a plot to read as this run's. */
+static const char *json_unfinished;
+
+static void json_remove_unfinished(void)
 {
-	if (f)
-		fclose(f);
-	if (regular)
-		remove(path);
+	if (json_unfinished)
+		unlink(json_unfinished);
+}
+
+static void json_remove_on_signal(int sig)
+{
+	json_remove_unfinished();	/* unlink is async-signal-safe */
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void json_guard(const char *path)
+{
+	static const int signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+	json_unfinished = path;
+	atexit(json_remove_unfinished);
+	for (unsigned i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
+		signal(signals[i], json_remove_on_signal);
 }
 
 static const char *const reference_name[] = {
@@ -512,7 +532,6 @@ int main(int argc, char **argv)
 	/* Opened before the run: a file that cannot be written is refused now, not after
 	 * minutes of measuring, and never leaves an old file to be read as this run's. */
 	FILE *json_file = NULL;
-	bool json_regular = false;	/* only a regular file is removed after a failure */
 
 	if (json_out && strcmp(json_out, "-") != 0) {
 		struct stat st;
@@ -521,7 +540,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "egress-bench: --json: cannot write %s: %s\n", json_out, strerror(errno));
 			return 2;
 		}
-		json_regular = fstat(fileno(json_file), &st) == 0 && S_ISREG(st.st_mode);
+		if (fstat(fileno(json_file), &st) == 0 && S_ISREG(st.st_mode))
+			json_guard(json_out);
 	}
 	/* Only now, so that a refusal above leaves nothing behind (LeakSanitizer's exit 1
 	 * would hide the refusal's 2). */
@@ -554,8 +574,7 @@ int main(int argc, char **argv)
 				continue;
 			if (measure(&o, s, z, &out) != 0) {
 				json_decref(results);
-				json_abandon(json_file, json_out, json_regular);
-				return 2;
+				return 2;	/* the --json file goes at exit */
 			}
 			if (out.c.mpps > 0)
 				ratio = r->mpps / out.c.mpps;
@@ -664,9 +683,9 @@ int main(int argc, char **argv)
 		json_decref(doc);
 		if (!written) {
 			fprintf(stderr, "egress-bench: --json: cannot write %s: %s\n", json_out, strerror(errno));
-			json_abandon(NULL, json_out, json_regular);	/* closed already */
-			return 2;
+			return 2;	/* the --json file goes at exit */
 		}
+		json_unfinished = NULL;
 	} else {
 		json_decref(results);
 	}
